@@ -1,0 +1,54 @@
+# eventpipe: the targets are the interface (`make help`).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STACK := scripts/stack.sh
+PYTEST := $(VENV)/bin/pytest
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status demo test test-unit test-integration test-e2e test-faults test-rules bench lint format
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: ## create .venv and install eventpipe (editable) with dev tools
+	@$(STACK) install
+
+up: ## start the whole local stack natively (installs what is missing; idempotent)
+	@$(STACK) up
+
+down: ## stop the local stack (data under .local/ is kept)
+	@$(STACK) down
+
+status: ## what is running
+	@$(STACK) status
+
+demo: up ## bring the stack up, send realistic traffic, print the resulting tables
+	@$(VENV)/bin/eventpipe demo
+
+test: ## the whole suite (starts what it needs)
+	@$(STACK) up kafka postgres s3 prometheus
+	@$(PYTEST) -q -p no:cacheprovider tests
+
+test-unit: install ## unit tests only (no network)
+	@$(PYTEST) -q tests/unit
+
+test-integration: ## integration tests against the real Kafka, S3 API server and PostgreSQL
+	@$(STACK) up kafka postgres s3
+	@$(PYTEST) -q tests/integration
+
+test-e2e: ## end-to-end tests through the whole local pipeline
+	@$(STACK) up kafka postgres s3 prometheus
+	@$(PYTEST) -q tests/e2e
+
+bench: ## benchmarks on loopback; writes bench/results.json
+	@$(STACK) up kafka postgres s3
+	@$(PY) -m bench
+
+lint: ## ruff lint + format check
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: ## apply ruff formatting and fixes
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .

@@ -1,0 +1,1 @@
+"""The collector: a Segment-compatible HTTP API that publishes validated events to Kafka."""

@@ -1,0 +1,269 @@
+"""The collector's HTTP app: ``create_app(settings)`` wires the real publisher in its lifespan.
+
+A 2xx means every accepted event of the request is acknowledged by Kafka; anything the
+broker did not confirm is a 503 with Retry-After. Bad input is a JSON error and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from eventpipe import strictjson
+from eventpipe.errors import InvalidInput, PayloadTooLarge, PublishError
+from eventpipe.events import EVENT_TYPES
+from eventpipe.ingest import openapi
+from eventpipe.ingest.auth import source_for, write_key_from_header
+from eventpipe.ingest.body import decode_body, read_capped
+from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
+from eventpipe.ingest.metrics import IngestMetrics
+from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
+from eventpipe.ingest.ratelimit import RateLimiter
+from eventpipe.settings import Settings
+from eventpipe.timeutil import utcnow
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("eventpipe.ingest")
+RETRY_AFTER_S = 5
+# 1x1 transparent GIF for the pixel endpoint
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+def error(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"success": False, "error": reason, "detail": detail}, status, headers)
+
+
+class Collector:
+    """Everything a request needs, created once per app in the lifespan."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, metrics: IngestMetrics) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.metrics = metrics
+        self.keys = settings.write_key_map
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.last_publish_failure = 0.0
+
+    def authenticate(self, authorization: str | None, body_key: str | None = None) -> str:
+        source = source_for(write_key_from_header(authorization) or body_key, self.keys)
+        if source is None:
+            raise InvalidInput("unauthorized", "missing or unknown write key (HTTP Basic, key as user name)")
+        return source
+
+    async def handle(self, request: Request, event_type: str | None, raw: bytes | None = None) -> Response:
+        settings = self.settings
+        authorization = request.headers.get("authorization")
+        source = self.authenticate(authorization) if authorization else None
+        if raw is None:
+            raw = await read_capped(request.stream(), settings.max_request_bytes)
+        body_bytes = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
+        self.metrics.request_bytes.observe(len(body_bytes))
+        body = strictjson.loads(body_bytes, settings.max_json_depth)
+        if source is None:  # browsers sending text/plain put the key in the body
+            body_key = body.get("writeKey") if isinstance(body, dict) else None
+            source = self.authenticate(None, body_key if isinstance(body_key, str) else None)
+
+        info = RequestInfo(
+            received_at=utcnow(),
+            source=source,
+            client_ip=request.client.host if request.client else None,
+            max_event_bytes=settings.max_event_bytes,
+            max_batch_events=settings.max_batch_events,
+        )
+        collected = collect(body, event_type, info)
+
+        wait = self.limiter.retry_after(source, len(collected.records), time.monotonic())
+        if wait > 0:
+            self.metrics.events_rejected.labels("rate_limited").inc(len(collected.records))
+            return error(
+                429,
+                "rate_limited",
+                "over this write key's event rate",
+                {"Retry-After": str(max(1, round(wait + 0.5)))},
+            )
+
+        topic = settings.events_topic
+        records = [(topic, key, value) for key, value in collected.records]
+        records += [(settings.deadletter_topic, None, dead_letter(r, info)) for r in collected.rejected]
+        started = time.perf_counter()
+        try:
+            await self.publisher.publish(records)
+        except PublishError:
+            self.metrics.publish_failures.inc()
+            self.last_publish_failure = time.monotonic()
+            log.warning("publish failed", extra={"events": len(records)})
+            return error(
+                503,
+                "unavailable",
+                "events not stored: Kafka did not acknowledge, retry",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        for kind, size in zip(collected.types, collected.sizes, strict=True):
+            self.metrics.events_accepted.labels(source, kind).inc()
+            self.metrics.event_bytes.observe(size)
+        for rejection in collected.rejected:
+            self.metrics.events_rejected.labels(rejection.reason).inc()
+        if collected.rejected:
+            return JSONResponse(
+                {
+                    "success": True,
+                    "accepted": len(collected.records),
+                    "rejected": [r.public() for r in collected.rejected],
+                }
+            )
+        return JSONResponse({"success": True, "accepted": len(collected.records)})
+
+
+class StatusMetricsMiddleware:
+    """Counts every response by route template and status (pure ASGI: cheap)."""
+
+    def __init__(self, app: Callable[..., Any], metrics_of: Callable[[], IngestMetrics | None]) -> None:
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def capture(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            metrics = self.metrics_of()
+            if metrics is not None:
+                route = scope.get("route")
+                metrics.requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()
+
+
+def create_app(
+    settings: Settings, publisher_factory: Callable[[Settings], Publisher] = create_publisher
+) -> FastAPI:
+    metrics = IngestMetrics()
+    state: dict[str, Collector] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        publisher = await asyncio.to_thread(publisher_factory, settings)
+        state["collector"] = Collector(settings, publisher, metrics)
+        log.info("ingest ready", extra={"kafka": settings.kafka_bootstrap, "client": settings.kafka_client})
+        try:
+            yield
+        finally:
+            log.info("draining producer")
+            await asyncio.to_thread(publisher.close)
+
+    app = FastAPI(
+        title="eventpipe collector",
+        version="0.1.0",
+        description="Segment-compatible HTTP Tracking API. Auth: HTTP Basic, write key as user name.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(StatusMetricsMiddleware, metrics_of=lambda: metrics)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        max_age=86400,
+    )
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        if exc.reason == "unauthorized":
+            return error(401, exc.reason, exc.detail, {"WWW-Authenticate": 'Basic realm="eventpipe"'})
+        status = 413 if isinstance(exc, PayloadTooLarge) else 400
+        metrics.events_rejected.labels(exc.reason).inc()
+        return error(status, exc.reason, exc.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
+
+    def add_message_route(kind: str) -> None:
+        async def endpoint(request: Request) -> Response:
+            return await state["collector"].handle(request, kind)
+
+        endpoint.__name__ = f"post_{kind}"
+        app.post(
+            f"/v1/{kind}",
+            summary=f"Record a {kind} call",
+            tags=["tracking"],
+            openapi_extra=openapi.body_spec(openapi.message_schema(kind)),
+            responses=openapi.RESPONSES,
+        )(endpoint)
+
+    for kind in EVENT_TYPES:
+        add_message_route(kind)
+
+    @app.post(
+        "/v1/batch",
+        summary="Record many calls at once",
+        tags=["tracking"],
+        openapi_extra=openapi.body_spec(openapi.BATCH_SCHEMA),
+        responses=openapi.RESPONSES,
+    )
+    async def post_batch(request: Request) -> Response:
+        return await state["collector"].handle(request, None)
+
+    @app.get(
+        "/v1/pixel/{kind}",
+        summary="Record a call from an image request",
+        tags=["tracking"],
+        responses={200: {"content": {"image/gif": {}}}, **openapi.RESPONSES},
+    )
+    async def pixel(request: Request, kind: str, data: str) -> Response:
+        if kind not in EVENT_TYPES:
+            raise InvalidInput("invalid_type", f"type must be one of {', '.join(EVENT_TYPES)}")
+        try:
+            raw = base64.b64decode(
+                data + "=" * (-len(data) % 4),
+                altchars=b"-_" if "-" in data or "_" in data else None,
+                validate=True,
+            )
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput("invalid_body", "data must be base64-encoded JSON") from exc
+        if len(raw) > settings.max_event_bytes:
+            raise PayloadTooLarge("too_large", f"pixel data over {settings.max_event_bytes} bytes")
+        response = await state["collector"].handle(request, kind, raw=raw)
+        if response.status_code != 200:
+            return response
+        return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})
+
+    @app.get("/healthz", tags=["ops"], summary="process alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz", tags=["ops"], summary="Kafka reachable", responses={503: {"description": "not ready"}}
+    )
+    async def readyz() -> Response:
+        reachable = await asyncio.to_thread(broker_reachable, settings.kafka_bootstrap)
+        metrics.kafka_up.set(1 if reachable else 0)
+        collector = state.get("collector")
+        if not reachable or collector is None:
+            return error(503, "not_ready", "Kafka is not reachable", {"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

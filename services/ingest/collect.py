@@ -1,0 +1,133 @@
+"""From a decoded request body to Kafka records (pure: no I/O, the clock is passed in).
+
+A single-event call with an invalid event raises ``InvalidInput`` (HTTP 400). A batch
+keeps its valid events and reports the rest per index; if none is valid it raises too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from eventpipe.errors import InvalidInput, PayloadTooLarge
+from eventpipe.events import normalize, user_key
+from eventpipe.timeutil import parse_ts
+
+
+@dataclass
+class Rejection:
+    index: int
+    reason: str
+    detail: str
+    message: Any  # the original message, kept for the dead-letter topic
+
+    def public(self) -> dict[str, Any]:
+        return {"index": self.index, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass
+class Collected:
+    records: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, value
+    types: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    received_at: datetime
+    source: str
+    client_ip: str | None
+    max_event_bytes: int
+    max_batch_events: int
+
+
+def encode_event(event: dict[str, Any], max_bytes: int) -> bytes:
+    try:
+        value = orjson.dumps(event)
+    except (TypeError, orjson.JSONEncodeError) as exc:  # lone surrogates, mostly
+        raise InvalidInput("invalid_json", "event contains invalid unicode") from exc
+    if len(value) > max_bytes:
+        raise PayloadTooLarge("event_too_large", f"event over {max_bytes} bytes")
+    return value
+
+
+def _one(
+    message: Any, event_type: str | None, info: RequestInfo, batch: dict[str, Any]
+) -> tuple[bytes | None, bytes, str]:
+    event = normalize(
+        message,
+        event_type=event_type,
+        received_at=info.received_at,
+        source=info.source,
+        client_ip=info.client_ip,
+        batch_sent_at=batch.get("sentAt"),
+        batch_context=batch.get("context"),
+    )
+    key = user_key(event)
+    return (key.encode() if key else None), encode_event(event, info.max_event_bytes), event["type"]
+
+
+def _batch_fields(body: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    if body.get("sentAt") is not None:
+        try:
+            fields["sentAt"] = parse_ts(body["sentAt"])
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput("invalid_timestamp", "batch sentAt is not an ISO 8601 timestamp") from exc
+    context = body.get("context")
+    if context is not None:
+        if not isinstance(context, dict):
+            raise InvalidInput("invalid_field", "batch context must be a JSON object")
+        fields["context"] = context
+    return fields
+
+
+def collect(body: Any, event_type: str | None, info: RequestInfo) -> Collected:
+    """``event_type`` is the route's type, or None for ``/v1/batch``."""
+    if not isinstance(body, dict):
+        raise InvalidInput("invalid_body", "body must be a JSON object")
+    out = Collected()
+    if event_type is not None:
+        key, value, kind = _one(body, event_type, info, {})
+        out.records.append((key, value))
+        out.types.append(kind)
+        out.sizes.append(len(value))
+        return out
+
+    messages = body.get("batch")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput("invalid_batch", "batch must be a non-empty array of events")
+    if len(messages) > info.max_batch_events:
+        raise PayloadTooLarge("too_many_events", f"batch over {info.max_batch_events} events")
+    shared = _batch_fields(body)
+    for index, message in enumerate(messages):
+        try:
+            key, value, kind = _one(message, None, info, shared)
+        except InvalidInput as exc:
+            out.rejected.append(Rejection(index, exc.reason, exc.detail, message))
+            continue
+        out.records.append((key, value))
+        out.types.append(kind)
+        out.sizes.append(len(value))
+    if not out.records:
+        first = out.rejected[0]
+        raise InvalidInput(first.reason, f"no valid event in batch; first: #{first.index}: {first.detail}")
+    return out
+
+
+def dead_letter(rejection: Rejection, info: RequestInfo) -> bytes:
+    """The dead-letter record: why, from where, and the message as sent (when encodable)."""
+    record = {
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "source": info.source,
+        "receivedAt": info.received_at.isoformat(),
+        "index": rejection.index,
+    }
+    try:
+        return orjson.dumps({**record, "message": rejection.message})
+    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps({**record, "message": None, "unencodable": True})

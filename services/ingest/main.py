@@ -1,0 +1,31 @@
+"""Entrypoint: ``eventpipe ingest`` runs uvicorn with the app factory."""
+
+from __future__ import annotations
+
+import uvicorn
+from eventpipe import logs
+from eventpipe.ingest.app import create_app
+from eventpipe.settings import get_settings
+from fastapi import FastAPI
+
+
+def app_factory() -> FastAPI:
+    logs.configure()
+    return create_app(get_settings())
+
+
+def serve(workers: int = 1) -> int:
+    settings = get_settings()
+    logs.configure()
+    uvicorn.run(
+        "eventpipe.ingest.main:app_factory",
+        factory=True,
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,  # SIGTERM: drain in-flight requests, then flush Kafka
+        server_header=False,
+    )
+    return 0

@@ -1,0 +1,185 @@
+"""Publishing to Kafka behind one small async interface (adapter).
+
+``publish()`` resolves only once the broker acknowledged every record (``acks=all``,
+idempotent producer), or raises ``PublishError``: a failed or timed-out record's fate is
+unknown, so the HTTP answer is 503 and downstream dedup by ``messageId`` covers a retry.
+The blocking ``send()`` (it can wait for metadata) runs in a thread, never on the loop;
+delivery callbacks from the client's I/O thread are bridged to asyncio futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from eventpipe.errors import PublishError
+from eventpipe.settings import Settings
+
+Record = tuple[str, bytes | None, bytes]  # topic, key, value
+
+
+class Publisher(Protocol):
+    async def publish(self, records: Sequence[Record]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
+    """A TCP connect to any bootstrap broker: cheap, and honest about a dead broker."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class _Bridge:
+    """Counts down one request's deliveries and settles one asyncio future."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.remaining = expected
+        self.lock = threading.Lock()
+
+    def _settle(self, error: BaseException | None) -> None:
+        if self.future.done():
+            return
+        if error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(PublishError(f"broker did not acknowledge: {error!r}"))
+
+    def ok(self, *_: object) -> None:
+        with self.lock:
+            self.remaining -= 1
+            done = self.remaining == 0
+        if done:
+            self.loop.call_soon_threadsafe(self._settle, None)
+
+    def failed(self, error: BaseException) -> None:
+        self.loop.call_soon_threadsafe(self._settle, error)
+
+
+class _ThreadedPublisher:
+    """Shared shape: ``_send_all`` runs in a small thread pool, results come back by callback."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.timeout_s = settings.publish_timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kafka-send")
+
+    def _send_all(self, records: Sequence[Record], bridge: _Bridge) -> None:
+        raise NotImplementedError
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        loop = asyncio.get_running_loop()
+        bridge = _Bridge(loop, len(records))
+        try:
+            await loop.run_in_executor(self._pool, self._send_all, records, bridge)
+            await asyncio.wait_for(bridge.future, self.timeout_s)
+        except PublishError:
+            raise
+        except TimeoutError as exc:
+            raise PublishError(f"no broker acknowledgement within {self.timeout_s}s") from exc
+        except Exception as exc:  # the client's own errors, translated at the boundary
+            raise PublishError(f"send failed: {exc!r}") from exc
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class KafkaPythonPublisher(_ThreadedPublisher):
+    """kafka-python: the supported default."""
+
+    def __init__(self, settings: Settings) -> None:
+        from kafka import KafkaProducer
+
+        super().__init__(settings)
+        timeout_ms = int(settings.publish_timeout_s * 1000)
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="eventpipe-ingest",
+            acks="all",  # explicit: any other value would silently disable idempotence
+            enable_idempotence=True,
+            linger_ms=5,
+            batch_size=512 * 1024,
+            max_request_size=1024 * 1024,
+            max_block_ms=min(5000, timeout_ms),
+            request_timeout_ms=max(1000, timeout_ms - 1000),
+            delivery_timeout_ms=timeout_ms,
+            retry_backoff_ms=100,
+        )
+
+    def _send_all(self, records: Sequence[Record], bridge: _Bridge) -> None:
+        for topic, key, value in records:
+            self._producer.send(topic, key=key, value=value).add_callback(bridge.ok).add_errback(
+                bridge.failed
+            )
+
+    def close(self) -> None:
+        super().close()
+        self._producer.flush(timeout=self.timeout_s)
+        self._producer.close(timeout=self.timeout_s)
+
+
+class ConfluentPublisher(_ThreadedPublisher):
+    """confluent-kafka (librdkafka): native I/O threads outside the GIL."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import Producer
+
+        super().__init__(settings)
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "client.id": "eventpipe-ingest",
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": int(settings.publish_timeout_s * 1000),
+                "queue.buffering.max.kbytes": 65536,
+            }
+        )
+        self._running = True
+        self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while self._running:
+            self._producer.poll(0.05)
+
+    def _send_all(self, records: Sequence[Record], bridge: _Bridge) -> None:
+        def delivered(error: object, _msg: object) -> None:
+            if error is None:
+                bridge.ok()
+            else:
+                bridge.failed(RuntimeError(str(error)))
+
+        for topic, key, value in records:
+            while True:
+                try:
+                    self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                    break
+                except BufferError:  # local queue full: wait for deliveries, bounded by timeout
+                    self._producer.poll(0.05)
+
+    def close(self) -> None:
+        super().close()
+        self._producer.flush(self.timeout_s)
+        self._running = False
+        self._poller.join(timeout=2)
+
+
+def create_publisher(settings: Settings) -> Publisher:
+    if settings.kafka_client == "confluent":
+        return ConfluentPublisher(settings)
+    return KafkaPythonPublisher(settings)

@@ -1,0 +1,86 @@
+"""The ``eventpipe`` command line. Each sub-command imports its service lazily so that
+``eventpipe --help`` stays fast and one service's dependencies never load another's."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from eventpipe.ingest.main import serve
+
+    return serve(workers=args.workers)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from eventpipe.stream.worker import main
+
+    return main()
+
+
+def _loader(args: argparse.Namespace) -> int:
+    from eventpipe.loader.service import main
+
+    return main()
+
+
+def _create_topics(args: argparse.Namespace) -> int:
+    from eventpipe.kafka_admin import create_topics
+    from eventpipe.settings import get_settings
+
+    created = create_topics(get_settings(), wait_s=args.wait)
+    print(f"topics ready ({', '.join(created) or 'all existed'} created)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventpipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="run the HTTP collector (uvicorn)")
+    ingest.add_argument("--workers", type=int, default=1)
+    ingest.set_defaults(handler=_ingest)
+
+    sub.add_parser("stream", help="run a stream worker").set_defaults(handler=_stream)
+    sub.add_parser("loader", help="run the warehouse loader").set_defaults(handler=_loader)
+
+    admin = sub.add_parser("admin", help="operational chores").add_subparsers(
+        dest="admin_command", required=True
+    )
+    topics = admin.add_parser("create-topics", help="create the Kafka topics (idempotent)")
+    topics.add_argument("--wait", type=float, default=30.0, help="seconds to wait for Kafka")
+    topics.set_defaults(handler=_create_topics)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Sub-commands contributed by services (reprocess, experiments, status)."""
+    found = []
+    for module_name in ("eventpipe.loader.commands", "eventpipe.reports.commands"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        found.append(module.register)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

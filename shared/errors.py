@@ -1,0 +1,31 @@
+"""The project's exception tree. Adapters translate library errors into these at the
+boundary (``raise ... from exc``); callers catch these, never a library's own."""
+
+
+class EventpipeError(Exception):
+    """Base of every error eventpipe raises on purpose."""
+
+
+class InvalidInput(EventpipeError):
+    """A client sent something we refuse; ``reason`` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body or event over its size limit (HTTP 413)."""
+
+
+class PublishError(EventpipeError):
+    """The broker did not confirm a record: its fate is unknown (HTTP 503)."""
+
+
+class StorageError(EventpipeError):
+    """The object store failed after bounded retries."""
+
+
+class WarehouseError(EventpipeError):
+    """The warehouse failed after bounded retries."""

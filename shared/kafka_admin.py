@@ -1,0 +1,55 @@
+"""Kafka topic creation (adapter). Partition counts are explicit: the stream's
+parallelism and the per-partition S3 object names depend on them."""
+
+from __future__ import annotations
+
+import time
+
+from eventpipe.settings import Settings
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+WEEK_MS = 7 * 24 * 3600 * 1000
+
+
+def topic_specs(settings: Settings) -> list[NewTopic]:
+    keep_a_week = {"retention.ms": str(WEEK_MS)}
+    return [
+        NewTopic(settings.events_topic, settings.events_partitions, 1, topic_configs=keep_a_week),
+        NewTopic(settings.deadletter_topic, 3, 1, topic_configs=keep_a_week),
+        NewTopic(settings.batches_topic, 3, 1, topic_configs=keep_a_week),
+    ]
+
+
+def _connect(bootstrap: str, wait_s: float) -> KafkaAdminClient:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="eventpipe-admin")
+        except KafkaError:  # no broker answered yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def create_topics(settings: Settings, wait_s: float = 30.0, prefix: str = "") -> list[str]:
+    """Create missing topics; returns the names created. ``prefix`` isolates tests."""
+    admin = _connect(settings.kafka_bootstrap, wait_s)
+    try:
+        existing = set(admin.list_topics())
+        wanted = []
+        for spec in topic_specs(settings):
+            spec.name = prefix + spec.name
+            if spec.name not in existing:
+                wanted.append(spec)
+        created = []
+        for spec in wanted:
+            try:
+                admin.create_topics([spec])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()

@@ -1,0 +1,104 @@
+"""Settings for every service: one pydantic-settings class, prefix ``EVENTPIPE_``.
+
+Defaults are the local stack of DESIGN.md. Nothing is read at import time: call
+``get_settings()`` in an entrypoint (app factory, CLI) and pass the object down.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def parse_write_keys(raw: str) -> dict[str, str]:
+    """``"key1:source1,key2:source2"`` -> ``{"key1": "source1", ...}``."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, source = item.partition(":")
+        if not sep or not key or not source:
+            raise ValueError(f"write key entry must be 'key:source', got an entry of {len(item)} chars")
+        keys[key] = source
+    return keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTPIPE_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+
+    # ingest
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = Field(8080, ge=1, le=65535)
+    write_keys: str = "dev-write-key:dev"
+    rate_limit_per_s: float = Field(0.0, ge=0, description="events/s per write key; 0 = off")
+    rate_limit_burst: float = Field(0.0, ge=0, description="bucket size; 0 = 2 s of rate")
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    max_batch_events: int = 2500
+    max_json_depth: int = 32
+    publish_timeout_s: float = Field(10.0, gt=0, description="below any HTTP client's timeout")
+    kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    events_topic: str = "events"
+    deadletter_topic: str = "events-rejected"
+    batches_topic: str = "batches"
+    events_partitions: int = Field(6, ge=1)
+
+    # S3
+    s3_endpoint: str | None = "http://127.0.0.1:9000"
+    s3_bucket: str = "eventpipe"
+    s3_region: str = "us-east-1"
+    s3_access_key: str = "S3RVER"
+    s3_secret_key: str = "S3RVER"
+    s3_prefix: str = Field("", description="key prefix inside the bucket (tests isolate with it)")
+
+    # stream
+    stream_web_port: int = Field(6066, ge=1, le=65535)
+    stream_app_id: str = "eventpipe-stream"
+    flush_interval_s: float = Field(10.0, gt=0, le=10.0)
+    archive_max_events: int = Field(50_000, ge=1)
+    archive_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    dedup_window_hours: int = Field(48, ge=48)
+
+    # warehouse / loader
+    warehouse_dsn: str = "postgresql://eventpipe:eventpipe@127.0.0.1:5432/eventpipe"
+    warehouse_dialect: Literal["postgres", "redshift"] = "postgres"
+    warehouse_schema: str = "public"
+    redshift_iam_role: str | None = None
+    loader_port: int = Field(8082, ge=1, le=65535)
+    unloaded_alert_minutes: int = 10
+    reprocess_lateness_days: int = Field(1, ge=0)
+    reprocess_hour_utc: int = Field(2, ge=0, le=23)
+    reprocess_runner: Literal["inline", "local", "hadoop", "emr"] = "inline"
+
+    @field_validator("write_keys")
+    @classmethod
+    def _check_write_keys(cls, value: str) -> str:
+        if not parse_write_keys(value):
+            raise ValueError("at least one write key is required (EVENTPIPE_WRITE_KEYS=key:source)")
+        return value
+
+    @model_validator(mode="after")
+    def _no_dev_defaults_in_production(self) -> Settings:
+        if self.env == "production":
+            if "dev-write-key" in self.write_key_map:
+                raise ValueError("dev-write-key must not be used with EVENTPIPE_ENV=production")
+            if "eventpipe:eventpipe@" in self.warehouse_dsn:
+                raise ValueError("the development warehouse password must not be used in production")
+            if self.s3_secret_key == "S3RVER":
+                raise ValueError("set EVENTPIPE_S3_SECRET_KEY in production")
+        return self
+
+    @property
+    def write_key_map(self) -> dict[str, str]:
+        return parse_write_keys(self.write_keys)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
