@@ -1,0 +1,57 @@
+"""The S3 adapter shared by the services: a configured boto3 client and gzip JSONL helpers."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import boto3
+import orjson
+from botocore.config import Config
+from eventpipe.settings import Settings
+
+
+def s3_client(settings: Settings) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint or None,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        ),
+    )
+
+
+def gzip_lines(lines: Iterable[bytes]) -> bytes:
+    """Deterministic gzip (mtime 0): the same lines always give the same bytes."""
+    return gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), mtime=0)
+
+
+def gzip_json_rows(rows: Iterable[dict[str, Any]]) -> bytes:
+    return gzip_lines(orjson.dumps(row) for row in rows)
+
+
+def iter_gzip_lines(body: bytes) -> Iterator[bytes]:
+    for line in gzip.decompress(body).splitlines():
+        if line:
+            yield line
+
+
+def list_keys(client: Any, bucket: str, prefix: str, start_after: str = "") -> Iterator[dict[str, Any]]:
+    """Every object under ``prefix`` (ListObjectsV2 pages), in key order."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    if start_after:
+        kwargs["StartAfter"] = start_after
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        yield from page.get("Contents", [])
+        if not page.get("IsTruncated"):
+            return
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        kwargs.pop("StartAfter", None)
