@@ -1,0 +1,87 @@
+"""Shared fixtures. Each test gets its own Kafka topics, S3 key prefix and warehouse
+schema, so tests never collide (with each other or with a running local stack)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import psycopg2
+import pytest
+from eventpipe.settings import Settings
+
+from tests.stack import Endpoints, resolve
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    with ExitStack() as stack:
+        yield resolve(stack)
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def settings(endpoints: Endpoints, unique: str) -> Settings:
+    """Settings pointing at the real components, with per-test topics and S3 prefix."""
+    return Settings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        s3_endpoint=endpoints.s3_endpoint,
+        s3_access_key=endpoints.s3_access_key,
+        s3_secret_key=endpoints.s3_secret_key,
+        s3_prefix=f"test/{unique}/",
+        warehouse_dsn=endpoints.warehouse_dsn,
+        warehouse_schema=f"t_{unique}",
+        events_topic=f"t-{unique}-events",
+        deadletter_topic=f"t-{unique}-events-rejected",
+        batches_topic=f"t-{unique}-batches",
+        stream_app_id=f"t-{unique}-stream",
+    )
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Iterator[Settings]:
+    """Creates the per-test topics (deleted again afterwards)."""
+    from eventpipe.kafka_admin import create_topics
+    from kafka import KafkaAdminClient
+
+    create_topics(settings, wait_s=30)
+    yield settings
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        admin.delete_topics([settings.events_topic, settings.deadletter_topic, settings.batches_topic])
+    except Exception:  # best effort: a leftover test topic harms nothing
+        pass
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def s3(settings: Settings) -> Any:
+    from eventpipe.s3 import s3_client
+
+    client = s3_client(settings)
+    try:
+        client.head_bucket(Bucket=settings.s3_bucket)
+    except Exception:
+        client.create_bucket(Bucket=settings.s3_bucket)
+    return client
+
+
+@pytest.fixture
+def pg_schema(settings: Settings) -> Iterator[str]:
+    """A fresh warehouse schema for this test, dropped afterwards."""
+    schema = settings.warehouse_schema
+    conn = psycopg2.connect(settings.warehouse_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    yield schema
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    conn.close()
