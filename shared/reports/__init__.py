@@ -1,0 +1,1 @@
+"""Experiment reports, health checks and freshness: from counts to decisions."""
