@@ -1,0 +1,152 @@
+"""The report's SQL, built with ``psycopg2.sql`` composition (pure: no connection needed).
+
+One definition of each number serves both the CLI (parameters as placeholders) and the
+warehouse objects of ``views.py`` (parameters as SQL function arguments), so the CLI and
+a BI tool can never disagree. Semantics (DESIGN.md "Metrics semantics"):
+
+- user key: ``user_id``, else ``anonymous_id``;
+- exposure: track ``Experiment Viewed`` with ``experiment_id``/``variation_id``
+  properties (fallback ``experiment_name``/``variation_name``), scalar and non-empty;
+- goal event: a track whose ``event`` is the goal, or a page/screen call when the goal is
+  ``page``/``screen``; an ``Experiment Viewed`` goal counts only exposures to the
+  experiment itself;
+- converter: an assigned user with a goal event at or after their first exposure.
+
+PostgreSQL dialect (``jsonb``). Redshift (``SUPER``) needs its own property accessor.
+"""
+
+from __future__ import annotations
+
+from psycopg2 import sql
+
+EXPOSURE_EVENT = "Experiment Viewed"
+USER_KEY = sql.SQL("coalesce(nullif(e.user_id, ''), e.anonymous_id)")
+
+
+def table(schema: str, name: str) -> sql.Composable:
+    return sql.Identifier(schema, name)
+
+
+def _prop(name: str) -> sql.Composable:
+    """A scalar property as text, like ``eventpipe.definitions._as_id`` (objects,
+    arrays, booleans and empty strings are absent)."""
+    return sql.SQL(
+        "CASE WHEN jsonb_typeof(e.properties -> {k}) IN ('string', 'number') "
+        "THEN nullif(e.properties ->> {k}, '') END"
+    ).format(k=sql.Literal(name))
+
+
+def _exposure_experiment() -> sql.Composable:
+    return sql.SQL("coalesce({}, {})").format(_prop("experiment_id"), _prop("experiment_name"))
+
+
+def _exposure_variant() -> sql.Composable:
+    return sql.SQL("coalesce({}, {})").format(_prop("variation_id"), _prop("variation_name"))
+
+
+def exposures(schema: str) -> sql.Composable:
+    """Every valid exposure: ``message_id, experiment_id, variant, user_key, timestamp, received_at``."""
+    return sql.SQL(
+        "SELECT x.* FROM (SELECT e.message_id, {exp} AS experiment_id, {var} AS variant, "
+        '{uk} AS user_key, e."timestamp", e.received_at FROM {events} e '
+        "WHERE e.type = 'track' AND e.event = {exposure}) x "
+        "WHERE x.experiment_id IS NOT NULL AND x.variant IS NOT NULL"
+    ).format(
+        exp=_exposure_experiment(),
+        var=_exposure_variant(),
+        uk=USER_KEY,
+        events=table(schema, "events"),
+        exposure=sql.Literal(EXPOSURE_EVENT),
+    )
+
+
+def _goal_match(experiment: sql.Composable, goal: sql.Composable) -> sql.Composable:
+    return sql.SQL(
+        "((e.type = 'track' AND e.event = {goal}) OR (e.type IN ('page', 'screen') AND e.type = {goal})) "
+        "AND (e.type <> 'track' OR e.event <> {exposure} OR ({exp} = {experiment} AND {var} IS NOT NULL))"
+    ).format(
+        goal=goal,
+        exposure=sql.Literal(EXPOSURE_EVENT),
+        exp=_exposure_experiment(),
+        var=_exposure_variant(),
+        experiment=experiment,
+    )
+
+
+def variant_counts(schema: str, experiment: sql.Composable, goal: sql.Composable) -> sql.Composable:
+    """``variant, users, converters, rate`` of one experiment and goal, by variant."""
+    return sql.SQL(
+        'WITH goal AS (SELECT {uk} AS user_key, max(e."timestamp") AS last_at FROM {events} e '
+        "WHERE {match} GROUP BY 1) "
+        "SELECT a.variant, count(*)::bigint AS users, "
+        "sum(CASE WHEN g.last_at >= a.first_exposed_at THEN 1 ELSE 0 END)::bigint AS converters, "
+        "avg(CASE WHEN g.last_at >= a.first_exposed_at THEN 1.0 ELSE 0.0 END)::double precision AS rate "
+        "FROM {assignments} a LEFT JOIN goal g ON g.user_key = a.user_key "
+        "WHERE a.experiment_id = {experiment} GROUP BY a.variant ORDER BY a.variant"
+    ).format(
+        uk=USER_KEY,
+        events=table(schema, "events"),
+        match=_goal_match(experiment, goal),
+        assignments=table(schema, "experiment_assignments"),
+        experiment=experiment,
+    )
+
+
+def conversions_all(schema: str) -> sql.Composable:
+    """``experiment_id, variant, event, converters`` for every goal event at once (the BI view)."""
+    return sql.SQL(
+        'WITH goal AS (SELECT user_key, event, exposure_experiment, max("timestamp") AS last_at FROM ('
+        "SELECT {uk} AS user_key, CASE WHEN e.type = 'track' THEN e.event ELSE e.type END AS event, "
+        "CASE WHEN e.type = 'track' AND e.event = {exposure} AND {var} IS NOT NULL THEN {exp} END "
+        'AS exposure_experiment, e."timestamp" FROM {events} e '
+        "WHERE e.type IN ('track', 'page', 'screen')) u WHERE event IS NOT NULL GROUP BY 1, 2, 3) "
+        "SELECT a.experiment_id, a.variant, g.event, count(*)::bigint AS converters "
+        "FROM {assignments} a JOIN goal g ON g.user_key = a.user_key AND g.last_at >= a.first_exposed_at "
+        "AND (g.event <> {exposure} OR g.exposure_experiment = a.experiment_id) "
+        "GROUP BY 1, 2, 3"
+    ).format(
+        uk=USER_KEY,
+        exposure=sql.Literal(EXPOSURE_EVENT),
+        var=_exposure_variant(),
+        exp=_exposure_experiment(),
+        events=table(schema, "events"),
+        assignments=table(schema, "experiment_assignments"),
+    )
+
+
+def variant_users_all(schema: str) -> sql.Composable:
+    return sql.SQL(
+        "SELECT experiment_id, variant, count(*)::bigint AS users, min(first_exposed_at) AS first_exposed_at "
+        "FROM {assignments} GROUP BY 1, 2"
+    ).format(assignments=table(schema, "experiment_assignments"))
+
+
+def multi_exposure(schema: str, experiment: sql.Composable) -> sql.Composable:
+    """``multi, exposed``: users who saw more than one variant, and all exposed users."""
+    return sql.SQL(
+        "SELECT coalesce(sum(CASE WHEN n > 1 THEN 1 ELSE 0 END), 0)::bigint, count(*)::bigint FROM "
+        "(SELECT user_key, count(DISTINCT variant) AS n FROM ({exposures}) x "
+        "WHERE experiment_id = {experiment} GROUP BY user_key) u"
+    ).format(exposures=exposures(schema), experiment=experiment)
+
+
+def experiment_list(schema: str) -> sql.Composable:
+    """Per experiment: variants, exposures, exposed users, first and last exposure."""
+    return sql.SQL(
+        "SELECT experiment_id, array_agg(DISTINCT variant ORDER BY variant), count(*)::bigint, "
+        'count(DISTINCT user_key)::bigint, min("timestamp"), max("timestamp") '
+        "FROM ({exposures}) x GROUP BY experiment_id ORDER BY experiment_id"
+    ).format(exposures=exposures(schema))
+
+
+def experiment_known(schema: str, experiment: sql.Composable) -> sql.Composable:
+    """``assigned, exposed, first_exposed_at``: is the experiment anywhere, and since when."""
+    return sql.SQL(
+        "SELECT (SELECT count(*) FROM {assignments} WHERE experiment_id = {experiment})::bigint, "
+        "EXISTS (SELECT 1 FROM ({exposures}) x WHERE experiment_id = {experiment}), "
+        "(SELECT min(first_exposed_at) FROM {assignments} WHERE experiment_id = {experiment})"
+    ).format(
+        assignments=table(schema, "experiment_assignments"),
+        exposures=exposures(schema),
+        experiment=experiment,
+    )

@@ -1,0 +1,55 @@
+"""Experiment results as warehouse objects, for analysts who never run the CLI.
+
+``ensure_report_views(conn, schema)`` creates or replaces, idempotently and in one
+transaction (serialised by an advisory lock, so concurrent callers don't collide):
+
+- view ``experiment_exposures``: one row per valid exposure event
+  (``message_id, experiment_id, variant, user_key, timestamp, received_at``);
+- view ``experiment_variant_users``: ``experiment_id, variant, users, first_exposed_at``;
+- view ``experiment_conversions``: ``experiment_id, variant, event, converters`` for every
+  engagement event name (Grafana: ``WHERE experiment_id = $exp AND event = $goal``);
+- function ``experiment_results(experiment text, goal text)`` returning
+  ``variant, users, converters, rate``: exactly the counts of ``eventpipe experiments
+  report`` (same SQL, see ``sqlbuild.variant_counts``).
+
+Needs the contract tables ``events`` and ``experiment_assignments`` to exist: call it from
+the loader's migrations after creating them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventpipe.reports import sqlbuild
+from psycopg2 import sql
+
+_LOCK_KEY = 0x65766E74  # arbitrary, constant: "evnt"
+
+
+def statements(schema: str, conn: Any) -> list[sql.Composable]:
+    """The DDL, in order (the function body is rendered with the connection's quoting)."""
+    body = sqlbuild.variant_counts(schema, sql.SQL("p_experiment"), sql.SQL("p_goal")).as_string(conn)
+    return [
+        sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(
+            sqlbuild.table(schema, "experiment_exposures"), sqlbuild.exposures(schema)
+        ),
+        sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(
+            sqlbuild.table(schema, "experiment_variant_users"), sqlbuild.variant_users_all(schema)
+        ),
+        sql.SQL("CREATE OR REPLACE VIEW {} AS {}").format(
+            sqlbuild.table(schema, "experiment_conversions"), sqlbuild.conversions_all(schema)
+        ),
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {}(p_experiment text, p_goal text) "
+            "RETURNS TABLE (variant text, users bigint, converters bigint, rate double precision) "
+            "LANGUAGE sql STABLE AS {}"
+        ).format(sqlbuild.table(schema, "experiment_results"), sql.Literal(body)),
+    ]
+
+
+def ensure_report_views(conn: Any, schema: str) -> None:
+    """Create or replace the report views and function (idempotent; commits)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        for statement in statements(schema, conn):
+            cur.execute(statement)

@@ -1,0 +1,118 @@
+"""Warehouse adapter of the reports: runs ``sqlbuild``'s queries, returns plain values.
+
+Read-only. Missing tables are facts ("unknown"), not errors: a fresh warehouse, or one
+whose nightly job never ran, still gets a report. psycopg2 errors become
+``WarehouseError`` at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import psycopg2
+from eventpipe.errors import WarehouseError
+from eventpipe.reports import sqlbuild
+from eventpipe.reports.analysis import MultiExposure
+from eventpipe.reports.errors import UnknownExperiment
+from eventpipe.reports.freshness import LoadFacts
+from eventpipe.reports.stats import VariantCounts
+from psycopg2 import sql
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    experiment_id: str
+    variants: list[str]
+    exposures: int
+    exposed_users: int
+    first_exposure: datetime
+    last_exposure: datetime
+
+
+@contextmanager
+def connect(dsn: str) -> Iterator[Any]:
+    try:
+        conn = psycopg2.connect(dsn, connect_timeout=5)
+    except psycopg2.Error as exc:
+        raise WarehouseError(f"cannot connect to the warehouse: {exc}".strip()) from exc
+    try:
+        conn.set_session(readonly=True, autocommit=True)
+        yield conn
+    finally:
+        conn.close()
+
+
+def _rows(conn: Any, query: sql.Composable, params: dict[str, Any] | None = None) -> list[tuple]:
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+    except psycopg2.Error as exc:
+        raise WarehouseError(f"warehouse query failed: {exc}".strip()) from exc
+
+
+def has_table(conn: Any, schema: str, name: str) -> bool:
+    query = sql.SQL("SELECT to_regclass(format('%%I.%%I', %(s)s::text, %(n)s::text))")
+    found = _rows(conn, query, {"s": schema, "n": name})
+    return found[0][0] is not None
+
+
+def _require(conn: Any, schema: str, *names: str) -> None:
+    missing = [n for n in names if not has_table(conn, schema, n)]
+    if missing:
+        raise WarehouseError(f"warehouse schema {schema!r} lacks {', '.join(missing)} (loader not run yet?)")
+
+
+_EXPERIMENT = sql.Placeholder("experiment")
+
+
+def experiment_start(conn: Any, schema: str, experiment: str) -> datetime | None:
+    """First exposure of the experiment; raises ``UnknownExperiment`` when it has none."""
+    _require(conn, schema, "events", "experiment_assignments")
+    assigned, exposed, first = _rows(
+        conn, sqlbuild.experiment_known(schema, _EXPERIMENT), {"experiment": experiment}
+    )[0]
+    if not assigned and not exposed:
+        raise UnknownExperiment(
+            f"unknown experiment {experiment!r}: no exposure or assignment in the warehouse "
+            "(see `eventpipe experiments list`)"
+        )
+    return first
+
+
+def variant_counts(conn: Any, schema: str, experiment: str, goal: str) -> list[VariantCounts]:
+    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sql.Placeholder("goal"))
+    rows = _rows(conn, query, {"experiment": experiment, "goal": goal})
+    return [VariantCounts(variant, int(users), int(converters)) for variant, users, converters, _ in rows]
+
+
+def multi_exposure(conn: Any, schema: str, experiment: str) -> MultiExposure:
+    multi, exposed = _rows(conn, sqlbuild.multi_exposure(schema, _EXPERIMENT), {"experiment": experiment})[0]
+    return MultiExposure(int(multi), int(exposed))
+
+
+def experiments(conn: Any, schema: str) -> list[ExperimentSummary]:
+    _require(conn, schema, "events")
+    return [
+        ExperimentSummary(exp, list(variants), int(n), int(users), first, last)
+        for exp, variants, n, users, first, last in _rows(conn, sqlbuild.experiment_list(schema))
+    ]
+
+
+def load_facts(conn: Any, schema: str) -> LoadFacts:
+    newest_received = newest_loaded = loaded = None
+    final: set[date] | None = None
+    if has_table(conn, schema, "events"):
+        q = sql.SQL("SELECT max(received_at) FROM {}").format(sqlbuild.table(schema, "events"))
+        newest_received = _rows(conn, q)[0][0]
+    if has_table(conn, schema, "load_ledger"):
+        q = sql.SQL("SELECT max(loaded_at), count(*) FROM {}").format(sqlbuild.table(schema, "load_ledger"))
+        newest_loaded, loaded = _rows(conn, q)[0]
+    if has_table(conn, schema, "day_status"):
+        q = sql.SQL("SELECT day FROM {} WHERE is_final").format(sqlbuild.table(schema, "day_status"))
+        final = {row[0] for row in _rows(conn, q)}
+    return LoadFacts(newest_received, newest_loaded, loaded, final)
