@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     reprocess_lateness_days: int = Field(1, ge=0)
     reprocess_hour_utc: int = Field(2, ge=0, le=23)
     reprocess_runner: Literal["inline", "local", "hadoop", "emr"] = "inline"
+    reprocess_lookback_days: int = Field(3, ge=1, description="closed days the scheduler re-checks")
+    reprocess_mrjob_conf: str | None = Field(None, description="mrjob.conf for -r emr/hadoop")
+    emr_instance_type: str | None = Field(None, description="overrides mrjob.conf's instance_type")
+    emr_core_instances: int | None = Field(None, ge=1, description="overrides num_core_instances")
+    emr_log_uri: str | None = Field(None, description="s3:// URI for EMR logs (cloud_log_dir)")
 
     @field_validator("write_keys")
     @classmethod
