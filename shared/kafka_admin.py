@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 
-from eventpipe.settings import Settings
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from eventpipe.settings import Settings
 
 WEEK_MS = 7 * 24 * 3600 * 1000
 

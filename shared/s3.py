@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import orjson
 from botocore.config import Config
+
 from eventpipe.settings import Settings
 
 

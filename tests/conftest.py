@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg2
 import pytest
-from eventpipe.settings import Settings
 
+from eventpipe.settings import Settings
 from tests.stack import Endpoints, resolve
 
 
@@ -47,8 +47,9 @@ def settings(endpoints: Endpoints, unique: str) -> Settings:
 @pytest.fixture
 def topics(settings: Settings) -> Iterator[Settings]:
     """Creates the per-test topics (deleted again afterwards)."""
-    from eventpipe.kafka_admin import create_topics
     from kafka import KafkaAdminClient
+
+    from eventpipe.kafka_admin import create_topics
 
     create_topics(settings, wait_s=30)
     yield settings

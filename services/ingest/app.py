@@ -15,6 +15,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from eventpipe import strictjson
 from eventpipe.errors import InvalidInput, PayloadTooLarge, PublishError
 from eventpipe.events import EVENT_TYPES
@@ -27,11 +33,6 @@ from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publi
 from eventpipe.ingest.ratelimit import RateLimiter
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
-from fastapi import FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("eventpipe.ingest")
 RETRY_AFTER_S = 5

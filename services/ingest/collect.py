@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
 from eventpipe.errors import InvalidInput, PayloadTooLarge
 from eventpipe.events import normalize, user_key
 from eventpipe.timeutil import parse_ts

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
+
 from eventpipe import logs
 from eventpipe.ingest.app import create_app
 from eventpipe.settings import get_settings
-from fastapi import FastAPI
 
 
 def app_factory() -> FastAPI:

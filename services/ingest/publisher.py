@@ -179,7 +179,46 @@ class ConfluentPublisher(_ThreadedPublisher):
         self._poller.join(timeout=2)
 
 
-def create_publisher(settings: Settings) -> Publisher:
+def _connect(settings: Settings) -> Publisher:
     if settings.kafka_client == "confluent":
         return ConfluentPublisher(settings)
     return KafkaPythonPublisher(settings)
+
+
+class LazyPublisher:
+    """Connects in the background, so the collector starts (and answers /healthz, and 503s)
+    while Kafka is down; publishes wait for the connection within the publish timeout."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-connect")
+        self._connecting = self._pool.submit(self._connect_until_done)
+        self._closed = threading.Event()
+
+    def _connect_until_done(self) -> Publisher:
+        while True:
+            try:
+                return _connect(self.settings)
+            except Exception:  # broker down at start-up: keep trying, requests get 503 meanwhile
+                if self._closed.wait(1.0):
+                    raise
+                continue
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        try:
+            inner = await asyncio.wait_for(
+                asyncio.wrap_future(self._connecting), self.settings.publish_timeout_s
+            )
+        except TimeoutError as exc:
+            raise PublishError("not connected to Kafka yet") from exc
+        await inner.publish(records)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._connecting.done() and self._connecting.exception() is None:
+            self._connecting.result().close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def create_publisher(settings: Settings) -> Publisher:
+    return LazyPublisher(settings)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.console import Console
+
 from eventpipe.errors import WarehouseError
 from eventpipe.reports.analysis import MIN_USERS
 from eventpipe.reports.errors import ReportError
-from rich.console import Console
 
 EXIT_WAREHOUSE, EXIT_REQUEST = 1, 2
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
+from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
+
 from eventpipe.errors import WarehouseError
 from eventpipe.keys import RAW_PREFIX
 from eventpipe.reports.freshness import DOWN, OK, STALE, UNKNOWN, StageStatus, age_text
 from eventpipe.settings import Settings
-from kafka.errors import KafkaError
-from prometheus_client.parser import text_string_to_metric_families
 
 TIMEOUT_S = 3.0
 

@@ -6,12 +6,13 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from eventpipe.reports.analysis import ALPHA, Report, verdict
 from eventpipe.reports.freshness import OK, STALE, UNKNOWN
 from eventpipe.reports.service import Status
 from eventpipe.reports.warehouse import ExperimentSummary
-from rich.console import Console
-from rich.table import Table
 
 _STATE_STYLE = {OK: "green", STALE: "yellow", UNKNOWN: "magenta"}
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventpipe.reports import sqlbuild
 from psycopg2 import sql
+
+from eventpipe.reports import sqlbuild
 
 _LOCK_KEY = 0x65766E74  # arbitrary, constant: "evnt"
 

@@ -14,13 +14,14 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg2
+from psycopg2 import sql
+
 from eventpipe.errors import WarehouseError
 from eventpipe.reports import sqlbuild
 from eventpipe.reports.analysis import MultiExposure
 from eventpipe.reports.errors import UnknownExperiment
 from eventpipe.reports.freshness import LoadFacts
 from eventpipe.reports.stats import VariantCounts
-from psycopg2 import sql
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+"""Collector parts without I/O: auth, rate limits, bodies, request collection."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from eventpipe.errors import InvalidInput, PayloadTooLarge
+from eventpipe.ingest.auth import source_for, write_key_from_header
+from eventpipe.ingest.body import decode_body
+from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
+from eventpipe.ingest.ratelimit import RateLimiter
+
+INFO = RequestInfo(datetime(2026, 11, 26, tzinfo=UTC), "dev", "127.0.0.1", 32 * 1024, 2500)
+
+
+def basic(key: str) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def test_write_key_from_basic_auth():
+    assert write_key_from_header(basic("k1")) == "k1"
+    assert write_key_from_header("Bearer abc") is None
+    assert write_key_from_header("Basic !!!") is None
+    assert write_key_from_header(None) is None
+
+
+def test_source_lookup():
+    keys = {"k1": "web", "k2": "ios"}
+    assert source_for("k2", keys) == "ios"
+    assert source_for("k3", keys) is None
+    assert source_for(None, keys) is None
+
+
+def test_rate_limiter_refills_with_time():
+    limiter = RateLimiter(rate=10, burst=10)
+    assert limiter.retry_after("k", 10, now=0.0) == 0
+    assert limiter.retry_after("k", 5, now=0.0) == pytest.approx(0.5)
+    assert limiter.retry_after("other", 10, now=0.0) == 0  # keys are independent
+    assert limiter.retry_after("k", 5, now=0.6) == 0
+
+
+def test_rate_limiter_off_by_default():
+    assert RateLimiter(rate=0).retry_after("k", 10**6, now=0) == 0
+
+
+def test_gzip_body_and_bomb():
+    assert decode_body(gzip.compress(b'{"a":1}'), "gzip", 1000) == b'{"a":1}'
+    bomb = gzip.compress(b"0" * 10_000_000)
+    with pytest.raises(PayloadTooLarge):
+        decode_body(bomb, "gzip", 500 * 1024)
+    with pytest.raises(InvalidInput):
+        decode_body(b"not gzip", "gzip", 1000)
+    with pytest.raises(InvalidInput):
+        decode_body(b"x", "br", 1000)
+
+
+def test_batch_keeps_valid_events_and_reports_the_rest():
+    body = {
+        "batch": [
+            {"type": "track", "userId": "u1", "event": "A"},
+            {"type": "track", "event": "no user"},
+            {"type": "identify", "userId": "u1", "traits": {"a": 1}},
+        ],
+        "sentAt": "2026-11-26T00:00:00Z",
+        "context": {"library": {"name": "analytics-python"}},
+    }
+    out = collect(body, None, INFO)
+    assert len(out.records) == 2
+    assert [r.index for r in out.rejected] == [1]
+    key, value = out.records[0]
+    assert key == b"u1"
+    assert orjson.loads(value)["context"]["library"]["name"] == "analytics-python"
+    letter = orjson.loads(dead_letter(out.rejected[0], INFO))
+    assert letter["reason"] == "missing_user" and letter["message"]["event"] == "no user"
+
+
+def test_all_invalid_batch_is_an_error():
+    with pytest.raises(InvalidInput):
+        collect({"batch": [{"type": "track"}]}, None, INFO)
+
+
+@pytest.mark.parametrize("body", [{"batch": []}, {"batch": "x"}, {}, [1]])
+def test_malformed_batches(body):
+    with pytest.raises(InvalidInput):
+        collect(body, None, INFO)
+
+
+def test_batch_over_the_event_limit():
+    with pytest.raises(PayloadTooLarge):
+        collect({"batch": [{"type": "track", "userId": "u", "event": "e"}] * 2501}, None, INFO)
+
+
+def test_oversized_event_is_rejected():
+    big = {"userId": "u", "event": "e", "properties": {"blob": "x" * 40_000}}
+    with pytest.raises(PayloadTooLarge):
+        collect(big, "track", INFO)
