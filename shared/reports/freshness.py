@@ -27,6 +27,14 @@ class StageStatus:
     detail: str
 
 
+@dataclass
+class Status:
+    """What ``eventpipe status`` shows: every stage, and recent days' finality."""
+
+    stages: list[StageStatus]
+    days: list[tuple[date, str]]  # final / provisional / unknown
+
+
 def age_text(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 120:

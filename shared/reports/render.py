@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eventpipe.reports.analysis import ALPHA, Report, verdict
-from eventpipe.reports.freshness import OK, STALE, UNKNOWN
-from eventpipe.reports.service import Status
+from eventpipe.reports.freshness import OK, STALE, UNKNOWN, Status
 from eventpipe.reports.warehouse import ExperimentSummary
 
 _STATE_STYLE = {OK: "green", STALE: "yellow", UNKNOWN: "magenta"}

@@ -6,7 +6,6 @@ The connection and ``now`` come from the caller (the CLI, a test), never from he
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from eventpipe.reports.analysis import MIN_USERS, Report, build_report
 from eventpipe.reports.freshness import (
     LoadFacts,
     StageStatus,
+    Status,
     data_warnings,
     day_states,
     loader_stage,
@@ -51,12 +51,6 @@ def experiment_report(
         multi_exposure=multi,
         extra_warnings=data_warnings(facts, now, stale_minutes, since),
     )
-
-
-@dataclass
-class Status:
-    stages: list[StageStatus]
-    days: list[tuple[date, str]]  # recent days: final / provisional / unknown
 
 
 def status(settings: Settings, now: datetime, stale_minutes: float, days: int = 7) -> Status:
