@@ -1,0 +1,62 @@
+"""The Faust app of the stream worker, built by a factory (nothing is created at import).
+
+Faust provides the process: worker lifecycle and signal handling, the service tree that
+starts and stops the pipeline, and the web server on ``stream_web_port`` serving the
+Prometheus ``/metrics`` page. Faust's own consumer and producer are not booted: the
+pipeline (``pipeline.py``, whose docstring says why) owns its Kafka clients, so the
+worker joins exactly one consumer group, ``stream_app_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.app.base import BootStrategy
+from prometheus_client import generate_latest
+
+from eventpipe.settings import Settings
+from eventpipe.stream.metrics import StreamMetrics
+from eventpipe.stream.pipeline import Pipeline
+
+# aiohttp refuses a charset inside content_type; Prometheus text format 0.0.4 is UTF-8 anyway
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+class _WebOnly(BootStrategy):
+    enable_kafka = False  # the pipeline has its own consumer and producer
+    enable_web = True
+    enable_sensors = False
+
+
+class StreamApp(faust.App):
+    BootStrategy = _WebOnly
+    pipeline: Pipeline
+    metrics: StreamMetrics
+
+
+def create_app(settings: Settings) -> StreamApp:
+    app = StreamApp(
+        settings.stream_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.stream_web_port,
+        autodiscover=False,
+        store="memory://",
+        datadir=None,
+    )
+    app.metrics = StreamMetrics()
+    app.pipeline = Pipeline(settings, app.metrics, loop=app.loop, beacon=app.beacon)
+    app.service(app.pipeline)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(app.metrics.registry), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"ok": True, "partitions": sorted(app.pipeline.parts)})
+
+    return app

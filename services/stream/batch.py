@@ -1,0 +1,140 @@
+"""One partition's open micro-batch and the S3 objects it becomes (pure, no I/O).
+
+``PartitionBatch.offer`` takes the Kafka records of one partition in offset order:
+it parses each value, folds it into the partition's aggregation state, buffers the
+unchanged value bytes for ``raw/`` and says when the ``CutPolicy`` wants a cut.
+``objects()`` turns a closed cut into the objects of docs/contracts.md section 3.
+A record that is not a usable event never stops the stream: it goes to ``rejected/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from eventpipe.keys import agg_key, raw_key, rejected_key
+from eventpipe.s3 import gzip_json_rows, gzip_lines
+from eventpipe.stream.cuts import CutPolicy
+from eventpipe.stream.fold import TABLES, Deltas, PartitionState
+from eventpipe.timeutil import parse_ts
+
+REQUIRED_TEXT = ("messageId", "receivedAt", "timestamp", "type")
+
+
+class BadRecord(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def parse_event(value: bytes | None) -> dict[str, Any]:
+    """The event in a Kafka value, or ``BadRecord`` saying why it is unusable."""
+    if value is None:
+        raise BadRecord("empty", "record without a value")
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadRecord("invalid_json", str(exc)[:200]) from exc
+    if not isinstance(event, dict):
+        raise BadRecord("invalid_event", "value is not a JSON object")
+    for name in REQUIRED_TEXT:
+        if not isinstance(event.get(name), str) or not event[name]:
+            raise BadRecord("missing_field", f"{name} must be a non-empty string")
+    for name in ("receivedAt", "timestamp"):
+        try:
+            parse_ts(event[name])
+        except ValueError as exc:
+            raise BadRecord("invalid_timestamp", f"{name} is not an ISO 8601 timestamp") from exc
+    return event
+
+
+@dataclass
+class S3Object:
+    key: str  # without the settings' key prefix
+    table: str  # "events", an aggregate table, or "rejected"
+    body: bytes
+    rows: int
+    metadata: dict[str, str]
+
+
+@dataclass
+class PartitionBatch:
+    partition: int
+    policy: CutPolicy
+    state: PartitionState = field(default_factory=PartitionState)
+    lines: list[bytes] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    deltas: Deltas = field(default_factory=Deltas)
+    first_archived: int = -1
+    first_received: datetime | None = None
+    duplicates: int = 0
+
+    def opening_key(self, offset: int, event: dict[str, Any]) -> str | None:
+        """The raw key this event would open, if it is the cut's first archived event."""
+        if self.lines:
+            return None
+        return raw_key(parse_ts(event["receivedAt"]), self.partition, offset)
+
+    def before(self, offset: int, event: dict[str, Any] | None, size: int) -> str | None:
+        return self.policy.before(offset, event["receivedAt"][:13] if event else None, size)
+
+    def add_event(self, offset: int, value: bytes, event: dict[str, Any]) -> str | None:
+        """Fold and buffer one event (cut opened beforehand); the reason to cut after it."""
+        try:
+            fresh = self.state.apply(offset, event, self.deltas)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self.add_rejected(offset, value, "unfoldable", f"{type(exc).__name__}: {exc}"[:200])
+        self.duplicates += not fresh
+        if not self.lines:
+            self.first_archived = offset
+            self.first_received = parse_ts(event["receivedAt"])
+        self.lines.append(value)
+        return self.policy.add(offset, event["receivedAt"][:13], len(value))
+
+    def add_rejected(self, offset: int, value: bytes | None, reason: str, detail: str) -> str | None:
+        self.rejected.append(
+            {
+                "reason": reason,
+                "detail": detail,
+                "partition": self.partition,
+                "offset": offset,
+                "value": None if value is None else value.decode("utf-8", "replace"),
+            }
+        )
+        return self.policy.add(offset, None, 0)
+
+    def objects(self, raw_exists: bool, now: datetime) -> list[S3Object]:
+        """The closed cut's objects: raw first (its presence marks the cut as written),
+        then one per non-empty aggregate table, then rejected records."""
+        first, last = self.policy.first_offset, self.policy.last_offset
+        out: list[S3Object] = []
+        meta = {"first-offset": str(self.first_archived), "last-offset": str(last)}
+        if self.lines and self.first_received is not None:
+            key = raw_key(self.first_received, self.partition, self.first_archived)
+            body = b"" if raw_exists else gzip_lines(self.lines)
+            out.append(
+                S3Object(key, "events", body, len(self.lines), {**meta, "count": str(len(self.lines))})
+            )
+            for table in TABLES:
+                rows = self.deltas.rows(table)
+                if rows:
+                    key = agg_key(table, self.partition, self.first_archived, self.first_received)
+                    body = gzip_json_rows(rows)
+                    out.append(S3Object(key, table, body, len(rows), {**meta, "count": str(len(rows))}))
+        if self.rejected:
+            key = rejected_key("stream", self.partition, first, now)
+            out.append(S3Object(key, "rejected", gzip_json_rows(self.rejected), len(self.rejected), {}))
+        return out
+
+    def reset(self) -> None:
+        """Start the next cut (the aggregation state carries on)."""
+        self.policy.reset()
+        self.lines = []
+        self.rejected = []
+        self.deltas = Deltas()
+        self.first_archived = -1
+        self.first_received = None
+        self.duplicates = 0

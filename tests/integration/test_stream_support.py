@@ -1,0 +1,199 @@
+"""Helpers of the stream integration tests (no tests here): worker subprocesses on per-test
+topics, prefixes, app ids and free ports; producing events; reading S3 back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventpipe.events import normalize, user_key
+from eventpipe.s3 import iter_gzip_lines, list_keys
+from eventpipe.settings import Settings
+from eventpipe.synthetic import TrafficShape, messages
+from eventpipe.timeutil import parse_ts
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTPIPE_")}
+    fields = {
+        "kafka_bootstrap": settings.kafka_bootstrap,
+        "s3_endpoint": settings.s3_endpoint or "",
+        "s3_access_key": settings.s3_access_key,
+        "s3_secret_key": settings.s3_secret_key,
+        "s3_bucket": settings.s3_bucket,
+        "s3_prefix": settings.s3_prefix,
+        "events_topic": settings.events_topic,
+        "batches_topic": settings.batches_topic,
+        "stream_app_id": settings.stream_app_id,
+        "flush_interval_s": "2",
+        **overrides,
+    }
+    env.update({f"EVENTPIPE_{k.upper()}": str(v) for k, v in fields.items()})
+    return env
+
+
+class Worker:
+    """One ``eventpipe.stream.worker`` process with its own metrics port and log file."""
+
+    def __init__(self, settings: Settings, log_dir: Path, name: str = "w", **overrides: Any) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / f"stream-{name}.log"
+        env = worker_env(settings, stream_web_port=self.port, **overrides)
+        self.log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "eventpipe.stream.worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=self.log,
+        )
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
+            return resp.read().decode()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                self.metrics()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"worker not ready: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def synthetic_events(users: int, seed: int = 11, in_order: bool = True) -> list[dict[str, Any]]:
+    """Normalised events; ``in_order``: sorted by timestamp with ``receivedAt`` monotone
+    (no ``sentAt``, so the corrected timestamp is the client's, received 1 s later)."""
+    now = datetime(2026, 11, 26, 17, 40, tzinfo=UTC)
+    out = []
+    for msg in messages(seed=seed, shape=TrafficShape(users=users), now=now):
+        if in_order:
+            msg = {k: v for k, v in msg.items() if k != "sentAt"}
+            received = parse_ts(msg["timestamp"]) + timedelta(seconds=1)
+        else:
+            received = now + timedelta(milliseconds=len(out))
+        out.append(normalize(msg, event_type=None, received_at=received, source="test"))
+    if in_order:
+        out.sort(key=lambda e: (e["timestamp"], e["receivedAt"]))
+    return out
+
+
+def produce(settings: Settings, values: Iterable[tuple[bytes | None, bytes]]) -> int:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
+    futures = [producer.send(settings.events_topic, key=key, value=value) for key, value in values]
+    producer.flush(30)
+    for future in futures:
+        future.get(10)
+    producer.close()
+    return len(futures)
+
+
+def produce_events(settings: Settings, events: list[dict[str, Any]]) -> int:
+    return produce(settings, ((user_key(e).encode(), orjson.dumps(e)) for e in events))
+
+
+def raw_objects(s3: Any, settings: Settings) -> list[tuple[str, dict[str, str], list[bytes]]]:
+    out = []
+    for obj in list_keys(s3, settings.s3_bucket, settings.s3_prefix + "raw/"):
+        got = s3.get_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+        out.append((obj["Key"], got["Metadata"], list(iter_gzip_lines(got["Body"].read()))))
+    return out
+
+
+def raw_line_counts(s3: Any, settings: Settings) -> Counter:
+    return Counter(line for _, _, lines in raw_objects(s3, settings) for line in lines)
+
+
+def agg_sums(s3: Any, settings: Settings) -> dict[str, dict]:
+    """Deltas summed over every aggregate object, shaped like ``tests.reference.truth``."""
+    eng: dict = defaultdict(lambda: [0, 0])
+    exp: dict = defaultdict(lambda: [0, 0])
+    assignments: dict = {}
+    for obj in list_keys(s3, settings.s3_bucket, settings.s3_prefix + "agg/"):
+        body = s3.get_object(Bucket=settings.s3_bucket, Key=obj["Key"])["Body"].read()
+        for line in iter_gzip_lines(body):
+            row = orjson.loads(line)
+            if "/engagement_daily/" in obj["Key"]:
+                acc = eng[(datetime.fromisoformat(row["day"]).date(), row["event"])]
+            elif "/experiment_daily/" in obj["Key"]:
+                day = datetime.fromisoformat(row["day"]).date()
+                acc = exp[(day, row["experiment_id"], row["variant"], row["event"])]
+            else:
+                key = (row["experiment_id"], row["user_key"])
+                assignments[key] = (row["variant"], row["first_exposed_at"])
+                continue
+            acc[0] += row["event_count"]
+            acc[1] += row["user_count"]
+    return {
+        "engagement_daily": {k: tuple(v) for k, v in eng.items()},
+        "experiment_daily": {k: tuple(v) for k, v in exp.items()},
+        "experiment_assignments": assignments,
+    }
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def delete_topics(settings: Settings, *names: str) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        admin.delete_topics(list(names))
+    except Exception:  # best effort: a leftover test topic harms nothing
+        pass
+    finally:
+        admin.close()
+
+
+def delete_prefix(s3: Any, settings: Settings) -> None:
+    """Remove this test's own objects (its unique prefix only)."""
+    for obj in list(list_keys(s3, settings.s3_bucket, settings.s3_prefix)):
+        s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
