@@ -1,0 +1,64 @@
+"""Warehouse dialects behind one interface: ``get_dialect("postgres" | "redshift")``.
+
+A dialect builds SQL (pure ``psycopg2.sql`` composition) and owns the one adapter step
+that differs in I/O: staging an object's rows (PostgreSQL streams them through
+``COPY FROM STDIN``; Redshift COPYs them itself from S3 with a manifest).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from psycopg2 import sql
+
+from eventpipe.loader.tables import Table
+
+
+class Dialect(Protocol):
+    name: str
+
+    def type_of(self, kind: str) -> sql.Composable: ...
+
+    def default_of(self, default: str) -> sql.Composable: ...
+
+    def table_options(self, table: Table) -> sql.Composable: ...
+
+    def lock(self, schema: str, table: str) -> sql.Composed:
+        """Serialises writers of ``table`` (loads and day replacements) until commit."""
+        ...
+
+    def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
+        """(Re)create ``TEMP TABLE name <body>``, gone at the end of the transaction."""
+        ...
+
+    def create_stage(self, shape: str) -> list[sql.Composed]: ...
+
+    def indexes(self, schema: str) -> list[sql.Composed]: ...
+
+    def typed_source(self, shape: str) -> sql.Composed:
+        """A SELECT of the staged rows with the target's column names and types
+        (plus ``batch_key``), whatever the dialect's staging layout is."""
+        ...
+
+    def merge_events(self, schema: str) -> list[sql.Composed]: ...
+
+    def drop_temps(self) -> list[sql.Composed]: ...
+
+    def stage(self, cur: Any, shape: str, batches: list[Any], lines: list[bytes] | None) -> dict[str, int]:
+        """Adapter: puts the batches' rows into the stage (``lines``: pre-deduplicated
+        event lines, PostgreSQL only); returns rows staged per key."""
+        ...
+
+    def is_retryable(self, exc: BaseException) -> bool: ...
+
+
+def get_dialect(name: str, **options: Any) -> Dialect:
+    if name == "postgres":
+        from eventpipe.loader.dialects.postgres import PostgresDialect
+
+        return PostgresDialect()
+    if name == "redshift":
+        from eventpipe.loader.dialects.redshift import RedshiftDialect
+
+        return RedshiftDialect(**options)
+    raise ValueError(f"unknown warehouse dialect {name!r}")

@@ -1,0 +1,230 @@
+"""SQL both dialects share (pure): ledger, quarantine, freshness, day status, deltas and
+the count/assignment merges. Everything is ``psycopg2.sql`` composition; values are
+``sql.Literal`` so a statement is complete on its own (and testable without a server).
+
+Merges are written without table aliases on the target and as DELETE … USING / MERGE
+forms that PostgreSQL 15 and Redshift both accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from psycopg2 import sql
+
+from eventpipe.loader.tables import (
+    DAY_STATUS,
+    DELTAS,
+    FRESHNESS,
+    LOAD_LEDGER,
+    QUARANTINE,
+    TARGETS,
+    Table,
+)
+
+STAGE = "ep_stage"  # staged lines of the batches in this transaction
+SRC = "ep_src"  # the merge source derived from them
+COUNTS = ("event_count", "user_count")
+
+
+def ident(*parts: str) -> sql.Identifier:
+    return sql.Identifier(*parts)
+
+
+def cols(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
+    return sql.SQL(", ").join(ident(prefix, n) if prefix else ident(n) for n in names)
+
+
+def keys_match(keys: Sequence[str], left: str, right: str) -> sql.Composed:
+    return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(ident(left, k), ident(right, k)) for k in keys)
+
+
+def literals(values: Iterable[Any]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Literal(v) for v in values)
+
+
+def create_table(dialect: Any, schema: str, table: Table, with_pk: bool = True) -> sql.Composed:
+    defs = []
+    for c in table.columns:
+        parts = [ident(c.name), dialect.type_of(c.kind)]
+        if c.default:
+            parts.append(sql.SQL("DEFAULT {}").format(dialect.default_of(c.default)))
+        if c.not_null:
+            parts.append(sql.SQL("NOT NULL"))
+        defs.append(sql.SQL(" ").join(parts))
+    if with_pk and table.primary_key:
+        defs.append(sql.SQL("PRIMARY KEY ({})").format(cols(table.primary_key)))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(
+        ident(schema, table.name), sql.SQL(", ").join(defs), dialect.table_options(table)
+    )
+
+
+def keys_in(schema: str, table: Table, keys: Sequence[str]) -> sql.Composed:
+    """Which of ``keys`` a key-valued table (ledger, quarantine) already holds."""
+    return sql.SQL("SELECT {k} FROM {t} WHERE {k} IN ({v})").format(
+        k=ident("key"), t=ident(schema, table.name), v=literals(keys)
+    )
+
+
+def ledger_insert(schema: str, entries: Sequence[tuple[str, str, int]], at: datetime) -> sql.Composed:
+    rows = sql.SQL(", ").join(sql.SQL("({})").format(literals((*e, at))) for e in entries)
+    return sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
+        ident(schema, LOAD_LEDGER.name), cols(LOAD_LEDGER.column_names), rows
+    )
+
+
+def quarantine_insert(schema: str, key: str, table: str, reason: str, detail: str, at: datetime) -> list:
+    t = ident(schema, QUARANTINE.name)
+    return [
+        sql.SQL("DELETE FROM {} WHERE {} = {}").format(t, ident("key"), sql.Literal(key)),
+        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            t, cols(QUARANTINE.column_names), literals((key, table, reason, detail[:2000], at))
+        ),
+    ]
+
+
+def freshness_update(schema: str, table: str, newest: sql.Composable, at: datetime) -> list[sql.Composed]:
+    """Raise the table's watermark to ``newest`` (an expression; never lowered) and stamp
+    the load time."""
+    t, name, n = ident(schema, FRESHNESS.name), sql.Literal(table), ident("newest_received_at")
+    return [
+        sql.SQL("UPDATE {t} SET {n} = CASE WHEN {n} IS NULL OR {n} < {v} THEN {v} ELSE {n} END, {l} = {at} "
+                "WHERE {tn} = {name}").format(
+            t=t, n=n, v=newest, l=ident("loaded_at"), at=sql.Literal(at), tn=ident("table_name"), name=name
+        ),
+        sql.SQL("INSERT INTO {t} ({c}) SELECT {name}, {v}, {at} WHERE NOT EXISTS "
+                "(SELECT 1 FROM {t} WHERE {tn} = {name})").format(
+            t=t, c=cols(FRESHNESS.column_names), name=name, v=newest, at=sql.Literal(at),
+            tn=ident("table_name"),
+        ),
+    ]  # fmt: skip
+
+
+def freshness_of(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("SELECT {} FROM {} WHERE {} = {}").format(
+        ident("newest_received_at"), ident(schema, FRESHNESS.name), ident("table_name"), sql.Literal(table)
+    )
+
+
+def newest_staged(dialect: Any, table: str) -> sql.Composable:
+    """The newest ``received_at`` among the staged rows (events), else NULL."""
+    if table != "events":
+        return sql.SQL("CAST(NULL AS TIMESTAMPTZ)")
+    return sql.SQL("(SELECT MAX(s.{r}) FROM ({src}) AS s)").format(
+        r=ident("received_at"), src=dialect.typed_source(table)
+    )
+
+
+def deltas_insert(dialect: Any, schema: str, table: str, at: datetime) -> sql.Composed:
+    """Every staged delta line, kept with its batch key (contracts §5)."""
+    deltas = DELTAS[table]
+    names = [c for c in deltas.column_names if c != "loaded_at"]
+    return sql.SQL("INSERT INTO {} ({}, {}) SELECT {}, {} FROM ({}) AS s").format(
+        ident(schema, deltas.name), cols(names), ident("loaded_at"),
+        cols(names, "s"), sql.Literal(at), dialect.typed_source(table),
+    )  # fmt: skip
+
+
+def _grouped(select_from: sql.Composable, keys: Sequence[str], where: sql.Composable) -> sql.Composed:
+    return sql.SQL("SELECT {k}, SUM({e}) AS {e}, SUM({u}) AS {u} FROM {f} WHERE {w} GROUP BY {k}").format(
+        k=cols(keys, "s"), e=ident("event_count"), u=ident("user_count"), f=select_from, w=where
+    )
+
+
+def counts_source(dialect: Any, schema: str, table: str) -> list[sql.Composed]:
+    """Staged deltas summed per row, minus those already inside a final day (contracts §5)."""
+    keys = TARGETS[table].primary_key
+    source = sql.SQL("({}) AS s LEFT JOIN {} AS ds ON ds.{d} = s.{d}").format(
+        dialect.typed_source(table), ident(schema, DAY_STATUS.name), d=ident("day")
+    )
+    keep = sql.SQL("ds.{d} IS NULL OR NOT ds.{f} OR ds.{c} IS NULL OR s.{r} > ds.{c}").format(
+        d=ident("day"), f=ident("is_final"), c=ident("cutoff_day"), r=ident("received_day")
+    )
+    return dialect.temp_table(SRC, sql.SQL("AS {}").format(_grouped(source, keys, keep)))
+
+
+def late_deltas_source(dialect: Any, schema: str, table: str, day: date, cutoff: date) -> list[sql.Composed]:
+    """Kept deltas of ``day`` received after the cutoff: not inside the final rows."""
+    keys = TARGETS[table].primary_key
+    source = sql.SQL("{} AS s").format(ident(schema, DELTAS[table].name))
+    keep = sql.SQL("s.{} = {} AND s.{} > {}").format(
+        ident("day"), sql.Literal(day), ident("received_day"), sql.Literal(cutoff)
+    )
+    return dialect.temp_table(SRC, sql.SQL("AS {}").format(_grouped(source, keys, keep)))
+
+
+def merge_add(schema: str, table: str) -> sql.Composed:
+    """Add ``ep_src``'s counts to the target rows; new rows are provisional (not final)."""
+    target = TARGETS[table]
+    keys, name = target.primary_key, target.name
+    return sql.SQL(
+        "MERGE INTO {t} USING {s} ON {on} WHEN MATCHED THEN UPDATE SET {set} "
+        "WHEN NOT MATCHED THEN INSERT ({ins}, {f}) VALUES ({vals}, FALSE)"
+    ).format(
+        t=ident(schema, name), s=ident(SRC), on=keys_match(keys, name, SRC),
+        set=sql.SQL(", ").join(
+            sql.SQL("{c} = {t}.{c} + {s}.{c}").format(c=ident(c), t=ident(name), s=ident(SRC)) for c in COUNTS
+        ),
+        ins=cols([*keys, *COUNTS]), f=ident("is_final"), vals=cols([*keys, *COUNTS], SRC),
+    )  # fmt: skip
+
+
+def earliest_wins(dialect: Any, schema: str, table: str, order: Sequence[str]) -> list[sql.Composed]:
+    """Upsert where the earliest copy by ``order`` wins (assignments; events on Redshift),
+    as dedup-then-delete/insert: no constraint needed, the caller holds the table lock."""
+    target = TARGETS[table]
+    keys, names, name = target.primary_key, target.column_names, target.name
+    ranked = sql.SQL(
+        "SELECT {c}, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY {o}) AS ep_rn FROM ({src}) AS s"
+    ).format(c=cols(names, "s"), k=cols(keys, "s"), o=cols(order, "s"), src=dialect.typed_source(table))
+    first = sql.SQL("AS SELECT {} FROM ({}) AS r WHERE r.ep_rn = 1").format(cols(names, "r"), ranked)
+    # the row already in the warehouse wins ties: replaying a copy never rewrites a row
+    existing_wins = sql.SQL(" OR ").join(
+        sql.SQL("({})").format(
+            sql.SQL(" AND ").join(
+                [sql.SQL("t.{c} = {s}.{c}").format(c=ident(c), s=ident(SRC)) for c in order[:i]]
+                + [sql.SQL("t.{c} {op} {s}.{c}").format(
+                    c=ident(order[i]), s=ident(SRC), op=sql.SQL("<=" if i == len(order) - 1 else "<"))]
+            )
+        )
+        for i in range(len(order))
+    )  # fmt: skip
+    return [
+        *dialect.temp_table(SRC, first),
+        sql.SQL("DELETE FROM {s} USING {t} AS t WHERE {on} AND ({w})").format(
+            s=ident(SRC), t=ident(schema, name), on=keys_match(keys, "t", SRC), w=existing_wins
+        ),
+        sql.SQL("DELETE FROM {t} USING {s} WHERE {on}").format(
+            t=ident(schema, name), s=ident(SRC), on=keys_match(keys, name, SRC)
+        ),
+        sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s}").format(
+            t=ident(schema, name), c=cols(names), s=ident(SRC)
+        ),
+    ]
+
+
+def delete_day(schema: str, table: str, day: date) -> sql.Composed:
+    return sql.SQL("DELETE FROM {} WHERE {} = {}").format(
+        ident(schema, table), ident("day"), sql.Literal(day)
+    )
+
+
+def insert_final(dialect: Any, schema: str, table: str) -> sql.Composed:
+    """The nightly job's corrected rows (staged as ``<table>:final``), marked final."""
+    names = [c for c in TARGETS[table].column_names if c != "is_final"]
+    return sql.SQL("INSERT INTO {t} ({c}, {f}) SELECT {sc}, TRUE FROM ({src}) AS s").format(
+        t=ident(schema, table), c=cols(names), f=ident("is_final"), sc=cols(names, "s"),
+        src=dialect.typed_source(f"{table}:final"),
+    )  # fmt: skip
+
+
+def mark_day_final(schema: str, day: date, cutoff: date, at: datetime) -> list[sql.Composed]:
+    t = ident(schema, DAY_STATUS.name)
+    return [
+        sql.SQL("DELETE FROM {} WHERE {} = {}").format(t, ident("day"), sql.Literal(day)),
+        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            t, cols(DAY_STATUS.column_names), literals((day, True, cutoff, at))
+        ),
+    ]

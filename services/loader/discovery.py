@@ -1,0 +1,123 @@
+"""Where batches come from: notices on the ``batches`` topic, and (the safety net)
+listing S3 ``raw/`` and ``agg/`` from a persisted day watermark (contracts §4).
+
+The watermark is the oldest ``dt=`` day that still had an unloaded object at the last
+listing; listings start one day before it, so an object cut at a day boundary is seen.
+A stream catching up after an outage may still write raw objects dated back to Kafka's
+retention: the loader lists that whole window now and then (a deep scan).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+
+from eventpipe.errors import StorageError
+from eventpipe.keys import AGG_PREFIX, RAW_PREFIX
+from eventpipe.loader.batches import Batch, parse_batch, table_of_key
+from eventpipe.loader.tables import TARGETS
+from eventpipe.s3 import list_keys
+from eventpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_LIST_DAYS = 60  # a listing never walks more days than this, however old the watermark
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str
+    table: str
+    day: date | None  # the key's dt= partition
+    modified: datetime | None  # S3 LastModified (None for a notice)
+
+
+def _day_of(key: str) -> date | None:
+    at = key.find("/dt=")
+    try:
+        return date.fromisoformat(key[at + 4 : at + 14]) if at >= 0 else None
+    except ValueError:
+        return None
+
+
+def prefixes(settings: Settings, since: date | None, today: date) -> list[str]:
+    """The S3 prefixes one listing covers: whole trees without a watermark, else per day."""
+    roots = [f"{settings.s3_prefix}{RAW_PREFIX}"] + [
+        f"{settings.s3_prefix}{AGG_PREFIX}{t}/" for t in TARGETS if t != "events"
+    ]
+    if since is None:
+        return roots
+    first = max(since - timedelta(days=1), today - timedelta(days=MAX_LIST_DAYS))
+    days = [first + timedelta(days=n) for n in range((today - first).days + 2)]  # +1: clocks ahead
+    return [f"{root}dt={day:%Y-%m-%d}/" for root in roots for day in days]
+
+
+def list_candidates(s3: Any, settings: Settings, since: date | None, today: date) -> list[Candidate]:
+    found = []
+    try:
+        for prefix in prefixes(settings, since, today):
+            for obj in list_keys(s3, settings.s3_bucket, prefix):
+                table = table_of_key(obj["Key"], settings.s3_prefix)
+                if table:
+                    found.append(Candidate(obj["Key"], table, _day_of(obj["Key"]), obj.get("LastModified")))
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"listing S3 failed: {exc}") from exc
+    return found
+
+
+def next_watermark(unloaded: list[Candidate], today: date) -> date:
+    days = [c.day for c in unloaded if c.day is not None]
+    return min([*days, today])
+
+
+def fetch_batch(s3: Any, bucket: str, key: str, table: str) -> Batch:
+    """Download and check one object; ``CorruptBatch`` if it can never load."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"reading {key} failed: {exc}") from exc
+    return parse_batch(key, table, body)
+
+
+class Notices:
+    """The ``batches`` topic, read with manual commits: offsets are committed only once
+    every notice read so far is loaded (or quarantined), so a crash re-reads them."""
+
+    def __init__(self, settings: Settings, group_id: str | None = None) -> None:
+        from kafka import KafkaConsumer
+
+        self.settings = settings
+        self.consumer = KafkaConsumer(
+            settings.batches_topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=group_id or f"eventpipe-loader.{settings.batches_topic}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            consumer_timeout_ms=1000,
+        )
+
+    def poll(self, timeout_s: float) -> Iterator[Candidate]:
+        records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=500)
+        for batch in records.values():
+            for record in batch:
+                try:
+                    notice = orjson.loads(record.value)
+                    key = notice["key"]
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    log.warning("unreadable batch notice skipped", extra={"offset": record.offset})
+                    continue
+                table = table_of_key(key, self.settings.s3_prefix) or notice.get("table")
+                if table in TARGETS:
+                    yield Candidate(key, table, _day_of(key), None)
+
+    def commit(self) -> None:
+        self.consumer.commit()
+
+    def close(self) -> None:
+        self.consumer.close()

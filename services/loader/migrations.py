@@ -1,0 +1,79 @@
+"""Versioned, idempotent schema migrations, applied at start-up.
+
+``schema_migrations`` records each applied version. Start-ups racing each other take the
+same lock, so each migration runs once; every statement is also ``IF NOT EXISTS``-safe,
+so a half-applied PostgreSQL migration (impossible: DDL is transactional there) or a
+Redshift one replays cleanly. Add a migration by appending to ``MIGRATIONS``; never edit
+one that has shipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from psycopg2 import sql
+
+from eventpipe.loader.dialects.common import create_table, ident
+from eventpipe.loader.tables import (
+    DAY_STATUS,
+    ENGAGEMENT_DAILY,
+    ENGAGEMENT_DELTAS,
+    EVENTS,
+    EXPERIMENT_ASSIGNMENTS,
+    EXPERIMENT_DAILY,
+    EXPERIMENT_DELTAS,
+    FRESHNESS,
+    LOAD_LEDGER,
+    LOADER_STATE,
+    QUARANTINE,
+    SCHEMA_MIGRATIONS,
+)
+
+log = logging.getLogger(__name__)
+Migration = tuple[int, str, Callable[[Any, str], list[sql.Composed]]]
+
+
+def _v1(dialect: Any, schema: str) -> list[sql.Composed]:
+    tables = (EVENTS, ENGAGEMENT_DAILY, EXPERIMENT_DAILY, EXPERIMENT_ASSIGNMENTS, ENGAGEMENT_DELTAS,
+              EXPERIMENT_DELTAS, LOAD_LEDGER, DAY_STATUS, FRESHNESS, LOADER_STATE, QUARANTINE)  # fmt: skip
+    return [create_table(dialect, schema, t) for t in tables] + dialect.indexes(schema)
+
+
+MIGRATIONS: list[Migration] = [(1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1)]
+
+
+def bootstrap_statements(dialect: Any, schema: str) -> list[sql.Composed]:
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(schema)),
+        create_table(dialect, schema, SCHEMA_MIGRATIONS),
+    ]
+
+
+def migrate(conn: Any, dialect: Any, schema: str) -> list[int]:
+    """Bring ``schema`` up to the newest version; returns the versions applied now."""
+    with conn, conn.cursor() as cur:
+        for statement in bootstrap_statements(dialect, schema):
+            cur.execute(statement)
+    applied_now = []
+    with conn, conn.cursor() as cur:
+        cur.execute(dialect.lock(schema, SCHEMA_MIGRATIONS.name))
+        cur.execute(
+            sql.SQL("SELECT {} FROM {}").format(ident("version"), ident(schema, SCHEMA_MIGRATIONS.name))
+        )
+        done = {row[0] for row in cur.fetchall()}
+        for version, name, build in MIGRATIONS:
+            if version in done:
+                continue
+            for statement in build(dialect, schema):
+                cur.execute(statement)
+            cur.execute(
+                sql.SQL("INSERT INTO {} ({}, {}) VALUES ({}, {})").format(
+                    ident(schema, SCHEMA_MIGRATIONS.name), ident("version"), ident("name"),
+                    sql.Literal(version), sql.Literal(name),
+                )
+            )  # fmt: skip
+            applied_now.append(version)
+            log.info("migration applied", extra={"schema": schema, "version": version})
+    return applied_now

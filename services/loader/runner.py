@@ -1,0 +1,248 @@
+"""The loader's loop: discover batches, load them in groups, quarantine the corrupt.
+
+``Loader.run_once()`` is one round (tests drive it directly); ``run_forever`` repeats it
+until stopped. Nothing is ever skipped: a batch leaves ``pending`` only once it is in
+the ledger or in quarantine; warehouse outages leave it pending for the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg2
+
+from eventpipe.errors import StorageError, WarehouseError
+from eventpipe.loader import state
+from eventpipe.loader.batches import Batch, CorruptBatch
+from eventpipe.loader.discovery import Candidate, Notices, fetch_batch, list_candidates, next_watermark
+from eventpipe.loader.load import LoadResult, load_group
+from eventpipe.loader.metrics import LoaderMetrics
+from eventpipe.loader.warehouse import Warehouse, loaded_keys, migrate, quarantine, quarantined_keys
+from eventpipe.s3 import s3_client
+from eventpipe.settings import Settings
+from eventpipe.timeutil import parse_ts, utcnow
+
+log = logging.getLogger(__name__)
+LATENCY_SAMPLES = 100  # events per batch observed in the latency histogram
+
+
+@dataclass
+class Limits:
+    group_objects: int = 20  # objects per transaction
+    group_bytes: int = 128 * 1024 * 1024  # decompressed bytes per transaction
+    scan_interval_s: float = 30.0  # S3 listing (the safety net) from the watermark, this often
+    # a catching-up stream can still write raw objects for days back to Kafka's retention:
+    # list that whole window now and then
+    deep_scan_interval_s: float = 900.0
+    deep_scan_days: int = 8
+    fetch_threads: int = 4
+
+
+class Loader:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        warehouse: Warehouse | None = None,
+        s3: Any = None,
+        notices: Notices | None = None,
+        metrics: LoaderMetrics | None = None,
+        limits: Limits | None = None,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings, self.limits = settings, limits or Limits()
+        self.metrics = metrics or LoaderMetrics()
+        self.s3 = s3 if s3 is not None else s3_client(settings)
+        self.wh = warehouse or Warehouse(settings, on_retry=self._count_retry)
+        self.notices, self.before_commit = notices, before_commit
+        self.pending: dict[str, Candidate] = {}
+        self._first_seen: dict[str, float] = {}
+        self._last_scan = self._last_deep_scan = -1e18
+        self._pool = ThreadPoolExecutor(self.limits.fetch_threads, thread_name_prefix="loader-fetch")
+
+    def _count_retry(self, exc: BaseException) -> None:
+        self.metrics.warehouse_errors.labels(type(exc).__name__).inc()
+        self.metrics.warehouse_up.set(0)
+
+    def start(self) -> None:
+        migrate(self.wh)
+        self.metrics.warehouse_up.set(1)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self.notices is not None:
+            self.notices.close()
+        self.wh.close()
+
+    # discovery -------------------------------------------------------------------------
+    def _add(self, candidate: Candidate) -> None:
+        if candidate.key not in self.pending:
+            self.pending[candidate.key] = candidate
+            self._first_seen.setdefault(candidate.key, time.monotonic())
+
+    def _scan(self) -> bool:
+        if time.monotonic() - self._last_scan < self.limits.scan_interval_s:
+            return False
+        self._last_scan = time.monotonic()
+        since = self.wh.run(lambda conn: state.get_watermark(conn, self.wh.schema))
+        today = utcnow().date()
+        if since is not None and time.monotonic() - self._last_deep_scan >= self.limits.deep_scan_interval_s:
+            self._last_deep_scan = time.monotonic()
+            since = min(since, today - timedelta(days=self.limits.deep_scan_days))
+        try:
+            for candidate in list_candidates(self.s3, self.settings, since, today):
+                self._add(candidate)
+        except StorageError:
+            self.metrics.storage_errors.inc()
+            log.exception("S3 listing failed; notices still load")
+            return False
+        return True
+
+    # one round -------------------------------------------------------------------------
+    def run_once(self, poll_s: float = 0.2) -> int:
+        """Discover and load; returns the number of objects loaded. Raises
+        ``WarehouseError`` when the warehouse stays down (pending batches are kept)."""
+        self.metrics.rounds.inc()
+        if self.notices is not None:
+            for candidate in self.notices.poll(poll_s):
+                self.metrics.notices.inc()
+                self._add(candidate)
+        scanned = self._scan()
+        keys = list(self.pending)
+        schema = self.wh.schema
+        finished = self.wh.run(lambda c: loaded_keys(c, schema, keys) | quarantined_keys(c, schema, keys))
+        for key in finished:
+            self._forget(key)
+        loaded = 0
+        for table in sorted({c.table for c in self.pending.values()}):
+            group = sorted((c for c in self.pending.values() if c.table == table), key=lambda c: c.key)
+            for at in range(0, len(group), self.limits.group_objects):
+                loaded += self._load(table, group[at : at + self.limits.group_objects])
+        self._after_round(scanned)
+        return loaded
+
+    def _forget(self, key: str) -> None:
+        self.pending.pop(key, None)
+        self._first_seen.pop(key, None)
+
+    def _fetch(self, table: str, group: list[Candidate]) -> list[Batch]:
+        if getattr(self.wh.dialect, "reads_s3_itself", False):
+            return [Batch(c.key, table, []) for c in group]
+        bucket = self.settings.s3_bucket
+        futures = [(c, self._pool.submit(fetch_batch, self.s3, bucket, c.key, table)) for c in group]
+        batches = []
+        for candidate, future in futures:
+            try:
+                batches.append(future.result())
+            except CorruptBatch as exc:
+                self._quarantine(candidate.key, table, exc.reason, exc.detail)
+            except StorageError:
+                self.metrics.storage_errors.inc()
+                log.warning("S3 read failed; retried next round", extra={"key": candidate.key})
+        return batches
+
+    def _load(self, table: str, group: list[Candidate]) -> int:
+        batches = self._fetch(table, group)
+        loaded, chunk, size = 0, [], 0
+        for batch in batches:  # keep a transaction's stage within the byte budget
+            if chunk and size + batch.size > self.limits.group_bytes:
+                loaded += self._load_batches(table, chunk)
+                chunk, size = [], 0
+            chunk.append(batch)
+            size += batch.size
+        if chunk:
+            loaded += self._load_batches(table, chunk)
+        return loaded
+
+    def _load_batches(self, table: str, batches: list[Batch]) -> int:
+        started = time.perf_counter()
+        wh = self.wh
+        try:
+            result = wh.run(
+                lambda conn: load_group(
+                    conn, wh.dialect, wh.schema, table, batches, before_commit=self.before_commit
+                )
+            )
+        except WarehouseError:
+            self.metrics.warehouse_up.set(0)
+            raise
+        except psycopg2.Error as exc:  # not retryable: the data itself is refused
+            if len(batches) > 1:  # find the culprit, load the others
+                return sum(self._load_batches(table, [b]) for b in batches)
+            self._quarantine(batches[0].key, table, "rejected_by_warehouse", str(exc.pgerror or exc))
+            return 0
+        self.metrics.warehouse_up.set(1)
+        self.metrics.load_seconds.labels(table).observe(time.perf_counter() - started)
+        self._record(table, batches, result)
+        return len(result.loaded)
+
+    def _record(self, table: str, batches: list[Batch], result: LoadResult) -> None:
+        now = utcnow()
+        for batch in batches:
+            self._forget(batch.key)
+            if batch.key in result.loaded:
+                self.metrics.batches.labels(table).inc()
+                self.metrics.rows.labels(table).inc(result.loaded[batch.key])
+                for received in random.sample(
+                    batch.received_at, min(LATENCY_SAMPLES, len(batch.received_at))
+                ):
+                    self.metrics.latency.observe(max(0.0, (now - parse_ts(received)).total_seconds()))
+            else:
+                self.metrics.skipped.labels(table).inc()
+        if result.newest_received_at is not None:
+            newest = result.newest_received_at
+            self.metrics.freshness.set_function(lambda: max(0.0, (utcnow() - newest).total_seconds()))
+
+    def _quarantine(self, key: str, table: str, reason: str, detail: str) -> None:
+        log.error(
+            "batch quarantined", extra={"key": key, "table": table, "reason": reason, "detail": detail[:300]}
+        )
+        self.wh.run(lambda conn: quarantine(conn, self.wh.schema, key, table, reason, detail))
+        self.metrics.quarantined.labels(reason).inc()
+        self._forget(key)
+
+    def _after_round(self, scanned: bool) -> None:
+        alert_s = self.settings.unloaded_alert_minutes * 60
+        now, mono = utcnow(), time.monotonic()
+        old = 0
+        for key, candidate in self.pending.items():
+            if candidate.modified is not None:
+                age = (now - candidate.modified).total_seconds()
+            else:
+                age = mono - self._first_seen.get(key, mono)
+            old += age > alert_s
+        self.metrics.unloaded_old.set(old)
+        self.metrics.unloaded.set(len(self.pending))
+        if scanned:
+            mark = next_watermark(list(self.pending.values()), now.date())
+            counts = self.wh.run(lambda conn: state.save_watermark(conn, self.wh.schema, mark))
+            self.metrics.ledger_size.set(counts[0])
+            self.metrics.quarantine_size.set(counts[1])
+        if self.notices is not None and not self.pending:
+            self.notices.commit()  # every notice read so far is loaded or quarantined
+
+    def run_forever(self, stop: threading.Event, idle_s: float = 0.5) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            try:
+                loaded = self.run_once(poll_s=idle_s)
+                backoff = 1.0
+                if not loaded and self.notices is None:
+                    stop.wait(idle_s)
+            except WarehouseError:
+                log.exception("warehouse down; pending batches kept", extra={"pending": len(self.pending)})
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except StorageError:
+                self.metrics.storage_errors.inc()
+                log.exception("object store error; retrying")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)

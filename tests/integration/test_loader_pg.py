@@ -1,0 +1,177 @@
+"""Loader against real PostgreSQL and the S3 API server: content, replays, merges."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date
+
+import orjson
+import pytest
+
+from eventpipe.loader.batches import batch_from_rows
+from eventpipe.loader.runner import Limits, Loader
+from eventpipe.loader.warehouse import replace_day
+from eventpipe.timeutil import format_ts, parse_ts
+from tests.integration.test_loader_support import (
+    expected_events,
+    loaded_events,
+    put_bytes,
+    query,
+    synthetic_events,
+    write_agg,
+    write_raw,
+)
+
+pytestmark = pytest.mark.integration
+SNAPSHOT = (
+    "SELECT * FROM events ORDER BY message_id",
+    "SELECT * FROM engagement_daily ORDER BY day, event",
+    "SELECT * FROM experiment_assignments ORDER BY experiment_id, user_key",
+    "SELECT key, table_name, rows FROM load_ledger ORDER BY key",
+)
+
+
+def make_loader(settings, s3, **kw):
+    loader = Loader(
+        settings, s3=s3, limits=Limits(group_objects=3, scan_interval_s=0, deep_scan_interval_s=0), **kw
+    )
+    loader.start()
+    return loader
+
+
+def snapshot(settings):
+    return [query(settings, q) for q in SNAPSHOT]
+
+
+def test_raw_batches_load_their_content_once(settings, s3, pg_schema):
+    events = synthetic_events()
+    assert len({e["messageId"] for e in events}) < len(events)  # duplicates included
+    keys = write_raw(s3, settings, events, per_object=300)
+    loader = make_loader(settings, s3)
+    try:
+        assert loader.run_once() == len(keys)
+        assert loaded_events(settings) == expected_events(events)
+        ledger = query(settings, "SELECT key, rows FROM load_ledger ORDER BY key")
+        assert [k for k, _ in ledger] == sorted(keys) and sum(r for _, r in ledger) == len(events)
+        props = query(settings, "SELECT properties, context FROM events WHERE type = 'track' LIMIT 1")[0]
+        assert isinstance(props[0], dict) and isinstance(props[1], dict)
+        before = snapshot(settings)
+        assert loader.run_once() == 0  # a new round finds everything in the ledger
+        second = make_loader(settings, s3)  # a fresh loader (restart) changes nothing either
+        assert second.run_once() == 0
+        second.close()
+        assert snapshot(settings) == before
+        freshness = query(settings, "SELECT newest_received_at FROM freshness WHERE table_name = 'events'")
+        assert format_ts(freshness[0][0]) == max(e["receivedAt"] for e in events)
+    finally:
+        loader.close()
+
+
+def test_earlier_copy_replaces_a_later_one(settings, s3, pg_schema):
+    late = synthetic_events(users=2)[0]
+    early = dict(late, receivedAt="2026-11-20T11:00:00.000Z", source="early")
+    loader = make_loader(settings, s3)
+    try:
+        write_raw(s3, settings, [late], per_object=1)
+        loader.run_once()
+        key = put_bytes(s3, settings, "raw/events/dt=2026-11-20/hr=11/events+1+0000000000000000000.jsonl.gz",
+                        gzip.compress(orjson.dumps(early)))  # fmt: skip
+        assert key
+        loader.run_once()
+        assert loaded_events(settings) == {late["messageId"]: (late["type"], early["receivedAt"], "early")}
+    finally:
+        loader.close()
+
+
+def test_aggregate_deltas_add_up_and_final_days_are_respected(settings, s3, pg_schema):
+    row = {"day": "2026-11-19", "event": "Signed Up", "event_count": 3, "user_count": 2}
+    loader = make_loader(settings, s3)
+    try:
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-19")], 0)
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-20")], 10)
+        loader.run_once()
+        assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
+            (6, 4, False)
+        ]
+        # the nightly job makes the day final with cutoff 2026-11-20
+        final = batch_from_rows(
+            "corrections", "engagement_daily:final", [dict(row, event_count=5, user_count=3)]
+        )
+        loader.wh.run(
+            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, date(2026, 11, 19),
+                                  date(2026, 11, 20), {"engagement_daily": final})
+        )  # fmt: skip
+        assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
+            (5, 3, True)
+        ]
+        # late deltas: received inside the cutoff -> already in the final row; after it -> added
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-20")], 20)
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-21")], 30)
+        loader.run_once()
+        assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
+            (8, 5, True)
+        ]
+        assert query(settings, "SELECT COUNT(*) FROM engagement_daily_deltas") == [(4,)]
+        # replacing the day again keeps the kept late delta (received after the cutoff)
+        loader.wh.run(
+            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, date(2026, 11, 19),
+                                  date(2026, 11, 20), {"engagement_daily": final})
+        )  # fmt: skip
+        assert query(settings, "SELECT event_count, user_count FROM engagement_daily") == [(8, 5)]
+        assert query(settings, "SELECT is_final, cutoff_day FROM day_status") == [(True, date(2026, 11, 20))]
+    finally:
+        loader.close()
+
+
+def test_experiment_rows_and_earliest_assignment(settings, s3, pg_schema):
+    exp = {"day": "2026-11-19", "experiment_id": "x", "variant": "a", "event": "Order Completed",
+           "received_day": "2026-11-19", "event_count": 2, "user_count": 1}  # fmt: skip
+    a = {
+        "experiment_id": "x",
+        "user_key": "u1",
+        "variant": "b",
+        "first_exposed_at": "2026-11-19T10:00:00.000Z",
+    }
+    earlier = dict(a, variant="a", first_exposed_at="2026-11-19T09:00:00.000Z")
+    loader = make_loader(settings, s3)
+    try:
+        write_agg(s3, settings, "experiment_daily", [exp, dict(exp, variant="b")], 0)
+        write_agg(s3, settings, "experiment_assignments", [a], 0)
+        loader.run_once()
+        write_agg(s3, settings, "experiment_daily", [exp], 5)
+        write_agg(s3, settings, "experiment_assignments", [earlier, dict(a, user_key="u2")], 5)
+        write_agg(s3, settings, "experiment_assignments", [dict(a, variant="c", first_exposed_at=format_ts(
+            parse_ts(a["first_exposed_at"])))], 9)  # fmt: skip
+        loader.run_once()
+        assert query(settings, "SELECT variant, event_count FROM experiment_daily ORDER BY variant") == [
+            ("a", 4), ("b", 2)
+        ]  # fmt: skip
+        rows = query(settings, "SELECT user_key, variant FROM experiment_assignments ORDER BY user_key")
+        assert rows == [("u1", "a"), ("u2", "b")]
+    finally:
+        loader.close()
+
+
+def test_corrupt_objects_are_quarantined_and_the_rest_loads(settings, s3, pg_schema):
+    events = synthetic_events(users=5)
+    good = write_raw(s3, settings, events, per_object=50)
+    raw = "raw/events/dt=2026-11-20/hr=12/events+{}+0000000000000000000.jsonl.gz"
+    agg = "agg/engagement_daily/dt=2026-11-20/engagement_daily+5+0000000000000000000.jsonl.gz"
+    bad_time = orjson.dumps(dict(events[0], messageId="zz", timestamp="2026-13-45T00:00"))
+    bad = {
+        "bad_gzip": put_bytes(s3, settings, raw.format(3), b"not gzip at all"),
+        "bad_json": put_bytes(s3, settings, raw.format(4), gzip.compress(b'{"messageId": "m1"\n')),
+        "bad_shape": put_bytes(s3, settings, agg, gzip.compress(b'{"day": "2026-11-20", "event": "x"}\n')),
+        "rejected_by_warehouse": put_bytes(s3, settings, raw.format(6), gzip.compress(bad_time)),
+    }
+    loader = make_loader(settings, s3)
+    try:
+        loader.run_once()
+        assert loaded_events(settings) == expected_events(events)
+        quarantined = dict(query(settings, "SELECT reason, key FROM quarantine"))
+        assert quarantined == bad
+        assert len(query(settings, "SELECT key FROM load_ledger")) == len(good)
+        assert loader.metrics.quarantined.labels("bad_gzip")._value.get() == 1
+        assert loader.run_once() == 0 and not loader.pending  # quarantined objects are not retried
+    finally:
+        loader.close()
