@@ -74,6 +74,7 @@ def normalize(
     client_ip: str | None = None,
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
+    received_text: str | None = None,
 ) -> dict[str, Any]:
     """Validate one message and return the normalised event, or raise ``InvalidInput``.
 
@@ -131,10 +132,13 @@ def normalize(
     message_id = _optional_id(message, "messageId") or f"ep-{uuid.uuid4()}"
     original = _optional_time(message, "timestamp")
     sent_at = _optional_time(message, "sentAt") or batch_sent_at
+    received = received_text or format_ts(received_at)
     event["messageId"] = message_id
     event["originalTimestamp"] = format_ts(original) if original else None
     event["sentAt"] = format_ts(sent_at) if sent_at else None
-    event["receivedAt"] = format_ts(received_at)
-    event["timestamp"] = format_ts(corrected_timestamp(received_at, sent_at, original))
+    event["receivedAt"] = received
+    event["timestamp"] = (
+        received if original is None else format_ts(corrected_timestamp(received_at, sent_at, original))
+    )
     event["source"] = source
     return event

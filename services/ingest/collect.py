@@ -14,7 +14,7 @@ import orjson
 
 from eventpipe.errors import InvalidInput, PayloadTooLarge
 from eventpipe.events import normalize, user_key
-from eventpipe.timeutil import parse_ts
+from eventpipe.timeutil import format_ts, parse_ts
 
 
 @dataclass
@@ -44,6 +44,10 @@ class RequestInfo:
     max_event_bytes: int
     max_batch_events: int
 
+    @property
+    def received_text(self) -> str:
+        return format_ts(self.received_at)
+
 
 def encode_event(event: dict[str, Any], max_bytes: int) -> bytes:
     try:
@@ -66,13 +70,14 @@ def _one(
         client_ip=info.client_ip,
         batch_sent_at=batch.get("sentAt"),
         batch_context=batch.get("context"),
+        received_text=batch.get("receivedText"),
     )
     key = user_key(event)
     return (key.encode() if key else None), encode_event(event, info.max_event_bytes), event["type"]
 
 
-def _batch_fields(body: dict[str, Any]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
+def _batch_fields(body: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
+    fields: dict[str, Any] = {"receivedText": info.received_text}
     if body.get("sentAt") is not None:
         try:
             fields["sentAt"] = parse_ts(body["sentAt"])
@@ -103,7 +108,7 @@ def collect(body: Any, event_type: str | None, info: RequestInfo) -> Collected:
         raise InvalidInput("invalid_batch", "batch must be a non-empty array of events")
     if len(messages) > info.max_batch_events:
         raise PayloadTooLarge("too_many_events", f"batch over {info.max_batch_events} events")
-    shared = _batch_fields(body)
+    shared = _batch_fields(body, info)
     for index, message in enumerate(messages):
         try:
             key, value, kind = _one(message, None, info, shared)
