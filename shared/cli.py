@@ -28,6 +28,13 @@ def _loader(args: argparse.Namespace) -> int:
     return main()
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from eventpipe.demo import main
+    from eventpipe.settings import get_settings
+
+    return main(get_settings(), users=args.users, seed=args.seed)
+
+
 def _create_topics(args: argparse.Namespace) -> int:
     from eventpipe.kafka_admin import create_topics
     from eventpipe.settings import get_settings
@@ -47,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("stream", help="run a stream worker").set_defaults(handler=_stream)
     sub.add_parser("loader", help="run the warehouse loader").set_defaults(handler=_loader)
+
+    demo = sub.add_parser("demo", help="send synthetic traffic through the running stack, print the tables")
+    demo.add_argument("--users", type=int, default=300)
+    demo.add_argument("--seed", type=int, default=None)
+    demo.set_defaults(handler=_demo)
 
     admin = sub.add_parser("admin", help="operational chores").add_subparsers(
         dest="admin_command", required=True
