@@ -223,7 +223,9 @@ class Loader:
         self.metrics.unloaded.set(len(self.pending))
         if scanned:
             mark = next_watermark(list(self.pending.values()), now.date())
-            counts = self.wh.run(lambda conn: state.save_watermark(conn, self.wh.schema, mark))
+            counts = self.wh.run(
+                lambda conn: state.save_watermark(conn, self.wh.dialect, self.wh.schema, mark)
+            )
             self.metrics.ledger_size.set(counts[0])
             self.metrics.quarantine_size.set(counts[1])
         if self.notices is not None and not self.pending:

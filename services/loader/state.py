@@ -25,10 +25,11 @@ def get_watermark(conn: Any, schema: str) -> date | None:
     return date.fromisoformat(row[0]) if row else None
 
 
-def save_watermark(conn: Any, schema: str, day: date) -> tuple[int, int]:
+def save_watermark(conn: Any, dialect: Any, schema: str, day: date) -> tuple[int, int]:
     """Persist the watermark; returns (ledger size, quarantine size) for the gauges."""
     t, name = sql.Identifier(schema, LOADER_STATE.name), sql.Literal(WATERMARK)
     with conn, conn.cursor() as cur:
+        cur.execute(dialect.lock(schema, LOADER_STATE.name))  # loaders save concurrently
         cur.execute(sql.SQL("DELETE FROM {} WHERE {} = {}").format(t, sql.Identifier("name"), name))
         cur.execute(
             sql.SQL("INSERT INTO {} ({}, {}, {}) VALUES ({}, {}, {})").format(
