@@ -1,0 +1,137 @@
+"""The whole pipeline as real processes (``eventpipe ingest|stream|loader``) for e2e and
+fault tests: per-test topics, S3 prefix, warehouse schema and ports, so a test never
+touches the local stack's own data. Each process can be killed (-9), stopped or paused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eventpipe.settings import Settings
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTPIPE = str(ROOT / ".venv" / "bin" / "eventpipe")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process see exactly ``settings``."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        env[f"EVENTPIPE_{name.upper()}"] = str(value)
+    return env
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
+HEALTH = {
+    "ingest": lambda s: f"http://127.0.0.1:{s.ingest_port}/readyz",
+    "stream": lambda s: f"http://127.0.0.1:{s.stream_web_port}/metrics",
+    "loader": lambda s: f"http://127.0.0.1:{s.loader_port}/metrics",
+}
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    logs: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.ingest_port}"
+
+    def start(self, name: str, settings: Settings | None = None, wait_s: float = 60) -> subprocess.Popen:
+        settings = settings or self.settings
+        command = name.split("#")[0]  # "stream#2" is a second stream worker
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(
+            [EVENTPIPE, command],
+            env={**os.environ, **settings_env(settings)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        deadline = time.monotonic() + wait_s
+        while not http_ok(HEALTH[command](settings)):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {self.tail(name)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not healthy within {wait_s}s: {self.tail(name)}")
+            time.sleep(0.25)
+        return proc
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        path = self.logs / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def signal(self, name: str, sig: int) -> None:
+        proc = self.procs[name]
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+
+    def kill(self, name: str) -> None:
+        self.signal(name, signal.SIGKILL)
+        self.procs[name].wait(timeout=30)
+
+    def stop(self, name: str, timeout_s: float = 40) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        self.signal(name, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.signal(name, signal.SIGCONT)
+            self.stop(name)
+
+
+def pipeline_settings(base: Settings) -> Settings:
+    return base.model_copy(
+        update={
+            "ingest_port": free_port(),
+            "stream_web_port": free_port(),
+            "loader_port": free_port(),
+            "flush_interval_s": 2.0,
+        }
+    )
+
+
+@contextmanager
+def running_pipeline(
+    base: Settings, tmp_path: Path, parts: tuple[str, ...] = ("ingest", "stream", "loader")
+) -> Iterator[Pipeline]:
+    pipe = Pipeline(pipeline_settings(base), tmp_path)
+    try:
+        for part in parts:
+            pipe.start(part)
+        yield pipe
+    except BaseException:
+        for name in pipe.procs:
+            sys.stderr.write(f"--- {name} log ---\n{pipe.tail(name)}\n")
+        raise
+    finally:
+        pipe.stop_all()
