@@ -59,12 +59,17 @@ def kafka_lag(settings: Settings, max_lag: int = 10_000) -> StageStatus:
     group, topic = settings.stream_app_id, settings.events_topic
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000, client_id="eventpipe-status"
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=5000,
+            bootstrap_timeout_ms=3000,
+            client_id="eventpipe-status",
         )
     except KafkaError as exc:
         return StageStatus("kafka", DOWN, f"{settings.kafka_bootstrap}: {type(exc).__name__}")
     try:
         described = admin.describe_topics([topic])
+        if not described or described[0].get("error_code"):
+            return StageStatus("kafka", UNKNOWN, f"topic {topic!r} does not exist")
         parts = [TopicPartition(topic, p["partition_index"]) for p in described[0]["partitions"]]
         ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in parts})
         try:

@@ -107,7 +107,12 @@ def experiments(conn: Any, schema: str) -> list[ExperimentSummary]:
 def load_facts(conn: Any, schema: str) -> LoadFacts:
     newest_received = newest_loaded = loaded = None
     final: set[date] | None = None
-    if has_table(conn, schema, "events"):
+    if has_table(conn, schema, "freshness"):  # the loader's watermark: no scan of events
+        q = sql.SQL("SELECT max(newest_received_at) FROM {} WHERE table_name = 'events'").format(
+            sqlbuild.table(schema, "freshness")
+        )
+        newest_received = _rows(conn, q)[0][0]
+    if newest_received is None and has_table(conn, schema, "events"):
         q = sql.SQL("SELECT max(received_at) FROM {}").format(sqlbuild.table(schema, "events"))
         newest_received = _rows(conn, q)[0][0]
     if has_table(conn, schema, "load_ledger"):
