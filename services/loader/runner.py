@@ -174,8 +174,10 @@ class Loader:
         except WarehouseError:
             self.metrics.warehouse_up.set(0)
             raise
-        except psycopg2.Error as exc:  # not retryable: the data itself is refused
-            if len(batches) > 1:  # find the culprit, load the others
+        except psycopg2.Error as exc:
+            if not wh.dialect.is_data_error(exc):
+                raise  # a bug or a permissions problem: no batch is to blame
+            if len(batches) > 1:  # the warehouse refused the data itself  # find the culprit, load the others
                 return sum(self._load_batches(table, [b]) for b in batches)
             self._quarantine(batches[0].key, table, "rejected_by_warehouse", str(exc.pgerror or exc))
             return 0
@@ -246,5 +248,9 @@ class Loader:
             except StorageError:
                 self.metrics.storage_errors.inc()
                 log.exception("object store error; retrying")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            except psycopg2.Error:  # not transient and not the data's fault: keep trying, loudly
+                log.exception("warehouse refused a statement; retrying")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)

@@ -49,7 +49,13 @@ class Dialect(Protocol):
         event lines, PostgreSQL only); returns rows staged per key."""
         ...
 
-    def is_retryable(self, exc: BaseException) -> bool: ...
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Transient: reconnect/retry the transaction (lost connection, 1023, deadlock)."""
+        ...
+
+    def is_data_error(self, exc: BaseException) -> bool:
+        """The warehouse refused the batch's data: quarantine it, never retry it."""
+        ...
 
 
 def get_dialect(name: str, **options: Any) -> Dialect:

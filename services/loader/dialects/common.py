@@ -128,7 +128,7 @@ def deltas_insert(dialect: Any, schema: str, table: str, at: datetime) -> sql.Co
 
 
 def _grouped(select_from: sql.Composable, keys: Sequence[str], where: sql.Composable) -> sql.Composed:
-    return sql.SQL("SELECT {k}, SUM({e}) AS {e}, SUM({u}) AS {u} FROM {f} WHERE {w} GROUP BY {k}").format(
+    return sql.SQL("SELECT {k}, SUM(s.{e}) AS {e}, SUM(s.{u}) AS {u} FROM {f} WHERE {w} GROUP BY {k}").format(
         k=cols(keys, "s"), e=ident("event_count"), u=ident("user_count"), f=select_from, w=where
     )
 

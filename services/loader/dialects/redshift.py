@@ -1,0 +1,162 @@
+"""Amazon Redshift: the cluster COPYs each object itself from S3 (``FORMAT JSON 'auto
+ignorecase' GZIP`` through a one-entry manifest with ``mandatory: true``, ``MAXERROR 0``)
+into a temporary stage whose columns are the JSON keys; merges are dedup + DELETE/INSERT
+or MERGE inside the load's transaction (Redshift enforces no key: the loader does).
+
+Redshift facts this module is built around (docs/loader.md, PITFALLS.md): no TRUNCATE
+inside a transaction (it commits), ``LOCK`` is exclusive and makes writers take turns
+(one writer at a time: every load locks the ledger), error 1023 "Serializable isolation
+violation" means "retry the transaction", JSON columns are ``SUPER``, ``TEXT`` would be
+``VARCHAR(256)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import psycopg2
+from psycopg2 import sql
+
+from eventpipe.loader.dialects.common import SRC, STAGE, earliest_wins, ident
+from eventpipe.loader.tables import (
+    BIGINT,
+    BOOL,
+    DATE,
+    ID,
+    INT,
+    JSON,
+    LOAD_LEDGER,
+    SCHEMA_MIGRATIONS,
+    TEXT,
+    TS,
+    Table,
+    line_columns,
+)
+
+_TYPES = {ID: "VARCHAR(1024)", TEXT: "VARCHAR(65535)", TS: "TIMESTAMPTZ", DATE: "DATE", BIGINT: "BIGINT",
+          INT: "INTEGER", BOOL: "BOOLEAN", JSON: "SUPER"}  # fmt: skip
+_DEFAULTS = {"false": "FALSE", "now": "GETDATE()"}
+_RETRYABLE_TEXT = ("1023", "serializable isolation violation")
+_DATA_ERROR_TEXT = ("stl_load_errors", "load into table", "invalid", "cannot insert a null")
+
+
+def stage_column(json_key: str) -> str:
+    """A stage column is named like its JSON key: ``'auto ignorecase'`` matches them."""
+    return json_key.lower()
+
+
+def manifest(bucket: str, key: str) -> bytes:
+    return orjson.dumps({"entries": [{"url": f"s3://{bucket}/{key}", "mandatory": True}]})
+
+
+class RedshiftDialect:
+    name = "redshift"
+    reads_s3_itself = True  # the loader does not download objects: COPY reads them
+
+    def __init__(
+        self,
+        iam_role: str | None = None,
+        bucket: str = "eventpipe",
+        s3: Any = None,
+        manifest_prefix: str = "manifests/",
+    ) -> None:
+        self.iam_role, self.bucket, self.s3, self.manifest_prefix = iam_role, bucket, s3, manifest_prefix
+
+    def type_of(self, kind: str) -> sql.Composable:
+        return sql.SQL(_TYPES[kind])
+
+    def default_of(self, default: str) -> sql.Composable:
+        return sql.SQL(_DEFAULTS[default])
+
+    def table_options(self, table: Table) -> sql.Composable:
+        if table.name == "events":  # merges join on message_id; queries range over time
+            return sql.SQL(" DISTKEY ({}) SORTKEY ({})").format(ident("message_id"), ident("received_at"))
+        if table.name == "experiment_assignments":
+            return sql.SQL(" DISTKEY ({}) SORTKEY ({})").format(ident("user_key"), ident("experiment_id"))
+        if "day" in table.column_names and table.name != "day_status":
+            return sql.SQL(" DISTSTYLE AUTO SORTKEY ({})").format(ident("day"))
+        return sql.SQL("")
+
+    def indexes(self, schema: str) -> list[sql.Composed]:
+        return []  # no indexes on Redshift: sort keys instead
+
+    def lock(self, schema: str, table: str) -> sql.Composed:
+        # LOCK is ACCESS EXCLUSIVE here: lock the ledger, not the table dashboards read
+        locked = SCHEMA_MIGRATIONS.name if table == SCHEMA_MIGRATIONS.name else LOAD_LEDGER.name
+        return sql.SQL("LOCK {}").format(ident(schema, locked))
+
+    def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
+        return [
+            sql.SQL("DROP TABLE IF EXISTS {}").format(ident(name)),
+            sql.SQL("CREATE TEMP TABLE {} {}").format(ident(name), body),
+        ]
+
+    def create_stage(self, shape: str) -> list[sql.Composed]:
+        defs = [sql.SQL("{} {}").format(ident("batch_key"), self.type_of(ID))]
+        defs += [
+            sql.SQL("{} {}").format(ident(stage_column(c.key)), self.type_of(c.kind))
+            for c in line_columns(shape)
+        ]
+        return self.temp_table(STAGE, sql.SQL("({})").format(sql.SQL(", ").join(defs)))
+
+    def copy(self, shape: str, manifest_url: str) -> sql.Composed:
+        if not self.iam_role:
+            raise ValueError("EVENTPIPE_REDSHIFT_IAM_ROLE is required for the redshift dialect")
+        columns = sql.SQL(", ").join(ident(stage_column(c.key)) for c in line_columns(shape))
+        return sql.SQL(
+            "COPY {} ({}) FROM {} IAM_ROLE {} FORMAT AS JSON 'auto ignorecase' GZIP MANIFEST "
+            "TIMEFORMAT 'auto' DATEFORMAT 'auto' MAXERROR 0 COMPUPDATE OFF STATUPDATE OFF"
+        ).format(ident(STAGE), columns, sql.Literal(manifest_url), sql.Literal(self.iam_role))
+
+    def tag_batch(self, key: str) -> sql.Composed:
+        return sql.SQL("UPDATE {} SET {} = {} WHERE {} IS NULL").format(
+            ident(STAGE), ident("batch_key"), sql.Literal(key), ident("batch_key")
+        )
+
+    def typed_source(self, shape: str) -> sql.Composed:
+        fields = [ident("batch_key")] + [
+            sql.SQL("{} AS {}").format(ident(stage_column(c.key)), ident(c.name)) for c in line_columns(shape)
+        ]
+        return sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(fields), ident(STAGE))
+
+    def merge_events(self, schema: str) -> list[sql.Composed]:
+        # dedup the stage first (MERGE/INSERT would otherwise meet one key twice)
+        return earliest_wins(self, schema, "events", ("received_at", "timestamp"))
+
+    def drop_temps(self) -> list[sql.Composed]:
+        # temp tables live as long as the session: drop them (DROP is transactional; TRUNCATE is not)
+        return [sql.SQL("DROP TABLE IF EXISTS {}").format(ident(name)) for name in (SRC, STAGE)]
+
+    def manifest_key(self, key: str) -> str:
+        return f"{self.manifest_prefix}{hashlib.sha256(key.encode()).hexdigest()}.manifest"
+
+    def stage_statements(self, shape: str, key: str) -> list[sql.Composed]:
+        url = f"s3://{self.bucket}/{self.manifest_key(key)}"
+        return [self.copy(shape, url), self.tag_batch(key)]
+
+    def stage(self, cur: Any, shape: str, batches: list[Any], lines: list[bytes] | None) -> dict[str, int]:
+        """One COPY per object (each ≥ MBs as the stream cuts them), tagged with its key so
+        deltas keep their batch; ``lines`` are ignored: the stage is deduplicated in SQL."""
+        rows = {}
+        for batch in batches:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=self.manifest_key(batch.key), Body=manifest(self.bucket, batch.key)
+            )
+            copy, tag = self.stage_statements(shape, batch.key)
+            cur.execute(copy)
+            cur.execute("SELECT pg_last_copy_count()")
+            rows[batch.key] = int(cur.fetchone()[0])
+            cur.execute(tag)
+        return rows
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+            return True
+        text = str(exc).lower()
+        return isinstance(exc, psycopg2.Error) and any(marker in text for marker in _RETRYABLE_TEXT)
+
+    def is_data_error(self, exc: BaseException) -> bool:
+        text = str(exc).lower()
+        return isinstance(exc, psycopg2.DataError) or any(marker in text for marker in _DATA_ERROR_TEXT)

@@ -1,0 +1,81 @@
+"""The pure parts of the loader: key parsing, batch checks, dedup, discovery windows."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date
+
+import orjson
+import pytest
+
+from eventpipe.loader.batches import CorruptBatch, batch_from_rows, dedup_events, parse_batch, table_of_key
+from eventpipe.loader.discovery import Candidate, next_watermark, prefixes
+from eventpipe.settings import Settings
+
+EVENT = {"type": "track", "messageId": "m1", "event": "x", "source": "dev", "anonymousId": "a",
+         "timestamp": "2026-11-20T10:00:00.000Z", "receivedAt": "2026-11-20T10:00:01.000Z"}  # fmt: skip
+
+
+def test_table_of_key():
+    assert (
+        table_of_key("p/raw/events/dt=2026-11-20/hr=01/events+0+0000000000000000000.jsonl.gz", "p/")
+        == "events"
+    )
+    assert (
+        table_of_key("agg/experiment_daily/dt=2026-11-20/experiment_daily+1+01.jsonl.gz")
+        == "experiment_daily"
+    )
+    assert table_of_key("agg/events/dt=2026-11-20/x.jsonl.gz") is None
+    assert table_of_key("corrections/dt=2026-11-20/engagement_daily.jsonl.gz") is None
+    assert table_of_key("other/raw/events/x.jsonl.gz", "p/") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"plain", "bad_gzip"),
+        (gzip.compress(b"{nope\n"), "bad_json"),
+        (gzip.compress(b"[1, 2]\n"), "bad_shape"),
+        (gzip.compress(orjson.dumps({**EVENT, "messageId": None})), "bad_shape"),
+        (gzip.compress(orjson.dumps({**EVENT, "properties": "text"})), "bad_shape"),
+        (gzip.compress(b"\x00")[:-4], "bad_gzip"),
+    ],
+)
+def test_corrupt_batches_say_why(body, reason):
+    with pytest.raises(CorruptBatch) as caught:
+        parse_batch("k", "events", body)
+    assert caught.value.reason == reason
+
+
+def test_aggregate_shapes_are_checked():
+    row = {"day": "2026-11-20", "event": "x", "received_day": "2026-11-20", "event_count": 1, "user_count": 1}
+    assert batch_from_rows("k", "engagement_daily", [row]).rows == 1
+    with pytest.raises(CorruptBatch):
+        batch_from_rows("k", "engagement_daily", [{**row, "event_count": "1"}])
+    with pytest.raises(CorruptBatch):
+        batch_from_rows("k", "engagement_daily", [{k: v for k, v in row.items() if k != "received_day"}])
+    final = {k: v for k, v in row.items() if k != "received_day"}
+    assert batch_from_rows("k", "engagement_daily:final", [final]).rows == 1
+
+
+def test_dedup_keeps_the_canonical_copy_across_batches():
+    later = {**EVENT, "receivedAt": "2026-11-20T10:00:05.000Z", "source": "later"}
+    earlier = {**EVENT, "source": "earlier"}
+    first = batch_from_rows("a", "events", [later, {**EVENT, "messageId": "m2"}])
+    second = batch_from_rows("b", "events", [earlier, later])
+    lines = dedup_events([first, second])
+    kept = {orjson.loads(line)["messageId"]: orjson.loads(line)["source"] for line in lines}
+    assert kept == {"m1": "earlier", "m2": "dev"}
+
+
+def test_discovery_lists_from_the_watermark_with_a_day_of_slack():
+    settings = Settings(s3_prefix="p/")
+    full = prefixes(settings, None, date(2026, 11, 20))
+    assert full == ["p/raw/events/", "p/agg/engagement_daily/", "p/agg/experiment_daily/",
+                    "p/agg/experiment_assignments/"]  # fmt: skip
+    daily = prefixes(settings, date(2026, 11, 19), date(2026, 11, 20))
+    assert "p/raw/events/dt=2026-11-18/" in daily and "p/raw/events/dt=2026-11-21/" in daily
+    assert len(prefixes(settings, date(2000, 1, 1), date(2026, 11, 20))) <= 4 * 62
+    pending = [Candidate("k", "events", date(2026, 11, 17), None), Candidate("j", "events", None, None)]
+    assert next_watermark(pending, date(2026, 11, 20)) == date(2026, 11, 17)
+    assert next_watermark([], date(2026, 11, 20)) == date(2026, 11, 20)

@@ -1,0 +1,158 @@
+"""SQL generation for both dialects, without a server: every statement a load, a
+migration or a day replacement runs is rendered and, for Redshift, parsed by sqlglot's
+Redshift dialect (Redshift itself cannot run here)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+
+import orjson
+import psycopg2
+import pytest
+import sqlglot
+from psycopg2 import extensions, sql
+
+from eventpipe.loader import migrations
+from eventpipe.loader.dialects import common as c
+from eventpipe.loader.dialects import get_dialect
+from eventpipe.loader.dialects.redshift import manifest
+from eventpipe.loader.load import ASSIGNMENT_ORDER, merge_statements
+from eventpipe.loader.tables import AGGREGATES, TARGETS
+
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+SHAPES = [*TARGETS, *(f"{t}:final" for t in AGGREGATES)]
+
+
+def render(part: sql.Composable) -> str:
+    """A Composed as text, as psycopg2 would send it (literals quoted by psycopg2 itself)."""
+    if isinstance(part, sql.Composed):
+        return "".join(render(p) for p in part.seq)
+    if isinstance(part, sql.SQL):
+        return part.string
+    if isinstance(part, sql.Identifier):
+        return ".".join('"' + s.replace('"', '""') + '"' for s in part.strings)
+    if isinstance(part, sql.Literal):
+        return extensions.adapt(part.wrapped).getquoted().decode()
+    raise TypeError(type(part))
+
+
+def all_statements(dialect) -> list[sql.Composable]:
+    schema = "analytics"
+    out = [*migrations.bootstrap_statements(dialect, schema)]
+    for _, _, build in migrations.MIGRATIONS:
+        out += build(dialect, schema)
+    for table in TARGETS:
+        out += [dialect.lock(schema, table), *dialect.create_stage(table)]
+        out += merge_statements(dialect, schema, table, AT)
+        out += c.freshness_update(schema, table, c.newest_staged(dialect, table), AT)
+        out.append(c.freshness_of(schema, table))
+    for shape in SHAPES:
+        out += dialect.create_stage(shape)
+        if dialect.name == "redshift":
+            out += dialect.stage_statements(shape, f"agg/{shape}/x.jsonl.gz")
+    out += [c.keys_in(schema, c.LOAD_LEDGER, ["a", "b"]), c.ledger_insert(schema, [("a", "events", 3)], AT)]
+    out += c.quarantine_insert(schema, "k", "events", "bad_json", "line 3: oops 'quoted'", AT)
+    for table in AGGREGATES:
+        day, cutoff = date(2026, 11, 19), date(2026, 11, 20)
+        out += [c.delete_day(schema, table, day), c.insert_final(dialect, schema, table)]
+        out += [*c.late_deltas_source(dialect, schema, table, day, cutoff), c.merge_add(schema, table)]
+    out += c.earliest_wins(dialect, schema, "experiment_assignments", ASSIGNMENT_ORDER)
+    out += c.mark_day_final(schema, date(2026, 11, 19), date(2026, 11, 20), AT)
+    out += dialect.drop_temps()
+    return out
+
+
+def redshift():
+    return get_dialect("redshift", iam_role="arn:aws:iam::123456789012:role/loader", bucket="lake")
+
+
+@pytest.mark.parametrize("name", ["postgres", "redshift"])
+def test_every_statement_is_composed_and_renders(name):
+    dialect = redshift() if name == "redshift" else get_dialect(name)
+    statements = all_statements(dialect)
+    assert len(statements) > 60
+    for statement in statements:
+        assert isinstance(statement, sql.Composable)
+        text = render(statement)
+        assert "{" not in text.replace("{}", "") or "'" in text  # no unfilled placeholders
+        assert "TRUNCATE" not in text.upper()
+
+
+def test_every_redshift_statement_parses_with_sqlglot():
+    for statement in all_statements(redshift()):
+        text = render(statement)
+        parsed = sqlglot.parse_one(text, read="redshift")
+        if text.startswith("LOCK "):  # sqlglot keeps LOCK as a command; check its shape instead
+            assert re.fullmatch(r'LOCK "analytics"\."(load_ledger|schema_migrations)"', text)
+        else:
+            assert not isinstance(parsed, sqlglot.exp.Command), text
+
+
+def test_postgres_statements_parse_with_sqlglot():
+    for statement in all_statements(get_dialect("postgres")):
+        # PostgreSQL runs these for real in the integration tests; sqlglot lacks two forms
+        text = render(statement).replace(" ON COMMIT DROP", "")
+        if text.startswith("LOCK TABLE "):
+            continue
+        assert not isinstance(sqlglot.parse_one(text, read="postgres"), sqlglot.exp.Command), text
+
+
+def test_redshift_copy_uses_a_mandatory_manifest_and_keeps_maxerror_zero():
+    dialect = redshift()
+    copy, tag = dialect.stage_statements("events", "p/raw/events/dt=2026-11-20/hr=12/events+0+01.jsonl.gz")
+    text = render(copy)
+    assert "FROM 's3://lake/manifests/" in text and "IAM_ROLE 'arn:aws:iam::123456789012:role/loader'" in text
+    for part in ("FORMAT AS JSON 'auto ignorecase'", "GZIP", "MANIFEST", "MAXERROR 0", "TIMEFORMAT 'auto'"):
+        assert part in text
+    assert '"messageid"' in text and '"receivedat"' in text  # stage columns = JSON keys
+    assert 'UPDATE "ep_stage" SET "batch_key" = \'p/raw/events' in render(tag)
+    entry = orjson.loads(manifest("lake", "k.jsonl.gz"))["entries"]
+    assert entry == [{"url": "s3://lake/k.jsonl.gz", "mandatory": True}]
+    with pytest.raises(ValueError, match="IAM_ROLE"):
+        get_dialect("redshift").copy("events", "s3://lake/m")
+
+
+def test_redshift_types_and_no_upsert_syntax():
+    dialect = redshift()
+    ddl = " ".join(render(s) for s in migrations.MIGRATIONS[0][2](dialect, "analytics"))
+    assert '"properties" SUPER' in ddl and "JSONB" not in ddl
+    assert " TEXT" not in ddl  # TEXT would silently be VARCHAR(256)
+    assert 'DISTKEY ("message_id")' in ddl
+    loads = " ".join(render(s) for t in TARGETS for s in merge_statements(dialect, "analytics", t, AT))
+    assert "ON CONFLICT" not in loads and "ROW_NUMBER() OVER" in loads
+
+
+def test_postgres_events_merge_keeps_the_earlier_copy():
+    text = render(get_dialect("postgres").merge_events("analytics")[0])
+    assert text.startswith('MERGE INTO "analytics"."events" USING (SELECT')
+    assert 'WHEN MATCHED AND (s."received_at" < "events"."received_at"' in text
+    assert "WHEN NOT MATCHED THEN INSERT" in text
+
+
+def test_aggregate_merge_skips_deltas_inside_a_final_day():
+    text = " ".join(
+        render(s) for s in c.counts_source(get_dialect("postgres"), "analytics", "engagement_daily")
+    )
+    assert 'LEFT JOIN "analytics"."day_status"' in text
+    assert 'NOT ds."is_final"' in text and 's."received_day" > ds."cutoff_day"' in text
+
+
+def test_literals_are_quoted_not_formatted():
+    text = render(c.quarantine_insert("a", "k'); DROP TABLE x; --", "events", "bad_json", "d", AT)[1])
+    assert "'k''); DROP TABLE x; --'" in text
+
+
+@pytest.mark.parametrize(
+    ("message", "retryable"),
+    [
+        ("ERROR: 1023 DETAIL: Serializable isolation violation on table - 123", True),
+        ("Load into table 'ep_stage' failed. Check 'stl_load_errors' system table for details.", False),
+    ],
+)
+def test_redshift_retries_serializable_isolation_violations(message, retryable):
+    dialect = redshift()
+    exc = psycopg2.InternalError(message)
+    assert dialect.is_retryable(exc) is retryable
+    assert dialect.is_data_error(exc) is not retryable
+    assert dialect.is_retryable(psycopg2.OperationalError("server closed the connection"))
