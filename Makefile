@@ -27,7 +27,7 @@ demo: up ## bring the stack up, send realistic traffic, print the resulting tabl
 	@$(VENV)/bin/eventpipe demo
 
 test: ## the whole suite (starts what it needs)
-	@$(STACK) up kafka postgres s3 prometheus
+	@$(STACK) up tools kafka postgres s3 prometheus
 	@$(PYTEST) -q -p no:cacheprovider tests
 
 test-unit: install ## unit tests only (no network)
@@ -42,7 +42,7 @@ test-e2e: ## end-to-end tests through the whole local pipeline
 	@$(PYTEST) -q tests/e2e
 
 bench: ## benchmarks on loopback; writes bench/results.json
-	@$(STACK) up kafka postgres s3
+	@$(STACK) up tools kafka postgres s3
 	@$(PY) -m bench
 
 lint: ## ruff lint + format check

@@ -186,6 +186,22 @@ prometheus_up() {
   wait_for prometheus 30 port_open $PROM_PORT
 }
 
+# ---------------------------------------------------------------- test and bench tools
+# promtool comes with prometheus; docker-compose (Debian's, without the engine) validates
+# docker-compose.yml; wrk drives the HTTP benchmarks.
+tools_up() {
+  local missing=()
+  command -v promtool >/dev/null || missing+=(prometheus)
+  command -v docker-compose >/dev/null || missing+=(docker-compose)
+  command -v wrk >/dev/null || missing+=(wrk)
+  if [[ ${#missing[@]} -gt 0 ]]; then
+    command -v apt-get >/dev/null || die "need ${missing[*]} but apt-get is not available"
+    say "installing Debian packages: ${missing[*]}"
+    [[ -f "$LOCAL/.apt-updated" ]] || { apt-get update -qq >/dev/null && touch "$LOCAL/.apt-updated"; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
 # ---------------------------------------------------------------- services
 http_ok() { "$VENV/bin/python" -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null; }
 
@@ -237,6 +253,7 @@ component_up() {
     ingest) ingest_up ;;
     stream) stream_up ;;
     loader) loader_up ;;
+    tools) tools_up ;;
     *) die "unknown component $1" ;;
   esac
 }
@@ -244,6 +261,7 @@ component_up() {
 component_down() {
   case $1 in
     postgres) postgres_down ;;
+    tools) ;;
     *) stop_pid "$1" ;;
   esac
 }
