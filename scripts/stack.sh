@@ -67,8 +67,9 @@ ensure_venv() {
   if [[ ! -x "$VENV/bin/eventpipe" ]] || [[ "$ROOT/pyproject.toml" -nt "$VENV/.installed" ]]; then
     say "installing eventpipe (editable) into .venv"
     [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip setuptools wheel
-    "$VENV/bin/pip" install -q -e "$ROOT[dev]"
+    { "$VENV/bin/pip" install -q --upgrade pip setuptools wheel &&
+      "$VENV/bin/pip" install -q -e "$ROOT[dev]"; } >"$LOG/pip.log" 2>&1 ||
+      { tail -n 30 "$LOG/pip.log" >&2; die "pip install failed (log: $LOG/pip.log)"; }
     touch "$VENV/.installed"
   fi
 }
