@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     warehouse_schema: str = "public"
     redshift_iam_role: str | None = None
     loader_port: int = Field(8082, ge=1, le=65535)
+    loader_host: str = "127.0.0.1"  # metrics listener; 0.0.0.0 in containers
     unloaded_alert_minutes: int = 10
     reprocess_lateness_days: int = Field(1, ge=0)
     reprocess_hour_utc: int = Field(2, ge=0, le=23)
