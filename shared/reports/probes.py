@@ -8,7 +8,7 @@ Network calls are bounded by short timeouts.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -91,25 +91,27 @@ def kafka_lag(settings: Settings, max_lag: int = 10_000) -> StageStatus:
     return StageStatus("kafka", state, f"group {group!r} lags {lag} events behind {topic!r} ({end_total})")
 
 
-def _last_prefix(client: Any, bucket: str, prefix: str) -> str | None:
-    page = client.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
-    prefixes = sorted(p["Prefix"] for p in page.get("CommonPrefixes", []))
-    return prefixes[-1] if prefixes else None
+def s3_raw(settings: Settings, now: datetime, stale_minutes: float, lookback_hours: int = 48) -> StageStatus:
+    """The newest raw object: hour partitions listed from the current hour backwards.
 
-
-def s3_raw(settings: Settings, now: datetime, stale_minutes: float) -> StageStatus:
-    """The newest raw object: newest ``dt=`` then ``hr=`` partition, then its objects."""
+    Plain prefix listings only (no ``Delimiter``, which some S3 API servers answer
+    wrongly); raw keys are partitioned by receive hour, so the first non-empty hour holds it.
+    """
     from eventpipe.s3 import list_keys, s3_client
 
     client = s3_client(settings)
+    objects: list[dict[str, Any]] = []
     try:
-        day = _last_prefix(client, settings.s3_bucket, settings.s3_prefix + RAW_PREFIX)
-        hour = _last_prefix(client, settings.s3_bucket, day) if day else None
-        objects = list(list_keys(client, settings.s3_bucket, hour)) if hour else []
+        for back in range(lookback_hours + 1):
+            hour = now - timedelta(hours=back)
+            prefix = f"{settings.s3_prefix}{RAW_PREFIX}dt={hour:%Y-%m-%d}/hr={hour:%H}/"
+            objects = list(list_keys(client, settings.s3_bucket, prefix))
+            if objects:
+                break
     except (BotoCoreError, ClientError) as exc:
         return StageStatus("s3", DOWN, f"{settings.s3_endpoint}: {type(exc).__name__}")
     if not objects:
-        return StageStatus("s3", UNKNOWN, "no raw object yet")
+        return StageStatus("s3", UNKNOWN, f"no raw object in the last {lookback_hours} h")
     newest = max(objects, key=lambda o: o["LastModified"])
     age = (now - newest["LastModified"].astimezone(UTC)).total_seconds()
     state = OK if age <= stale_minutes * 60 else STALE
