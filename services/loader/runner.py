@@ -233,9 +233,11 @@ class Loader:
         if self.notices is not None and not self.pending:
             self.notices.commit()  # every notice read so far is loaded or quarantined
 
-    def run_forever(self, stop: threading.Event, idle_s: float = 0.5) -> None:
-        backoff = 1.0
-        while not stop.is_set():
+    def run_forever(self, stop: threading.Event, idle_s: float = 0.5, max_rounds: int | None = None) -> None:
+        """Rounds until ``stop`` is set (or ``max_rounds``); errors back off, never end it."""
+        backoff, rounds = 1.0, 0
+        while not stop.is_set() and (max_rounds is None or rounds < max_rounds):
+            rounds += 1
             try:
                 loaded = self.run_once(poll_s=idle_s)
                 backoff = 1.0
