@@ -31,9 +31,12 @@ NAMES = ["Buy", "View", "Experiment Viewed"]
 
 
 @st.composite
-def histories(draw: Callable[..., Any], max_events: int = 40) -> list[dict[str, Any]]:
+def histories(
+    draw: Callable[..., Any], max_events: int = 40, max_lag_minutes: int = 3 * 1440
+) -> list[dict[str, Any]]:
     """Normalised events around DAY (in arrival order after a shuffle), with retried copies
-    (same messageId and timestamp, received later) and clocks up to 6 h ahead of receipt."""
+    (same messageId and timestamp, received later) and clocks up to 6 h ahead of receipt;
+    ``max_lag_minutes`` bounds how late an event arrives."""
     n = draw(st.integers(1, max_events))
     events = []
     for i in range(n):
@@ -41,7 +44,7 @@ def histories(draw: Callable[..., Any], max_events: int = 40) -> list[dict[str, 
         kind = draw(st.sampled_from(["track", "track", "track", "page", "screen", "identify"]))
         at = MIDNIGHT + timedelta(minutes=draw(st.integers(-3 * 1440, 2 * 1440)))
         at += timedelta(milliseconds=draw(st.integers(0, 999)))
-        lag = timedelta(minutes=draw(st.integers(-360, 3 * 1440)))  # negative: clock ahead
+        lag = timedelta(minutes=draw(st.integers(-360, max_lag_minutes)))  # negative: clock ahead
         event: dict[str, Any] = {
             "type": kind, "messageId": f"m{i}", "userId": user_id, "anonymousId": anonymous_id,
             "timestamp": format_ts(at), "receivedAt": format_ts(at + lag), "source": "dev",
