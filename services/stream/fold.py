@@ -56,11 +56,12 @@ class Deltas:
     assignments: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def rows(self, table: str) -> list[dict[str, Any]]:
-        """The JSON lines of docs/contracts.md section 3 for one table, in fold order."""
+        """The JSON lines of docs/contracts.md section 3 for one table, sorted by row key so
+        that a replay writes the same bytes whatever order its state was restored in."""
         if table == "engagement_daily":
             return [
                 {"day": d, "event": e, "received_day": r, "event_count": n, "user_count": u}
-                for (d, e, r), (n, u) in self.engagement.items()
+                for (d, e, r), (n, u) in sorted(self.engagement.items())
             ]
         if table == "experiment_daily":
             return [
@@ -73,12 +74,12 @@ class Deltas:
                     "event_count": n,
                     "user_count": u,
                 }
-                for (d, x, v, e, r), (n, u) in self.experiment.items()
+                for (d, x, v, e, r), (n, u) in sorted(self.experiment.items())
             ]
         if table == "experiment_assignments":
             return [
                 {"experiment_id": x, "user_key": k, "variant": v, "first_exposed_at": t}
-                for (x, k), (v, t) in self.assignments.items()
+                for (x, k), (v, t) in sorted(self.assignments.items())
             ]
         raise ValueError(f"unknown table {table!r}")
 

@@ -181,6 +181,19 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def committed_offsets(settings: Settings) -> dict[int, int]:
+    """The stream group's committed offset per partition of the events topic (0 if none)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.stream_app_id)
+    try:
+        partitions = consumer.partitions_for_topic(settings.events_topic) or set()
+        tps = [TopicPartition(settings.events_topic, p) for p in sorted(partitions)]
+        return {tp.partition: consumer.committed(tp) or 0 for tp in tps}
+    finally:
+        consumer.close()
+
+
 def delete_topics(settings: Settings, *names: str) -> None:
     from kafka import KafkaAdminClient
 
