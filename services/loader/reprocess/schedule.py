@@ -1,0 +1,122 @@
+"""Nightly scheduling: which closed days are due, run one at a time, off the loader's loop.
+
+Day D is due once D+L has ended and the clock is past ``reprocess_hour_utc`` of the next
+day (the margin lets the last raw objects of D+L land in S3), i.e. at
+``D + L + 1 day + hour``. Days within ``reprocess_lookback_days`` of the newest due day
+that are not final yet are run, oldest first (an earlier day's assignments feed the next
+day's snapshot); the first failure stops the round and the next round retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+from psycopg2 import sql
+
+from eventpipe.loader.reprocess.metrics import reprocess_metrics
+from eventpipe.loader.reprocess.pipeline import DayResult, ReprocessBusy, run_day
+from eventpipe.loader.warehouse import Warehouse
+from eventpipe.settings import Settings
+from eventpipe.timeutil import utcnow
+
+log = logging.getLogger("eventpipe.loader.reprocess")
+
+
+def newest_due_day(now: datetime, lateness_days: int, hour_utc: int) -> date:
+    return (now - timedelta(hours=hour_utc)).date() - timedelta(days=lateness_days + 1)
+
+
+def candidate_days(now: datetime, lateness_days: int, hour_utc: int, lookback_days: int) -> list[date]:
+    newest = newest_due_day(now, lateness_days, hour_utc)
+    return [newest - timedelta(days=n) for n in reversed(range(lookback_days))]
+
+
+class NightlyScheduler:
+    """``tick()`` from the loader's loop: cheap, never blocks; a background thread runs the
+    due days one at a time. Two schedulers (replicas) never run one day twice at once:
+    ``run_day`` holds the day's advisory lock."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        run: Callable[..., DayResult] = run_day,
+        check_every_s: float = 60.0,
+    ) -> None:
+        self.settings, self.registry, self.clock, self.run = settings, registry, clock, run
+        self.check_every_s = check_every_s
+        self._thread: threading.Thread | None = None
+        self._next_check = 0.0
+
+    def due_days(self, now: datetime | None = None) -> list[date]:
+        s = self.settings
+        days = candidate_days(
+            now or self.clock(), s.reprocess_lateness_days, s.reprocess_hour_utc, s.reprocess_lookback_days
+        )
+        query = sql.SQL("SELECT day, is_final, finalized_at FROM {} WHERE day >= %s").format(
+            sql.Identifier(s.warehouse_schema, "day_status")
+        )
+        wh = Warehouse(s, application_name="eventpipe-reprocess-scheduler")
+        try:
+            rows = wh.run(lambda conn: _fetch(conn, query, (days[0],)))
+        finally:
+            wh.close()
+        final = {day for day, is_final, _ in rows if is_final}
+        self._seed_last_success([at for _, is_final, at in rows if is_final and at is not None])
+        return [day for day in days if day not in final]
+
+    def run_due(self, now: datetime | None = None) -> list[DayResult]:
+        done = []
+        for day in self.due_days(now):
+            try:
+                done.append(self.run(self.settings, day, registry=self.registry))
+            except ReprocessBusy:
+                log.info("reprocess skipped: day already running", extra={"day": day.isoformat()})
+            except Exception:  # counted and logged by run_day; retried next round
+                break
+        return done
+
+    def tick(self, now: datetime | None = None) -> bool:
+        """Start a background round if none is running and the last check is old enough;
+        True if one was started."""
+        if self._thread is not None and self._thread.is_alive():
+            return False
+        if time.monotonic() < self._next_check:
+            return False
+        self._next_check = time.monotonic() + self.check_every_s
+        self._thread = threading.Thread(target=self._round, args=(now,), name="reprocess", daemon=True)
+        self._thread.start()
+        return True
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _round(self, now: datetime | None) -> None:
+        try:
+            self.run_due(now)
+        except Exception:  # e.g. the warehouse is down: the next tick retries
+            log.exception("reprocess round failed")
+
+    def _seed_last_success(self, finalized: list[datetime]) -> None:
+        """After a restart, the success gauge starts from the newest final day, not 0."""
+        gauge = reprocess_metrics(self.registry).last_success
+        current = (self.registry or REGISTRY).get_sample_value(
+            "eventpipe_reprocess_last_success_timestamp_seconds"
+        )
+        if finalized and not current:
+            gauge.set(max(finalized).timestamp())
+
+
+def _fetch(conn: Any, query: sql.Composable, params: tuple[Any, ...]) -> list[tuple]:
+    with conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()

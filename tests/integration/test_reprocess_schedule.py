@@ -1,0 +1,30 @@
+"""The nightly scheduler against the real warehouse: due days run oldest first, once."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from eventpipe.loader.reprocess.schedule import NightlyScheduler
+from eventpipe.loader.warehouse import Warehouse, migrate
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # day 26 (L=1) became due at 02:00
+
+
+def test_due_days_run_once_in_order_in_the_background(s3, settings, pg_schema):
+    settings = settings.model_copy(update={"reprocess_lookback_days": 3})
+    migrate(Warehouse(settings))
+    registry = CollectorRegistry()
+    scheduler = NightlyScheduler(settings, registry=registry, clock=lambda: NOW)
+    assert scheduler.due_days() == [date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)]
+    assert scheduler.tick() is True
+    assert scheduler.tick() is False  # one round at a time
+    scheduler.join(timeout=120)
+    assert scheduler.due_days() == []
+    assert registry.get_sample_value("eventpipe_reprocess_duration_seconds_count") == 3
+    fresh = CollectorRegistry()  # a restarted loader starts its success gauge from the warehouse
+    NightlyScheduler(settings, registry=fresh, clock=lambda: NOW).due_days()
+    assert fresh.get_sample_value("eventpipe_reprocess_last_success_timestamp_seconds") > 0
