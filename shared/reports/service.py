@@ -66,7 +66,8 @@ def status(settings: Settings, now: datetime, stale_minutes: float, days: int = 
             facts = wh.load_facts(conn, settings.warehouse_schema)
     except WarehouseError as exc:
         stages.append(probes.warehouse_error(exc))
-    loader_service = probes.service_up("loader", settings.loader_port)
+    host = settings.loader_host if settings.loader_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    loader_service = probes.service_up("loader", settings.loader_port, host)
     if facts is None:
         stages.append(loader_service)
         return Status(stages, [])
