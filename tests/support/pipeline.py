@@ -52,6 +52,7 @@ class Pipeline:
     settings: Settings
     logs: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    settings_of: dict[str, Settings] = field(default_factory=dict)
 
     @property
     def ingest_url(self) -> str:
@@ -71,6 +72,7 @@ class Pipeline:
         )
         log.close()
         self.procs[name] = proc
+        self.settings_of[name] = settings
         deadline = time.monotonic() + wait_s
         while not http_ok(HEALTH[command](settings)):
             if proc.poll() is not None:
@@ -102,6 +104,18 @@ class Pipeline:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill(name)
+
+    def restart(self, name: str, wait_s: float = 60) -> subprocess.Popen:
+        """Starts ``name`` again with the settings (ports) it had."""
+        return self.start(name, self.settings_of.get(name), wait_s)
+
+    def add_worker(self, name: str, wait_s: float = 60) -> subprocess.Popen:
+        """Another ``stream`` or ``loader`` (``name`` like ``stream#2``) with its own port."""
+        ports = {"stream_web_port": free_port(), "loader_port": free_port()}
+        return self.start(name, self.settings.model_copy(update=ports), wait_s)
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
 
     def stop_all(self) -> None:
         for name in list(self.procs):
