@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     reprocess_hour_utc: int = Field(2, ge=0, le=23)
     reprocess_runner: Literal["inline", "local", "hadoop", "emr"] = "inline"
     reprocess_lookback_days: int = Field(3, ge=1, description="closed days the scheduler re-checks")
+    reprocess_schedule_enabled: bool = Field(True, description="the loader runs the nightly itself")
     reprocess_mrjob_conf: str | None = Field(None, description="mrjob.conf for -r emr/hadoop")
     emr_instance_type: str | None = Field(None, description="overrides mrjob.conf's instance_type")
     emr_core_instances: int | None = Field(None, ge=1, description="overrides num_core_instances")

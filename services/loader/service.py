@@ -14,6 +14,7 @@ from prometheus_client import start_http_server
 from eventpipe.errors import WarehouseError
 from eventpipe.loader.discovery import Notices
 from eventpipe.loader.metrics import LoaderMetrics
+from eventpipe.loader.reprocess.schedule import NightlyScheduler
 from eventpipe.loader.runner import Loader
 from eventpipe.logs import configure
 from eventpipe.settings import Settings, get_settings
@@ -47,6 +48,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     metrics = LoaderMetrics()
     server, _ = start_http_server(settings.loader_port, addr=settings.loader_host, registry=metrics.registry)
     loader = Loader(settings, metrics=metrics, notices=_notices(settings))
+    nightly = NightlyScheduler(settings, registry=metrics.registry)  # issue 5: closed days, off-loop
     log.info(
         "loader started",
         extra={
@@ -60,6 +62,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
             return
         last_kafka_try = time.monotonic()
         while not stop.is_set():
+            nightly.tick()
             loader.run_forever(stop, max_rounds=120)
             if loader.notices is None and time.monotonic() - last_kafka_try > KAFKA_RETRY_S:
                 loader.notices, last_kafka_try = _notices(settings), time.monotonic()

@@ -86,7 +86,10 @@ class NightlyScheduler:
 
     def tick(self, now: datetime | None = None) -> bool:
         """Start a background round if none is running and the last check is old enough;
-        True if one was started."""
+        True if one was started. Off when ``reprocess_schedule_enabled`` is false (e.g. an
+        external scheduler runs ``eventpipe reprocess``)."""
+        if not self.settings.reprocess_schedule_enabled:
+            return False
         if self._thread is not None and self._thread.is_alive():
             return False
         if time.monotonic() < self._next_check:
