@@ -1,0 +1,55 @@
+"""Warehouse chores of the fault scenarios (test schema only)."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg2
+from psycopg2 import sql
+
+from eventpipe.settings import Settings
+
+CONTRACT_TABLES = ("events", "engagement_daily", "experiment_daily", "experiment_assignments", "load_ledger")
+
+
+def wait_for_tables(settings: Settings, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        conn = psycopg2.connect(settings.warehouse_dsn)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_name = ANY(%s)",
+                    [settings.warehouse_schema, list(CONTRACT_TABLES)],
+                )
+                if cur.fetchone()[0] == len(CONTRACT_TABLES):
+                    return
+        finally:
+            conn.close()
+        if time.monotonic() > deadline:
+            raise AssertionError("the loader did not create its tables")
+        time.sleep(0.5)
+
+
+def drop_primary_keys(settings: Settings) -> int:
+    """As on Redshift (constraints informational only): nothing but the loader keeps rows unique."""
+    wait_for_tables(settings)
+    conn = psycopg2.connect(settings.warehouse_dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name, constraint_name FROM information_schema.table_constraints "
+                "WHERE table_schema = %s AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+                [settings.warehouse_schema],
+            )
+            found = cur.fetchall()
+            for table, name in found:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        sql.Identifier(settings.warehouse_schema, table), sql.Identifier(name)
+                    )
+                )
+        return len(found)
+    finally:
+        conn.close()
