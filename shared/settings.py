@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_json_depth: int = 32
     publish_timeout_s: float = Field(10.0, gt=0, description="below any HTTP client's timeout")
     kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
+    metrics_event_names: str = Field(
+        "Order Completed,Signed Up", description="comma-separated event names always given their own label"
+    )
+    metrics_top_events: int = Field(50, ge=0, le=500, description="further event names labelled; rest: other")
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -58,6 +62,7 @@ class Settings(BaseSettings):
     s3_prefix: str = Field("", description="key prefix inside the bucket (tests isolate with it)")
 
     # stream
+    stream_web_host: str = "127.0.0.1"
     stream_web_port: int = Field(6066, ge=1, le=65535)
     stream_app_id: str = "eventpipe-stream"
     flush_interval_s: float = Field(10.0, gt=0, le=10.0)

@@ -28,7 +28,7 @@ from eventpipe.ingest import openapi
 from eventpipe.ingest.auth import source_for, write_key_from_header
 from eventpipe.ingest.body import decode_body, read_capped
 from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
-from eventpipe.ingest.metrics import IngestMetrics
+from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics
 from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
 from eventpipe.ingest.ratelimit import RateLimiter
 from eventpipe.settings import Settings
@@ -110,9 +110,12 @@ class Collector:
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
-        for kind, size in zip(collected.types, collected.sizes, strict=True):
-            self.metrics.events_accepted.labels(source, kind).inc()
-            self.metrics.event_bytes.observe(size)
+        metrics = self.metrics
+        for kind, name, size in zip(collected.types, collected.names, collected.sizes, strict=True):
+            metrics.events_accepted.labels(source, kind).inc()
+            metrics.event_bytes.observe(size)
+            if name is not None:
+                metrics.events_by_name.labels(metrics.event_names.label(name)).inc()
         for rejection in collected.rejected:
             self.metrics.events_rejected.labels(rejection.reason).inc()
         if collected.rejected:
@@ -157,7 +160,7 @@ class StatusMetricsMiddleware:
 def create_app(
     settings: Settings, publisher_factory: Callable[[Settings], Publisher] = create_publisher
 ) -> FastAPI:
-    metrics = IngestMetrics()
+    metrics = IngestMetrics(EventNameLabels(settings.metrics_event_names, settings.metrics_top_events))
     state: dict[str, Collector] = {}
 
     @asynccontextmanager

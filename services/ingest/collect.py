@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from eventpipe.definitions import engagement_name
 from eventpipe.errors import InvalidInput, PayloadTooLarge
 from eventpipe.events import normalize, user_key
 from eventpipe.timeutil import format_ts, parse_ts
@@ -32,8 +33,15 @@ class Rejection:
 class Collected:
     records: list[tuple[bytes | None, bytes]] = field(default_factory=list)  # key, value
     types: list[str] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)  # engagement name, for metrics
     sizes: list[int] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+
+    def add(self, key: bytes | None, value: bytes, event: dict[str, Any]) -> None:
+        self.records.append((key, value))
+        self.types.append(event["type"])
+        self.names.append(engagement_name(event))
+        self.sizes.append(len(value))
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def encode_event(event: dict[str, Any], max_bytes: int) -> bytes:
 
 def _one(
     message: Any, event_type: str | None, info: RequestInfo, batch: dict[str, Any]
-) -> tuple[bytes | None, bytes, str]:
+) -> tuple[bytes | None, bytes, dict[str, Any]]:
     event = normalize(
         message,
         event_type=event_type,
@@ -73,7 +81,7 @@ def _one(
         received_text=batch.get("receivedText"),
     )
     key = user_key(event)
-    return (key.encode() if key else None), encode_event(event, info.max_event_bytes), event["type"]
+    return (key.encode() if key else None), encode_event(event, info.max_event_bytes), event
 
 
 def _batch_fields(body: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
@@ -97,10 +105,7 @@ def collect(body: Any, event_type: str | None, info: RequestInfo) -> Collected:
         raise InvalidInput("invalid_body", "body must be a JSON object")
     out = Collected()
     if event_type is not None:
-        key, value, kind = _one(body, event_type, info, {})
-        out.records.append((key, value))
-        out.types.append(kind)
-        out.sizes.append(len(value))
+        out.add(*_one(body, event_type, info, {}))
         return out
 
     messages = body.get("batch")
@@ -111,13 +116,9 @@ def collect(body: Any, event_type: str | None, info: RequestInfo) -> Collected:
     shared = _batch_fields(body, info)
     for index, message in enumerate(messages):
         try:
-            key, value, kind = _one(message, None, info, shared)
+            out.add(*_one(message, None, info, shared))
         except InvalidInput as exc:
             out.rejected.append(Rejection(index, exc.reason, exc.detail, message))
-            continue
-        out.records.append((key, value))
-        out.types.append(kind)
-        out.sizes.append(len(value))
     if not out.records:
         first = out.rejected[0]
         raise InvalidInput(first.reason, f"no valid event in batch; first: #{first.index}: {first.detail}")

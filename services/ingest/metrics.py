@@ -7,8 +7,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 SIZE_BUCKETS = (256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
 
 
+class EventNameLabels:
+    """Bounded label values for per-event-name counters: the configured (critical) names,
+    then the first ``top`` other names seen (frequent names show up first), then ``other``.
+    Clients choose event names, so an unbounded label would let them blow up Prometheus."""
+
+    def __init__(self, always: str, top: int) -> None:
+        self.allowed = {name.strip() for name in always.split(",") if name.strip()}
+        self.room = top
+
+    def label(self, name: str) -> str:
+        if name in self.allowed:
+            return name
+        if self.room > 0 and len(name) <= 64:
+            self.room -= 1
+            self.allowed.add(name)
+            return name
+        return "other"
+
+
 class IngestMetrics:
-    def __init__(self) -> None:
+    def __init__(self, event_names: EventNameLabels | None = None) -> None:
+        self.event_names = event_names or EventNameLabels("", 0)
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -21,6 +41,12 @@ class IngestMetrics:
             "eventpipe_ingest_events_accepted_total",
             "Events acknowledged by Kafka",
             ["source", "type"],
+            registry=r,
+        )
+        self.events_by_name = Counter(
+            "eventpipe_ingest_events_by_name_total",
+            "Accepted engagement events by name (bounded: configured + first N names, rest 'other')",
+            ["event"],
             registry=r,
         )
         self.events_rejected = Counter(

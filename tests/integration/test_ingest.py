@@ -173,6 +173,7 @@ def test_health_metrics_and_openapi(ingest):
     metrics = httpx.get(f"{ingest}/metrics").text
     assert 'eventpipe_ingest_requests_total{route="/v1/track",status="200"}' in metrics
     assert "eventpipe_ingest_publish_duration_seconds_bucket" in metrics
+    assert 'eventpipe_ingest_events_by_name_total{event="Song Played"}' in metrics
     spec = httpx.get(f"{ingest}/openapi.json").json()
     assert {"/v1/track", "/v1/batch", "/v1/pixel/{kind}"} <= set(spec["paths"])
     assert httpx.get(f"{ingest}/docs").status_code == 200

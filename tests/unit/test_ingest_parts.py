@@ -99,3 +99,17 @@ def test_oversized_event_is_rejected():
     big = {"userId": "u", "event": "e", "properties": {"blob": "x" * 40_000}}
     with pytest.raises(PayloadTooLarge):
         collect(big, "track", INFO)
+
+
+def test_event_name_labels_are_bounded():
+    from eventpipe.ingest.metrics import EventNameLabels
+
+    labels = EventNameLabels("Order Completed", top=2)
+    assert [labels.label(n) for n in ("a", "b", "c", "Order Completed", "a", "x" * 100)] == [
+        "a",
+        "b",
+        "other",
+        "Order Completed",
+        "a",
+        "other",
+    ]
