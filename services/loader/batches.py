@@ -1,7 +1,7 @@
-"""S3 batches as the loader sees them (pure): which table a key feeds, a batch's lines
-checked against the contract's shapes (docs/contracts.md §3), and the events dedup.
+"""S3 batches as the loader sees them (pure): which table a key feeds, and an object's
+JSON lines (docs/contracts.md §3).
 
-A batch that fails here is *corrupt*: it is quarantined with the reason, never retried
+A batch that cannot load is *corrupt*: it is quarantined with the reason, never retried
 automatically and never allowed to block the batches behind it.
 """
 
@@ -10,15 +10,14 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from eventpipe.definitions import canonical_first
 from eventpipe.errors import EventpipeError
 from eventpipe.keys import AGG_PREFIX, RAW_PREFIX
-from eventpipe.loader.tables import BIGINT, DATE, TARGETS, TS, line_columns
+from eventpipe.loader.tables import TARGETS
 
 
 class CorruptBatch(EventpipeError):
@@ -54,13 +53,15 @@ def key_day(key: str) -> str | None:
 
 @dataclass
 class Batch:
-    """One S3 object, validated. ``lines`` are the raw JSON lines (bytes, unchanged)."""
+    """One S3 object: its JSON lines (bytes, unchanged), not parsed here.
+
+    Parsing 50k lines in Python costs more than the whole COPY, so the warehouse checks
+    them: COPY into ``jsonb`` rejects bad JSON, NOT NULL and casts reject wrong shapes, and
+    the loader maps those errors to quarantine reasons (``dialect.data_error_reason``)."""
 
     key: str
     table: str
     lines: list[bytes]
-    docs: list[dict[str, Any]] = field(repr=False, default_factory=list)
-    received_at: list[str] = field(repr=False, default_factory=list)  # events only
 
     @property
     def rows(self) -> int:
@@ -70,71 +71,31 @@ class Batch:
     def size(self) -> int:
         return sum(len(line) for line in self.lines)
 
-
-def _check_value(doc: dict[str, Any], name: str, kind: str, required: bool) -> str | None:
-    value = doc.get(name)
-    if value is None:
-        return f"missing {name}" if required else None
-    if kind == BIGINT:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind in (DATE, TS):
-        ok = isinstance(value, str) and len(value) >= 10
-    elif kind == "json":
-        ok = isinstance(value, dict | list)
-    elif kind == "bool":
-        ok = isinstance(value, bool)
-    else:
-        ok = isinstance(value, str)
-    return None if ok else f"{name} has the wrong type"
+    def sample_received_at(self, count: int) -> list[str]:
+        """``receivedAt`` of up to ``count`` lines spread over the batch (latency metric)."""
+        if self.table != "events" or not self.lines:
+            return []
+        step = max(1, len(self.lines) // count)
+        found = []
+        for line in self.lines[::step][:count]:
+            try:
+                found.append(orjson.loads(line)["receivedAt"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+        return [r for r in found if isinstance(r, str)]
 
 
-def parse_batch(key: str, table: str, body: bytes) -> Batch:
-    """Decompress and check every line of one object; raises ``CorruptBatch``."""
+def parse_batch(key: str, shape: str, body: bytes) -> Batch:
+    """Decompress one object into its lines; raises ``CorruptBatch`` (bad_gzip, bad_json)."""
     try:
         raw = gzip.decompress(body)
     except (OSError, EOFError, zlib.error) as exc:
         raise CorruptBatch("bad_gzip", f"{type(exc).__name__}: {exc}") from exc
-    columns = [(c.key, c.kind, c.not_null) for c in line_columns(table) if c.name != "is_final"]
-    batch = Batch(key, table, [])
-    for number, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise CorruptBatch("bad_json", f"line {number}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise CorruptBatch("bad_shape", f"line {number}: not a JSON object")
-        for name, kind, required in columns:
-            problem = _check_value(doc, name, kind, required)
-            if problem:
-                raise CorruptBatch("bad_shape", f"line {number}: {problem}")
-        # valid JSON has no raw CR/LF inside strings: as whitespace they are safe to blank out
-        batch.lines.append(line.replace(b"\r", b" "))
-        batch.docs.append(doc)
-        if table == "events":
-            batch.received_at.append(doc["receivedAt"])
-    return batch
-
-
-def dedup_events(batches: Iterable[Batch]) -> list[bytes]:
-    """One line per messageId over a group of event batches: the canonical copy (contracts §2).
-
-    The warehouse merge then only has to compare against rows loaded earlier."""
-    kept: dict[str, tuple[dict[str, Any], bytes]] = {}
-    for batch in batches:
-        for doc, line in zip(batch.docs, batch.lines, strict=True):
-            mid = doc["messageId"]
-            found = kept.get(mid)
-            if found is None or canonical_first(found[0], doc) is doc:
-                kept[mid] = (doc, line)
-    return [line for _, line in kept.values()]
-
-
-def newest_received_at(batches: Iterable[Batch]) -> str | None:
-    """The newest ``receivedAt`` (ISO strings sort as time) over event batches."""
-    newest = [max(b.received_at) for b in batches if b.received_at]
-    return max(newest) if newest else None
+    if b"\x01" in raw or b"\x02" in raw:  # never in valid JSON; the stage's CSV uses them
+        raise CorruptBatch("bad_json", "raw control characters")
+    # valid JSON has no raw CR inside strings: as whitespace it is safe to blank out
+    lines = [line for line in raw.replace(b"\r", b" ").split(b"\n") if line.strip()]
+    return Batch(key, shape, lines)
 
 
 def batch_from_rows(key: str, shape: str, rows: Iterable[dict[str, Any]]) -> Batch:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from eventpipe.loader.batches import Batch, dedup_events
+from eventpipe.loader.batches import Batch
 from eventpipe.loader.dialects.common import (
     counts_source,
     deltas_insert,
@@ -75,8 +75,7 @@ def load_group(
             return result
         for statement in dialect.create_stage(table):
             cur.execute(statement)
-        lines = dedup_events(todo) if table == "events" else None
-        rows = dialect.stage(cur, table, todo, lines)
+        rows = dialect.stage(cur, table, todo)
         for statement in merge_statements(dialect, schema, table, at):
             cur.execute(statement)
         cur.execute(ledger_insert(schema, [(b.key, table, rows[b.key]) for b in todo], at))

@@ -8,11 +8,11 @@ the ledger or in quarantine; warehouse outages leave it pending for the next rou
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -36,14 +36,37 @@ LATENCY_SAMPLES = 100  # events per batch observed in the latency histogram
 
 @dataclass
 class Limits:
-    group_objects: int = 20  # objects per transaction
-    group_bytes: int = 128 * 1024 * 1024  # decompressed bytes per transaction
+    # objects per transaction: the stream cuts at most 50k events per object, so at most
+    # ~8 x 35 MB of lines in memory; small objects (the usual case) group cheaply
+    group_objects: int = 8
     scan_interval_s: float = 30.0  # S3 listing (the safety net) from the watermark, this often
     # a catching-up stream can still write raw objects for days back to Kafka's retention:
     # list that whole window now and then
     deep_scan_interval_s: float = 900.0
     deep_scan_days: int = 8
     fetch_threads: int = 4
+
+
+class Fetching:
+    """A batch still downloading (a background fetch): ``lines`` waits for it, so the
+    COPY streams earlier objects while later ones arrive."""
+
+    def __init__(self, key: str, table: str, future: Future[Batch]) -> None:
+        self.key, self.table, self._future = key, table, future
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self._future.result().lines
+
+    @property
+    def rows(self) -> int:
+        return len(self.lines)
+
+    def failed(self) -> BaseException | None:
+        return self._future.exception() if self._future.done() else None
+
+    def sample_received_at(self, count: int) -> list[str]:
+        return self._future.result().sample_received_at(count)
 
 
 class Loader:
@@ -133,36 +156,17 @@ class Loader:
         self.pending.pop(key, None)
         self._first_seen.pop(key, None)
 
-    def _fetch(self, table: str, group: list[Candidate]) -> list[Batch]:
-        if getattr(self.wh.dialect, "reads_s3_itself", False):
-            return [Batch(c.key, table, []) for c in group]
-        bucket = self.settings.s3_bucket
-        futures = [(c, self._pool.submit(fetch_batch, self.s3, bucket, c.key, table)) for c in group]
-        batches = []
-        for candidate, future in futures:
-            try:
-                batches.append(future.result())
-            except CorruptBatch as exc:
-                self._quarantine(candidate.key, table, exc.reason, exc.detail)
-            except StorageError:
-                self.metrics.storage_errors.inc()
-                log.warning("S3 read failed; retried next round", extra={"key": candidate.key})
-        return batches
-
     def _load(self, table: str, group: list[Candidate]) -> int:
-        batches = self._fetch(table, group)
-        loaded, chunk, size = 0, [], 0
-        for batch in batches:  # keep a transaction's stage within the byte budget
-            if chunk and size + batch.size > self.limits.group_bytes:
-                loaded += self._load_batches(table, chunk)
-                chunk, size = [], 0
-            chunk.append(batch)
-            size += batch.size
-        if chunk:
-            loaded += self._load_batches(table, chunk)
-        return loaded
+        if getattr(self.wh.dialect, "reads_s3_itself", False):
+            return self._load_batches(table, [Batch(c.key, table, []) for c in group])
+        bucket = self.settings.s3_bucket
+        batches = [
+            Fetching(c.key, table, self._pool.submit(fetch_batch, self.s3, bucket, c.key, table))
+            for c in group
+        ]
+        return self._load_batches(table, batches)
 
-    def _load_batches(self, table: str, batches: list[Batch]) -> int:
+    def _load_batches(self, table: str, batches: list[Any]) -> int:
         started = time.perf_counter()
         wh = self.wh
         try:
@@ -171,15 +175,29 @@ class Loader:
                     conn, wh.dialect, wh.schema, table, batches, before_commit=self.before_commit
                 )
             )
+        except (CorruptBatch, StorageError):  # met while streaming the group
+            failed = [b for b in batches if isinstance(b, Fetching) and b.failed() is not None]
+            for bad in failed:
+                problem = bad.failed()
+                if isinstance(problem, CorruptBatch):
+                    self._quarantine(bad.key, table, problem.reason, problem.detail)
+                else:  # S3 unreachable: the batch stays pending for the next round
+                    self.metrics.storage_errors.inc()
+                    log.warning("S3 read failed; retried next round", extra={"key": bad.key})
+            if not failed:
+                raise
+            rest = [b for b in batches if b not in failed]
+            return self._load_batches(table, rest) if rest else 0
         except WarehouseError:
             self.metrics.warehouse_up.set(0)
             raise
         except psycopg2.Error as exc:
             if not wh.dialect.is_data_error(exc):
                 raise  # a bug or a permissions problem: no batch is to blame
-            if len(batches) > 1:  # the warehouse refused the data itself  # find the culprit, load the others
+            if len(batches) > 1:  # the warehouse refused the data: find the culprit, load the others
                 return sum(self._load_batches(table, [b]) for b in batches)
-            self._quarantine(batches[0].key, table, "rejected_by_warehouse", str(exc.pgerror or exc))
+            reason = wh.dialect.data_error_reason(exc)
+            self._quarantine(batches[0].key, table, reason, str(exc.pgerror or exc))
             return 0
         self.metrics.warehouse_up.set(1)
         self.metrics.load_seconds.labels(table).observe(time.perf_counter() - started)
@@ -193,10 +211,9 @@ class Loader:
             if batch.key in result.loaded:
                 self.metrics.batches.labels(table).inc()
                 self.metrics.rows.labels(table).inc(result.loaded[batch.key])
-                for received in random.sample(
-                    batch.received_at, min(LATENCY_SAMPLES, len(batch.received_at))
-                ):
-                    self.metrics.latency.observe(max(0.0, (now - parse_ts(received)).total_seconds()))
+                for received in batch.sample_received_at(LATENCY_SAMPLES):
+                    with suppress(ValueError):  # the warehouse parsed it; Python may be stricter
+                        self.metrics.latency.observe(max(0.0, (now - parse_ts(received)).total_seconds()))
             else:
                 self.metrics.skipped.labels(table).inc()
         if result.newest_received_at is not None:

@@ -185,7 +185,7 @@ def replace_day(
                 cur.execute(statement)
             batch = corrections.get(table)
             if batch is not None:
-                dialect.stage(cur, shape, [batch], None)
+                dialect.stage(cur, shape, [batch])
             for statement in (
                 delete_day(schema, table, day),
                 insert_final(dialect, schema, table),
@@ -197,7 +197,7 @@ def replace_day(
         if assignments is not None:
             for statement in dialect.create_stage("experiment_assignments"):
                 cur.execute(statement)
-            dialect.stage(cur, "experiment_assignments", [assignments], None)
+            dialect.stage(cur, "experiment_assignments", [assignments])
             for statement in earliest_wins(
                 dialect, schema, "experiment_assignments", ("first_exposed_at", "variant")
             ):

@@ -160,9 +160,9 @@ def test_corrupt_objects_are_quarantined_and_the_rest_loads(settings, s3, pg_sch
     bad_time = orjson.dumps(dict(events[0], messageId="zz", timestamp="2026-13-45T00:00"))
     bad = {
         "bad_gzip": put_bytes(s3, settings, raw.format(3), b"not gzip at all"),
-        "bad_json": put_bytes(s3, settings, raw.format(4), gzip.compress(b'{"messageId": "m1"\n')),
         "bad_shape": put_bytes(s3, settings, agg, gzip.compress(b'{"day": "2026-11-20", "event": "x"}\n')),
-        "rejected_by_warehouse": put_bytes(s3, settings, raw.format(6), gzip.compress(bad_time)),
+        "bad_value": put_bytes(s3, settings, raw.format(6), gzip.compress(bad_time)),
+        "bad_json": put_bytes(s3, settings, raw.format(4), gzip.compress(b'{"messageId": "m1"\n')),
     }
     loader = make_loader(settings, s3)
     try:

@@ -8,7 +8,7 @@ from datetime import date
 import orjson
 import pytest
 
-from eventpipe.loader.batches import CorruptBatch, batch_from_rows, dedup_events, parse_batch, table_of_key
+from eventpipe.loader.batches import CorruptBatch, batch_from_rows, parse_batch, table_of_key
 from eventpipe.loader.discovery import Candidate, next_watermark, prefixes
 from eventpipe.settings import Settings
 
@@ -34,38 +34,22 @@ def test_table_of_key():
     ("body", "reason"),
     [
         (b"plain", "bad_gzip"),
-        (gzip.compress(b"{nope\n"), "bad_json"),
-        (gzip.compress(b"[1, 2]\n"), "bad_shape"),
-        (gzip.compress(orjson.dumps({**EVENT, "messageId": None})), "bad_shape"),
-        (gzip.compress(orjson.dumps({**EVENT, "properties": "text"})), "bad_shape"),
         (gzip.compress(b"\x00")[:-4], "bad_gzip"),
+        (gzip.compress(b'{"messageId": "\x01"}\n'), "bad_json"),  # would break the stage's CSV
     ],
 )
-def test_corrupt_batches_say_why(body, reason):
+def test_corrupt_objects_say_why(body, reason):
     with pytest.raises(CorruptBatch) as caught:
         parse_batch("k", "events", body)
     assert caught.value.reason == reason
 
 
-def test_aggregate_shapes_are_checked():
-    row = {"day": "2026-11-20", "event": "x", "received_day": "2026-11-20", "event_count": 1, "user_count": 1}
-    assert batch_from_rows("k", "engagement_daily", [row]).rows == 1
-    with pytest.raises(CorruptBatch):
-        batch_from_rows("k", "engagement_daily", [{**row, "event_count": "1"}])
-    with pytest.raises(CorruptBatch):
-        batch_from_rows("k", "engagement_daily", [{k: v for k, v in row.items() if k != "received_day"}])
-    final = {k: v for k, v in row.items() if k != "received_day"}
-    assert batch_from_rows("k", "engagement_daily:final", [final]).rows == 1
-
-
-def test_dedup_keeps_the_canonical_copy_across_batches():
-    later = {**EVENT, "receivedAt": "2026-11-20T10:00:05.000Z", "source": "later"}
-    earlier = {**EVENT, "source": "earlier"}
-    first = batch_from_rows("a", "events", [later, {**EVENT, "messageId": "m2"}])
-    second = batch_from_rows("b", "events", [earlier, later])
-    lines = dedup_events([first, second])
-    kept = {orjson.loads(line)["messageId"]: orjson.loads(line)["source"] for line in lines}
-    assert kept == {"m1": "earlier", "m2": "dev"}
+def test_lines_pass_through_unchanged_but_for_bare_carriage_returns():
+    body = gzip.compress(orjson.dumps(EVENT) + b"\r\n\n  \n" + orjson.dumps({**EVENT, "messageId": "m2"}))
+    batch = parse_batch("k", "events", body)
+    assert batch.rows == 2 and batch.lines[0] == orjson.dumps(EVENT) + b" "
+    assert batch.sample_received_at(10) == [EVENT["receivedAt"]] * 2
+    assert batch_from_rows("k", "engagement_daily", [{"day": "2026-11-20"}]).sample_received_at(5) == []
 
 
 def test_discovery_lists_from_the_watermark_with_a_day_of_slack():

@@ -44,9 +44,8 @@ class Dialect(Protocol):
 
     def drop_temps(self) -> list[sql.Composed]: ...
 
-    def stage(self, cur: Any, shape: str, batches: list[Any], lines: list[bytes] | None) -> dict[str, int]:
-        """Adapter: puts the batches' rows into the stage (``lines``: pre-deduplicated
-        event lines, PostgreSQL only); returns rows staged per key."""
+    def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
+        """Adapter: puts the batches' rows into the stage; returns rows staged per key."""
         ...
 
     def is_retryable(self, exc: BaseException) -> bool:
@@ -55,6 +54,10 @@ class Dialect(Protocol):
 
     def is_data_error(self, exc: BaseException) -> bool:
         """The warehouse refused the batch's data: quarantine it, never retry it."""
+        ...
+
+    def data_error_reason(self, exc: BaseException) -> str:
+        """The quarantine reason of a data error (bad_json, bad_shape, bad_value)."""
         ...
 
 

@@ -1,5 +1,6 @@
 """PostgreSQL (15+): rows stream from S3 through ``COPY FROM STDIN`` into a temporary
-stage of JSON lines; typed columns are extracted in SQL; events merge with ``MERGE``.
+stage of JSON lines (objects still downloading while earlier ones are sent); typed
+columns are extracted in SQL; events merge with ``MERGE``.
 
 The stage holds each line as ``jsonb`` (CSV with control-character quote/delimiter,
 which valid JSON can never contain unescaped), so COPY never needs to understand the
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
-from psycopg2 import sql
+from psycopg2 import errors, sql
 
 from eventpipe.loader.dialects.common import STAGE, cols, ident
 from eventpipe.loader.tables import (
@@ -36,23 +37,32 @@ _DEFAULTS = {"false": "FALSE", "now": "now()"}
 _CASTS = {TS: "timestamptz", DATE: "date", BIGINT: "bigint", INT: "integer", BOOL: "boolean"}
 _DELIMITER, _QUOTE = b"\x02", b"\x01"
 COPY_CHUNK = 1 << 20
+WORK_MEM = "64MB"  # per sort, for the load transaction only
 
 
 class _ChunkReader:
-    """A read()-able view of an iterator of byte chunks, for ``copy_expert``."""
+    """A read()-able view of an iterator of byte chunks, for ``copy_expert`` (no copying
+    of the unread rest on each read: chunks can be tens of MB)."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._buffer = chunks, b""
+        self._chunks = chunks
+        self._chunk = memoryview(b"")
+        self._at = 0
+        self.error: BaseException | None = None  # psycopg2 reports a read() error as QueryCanceled
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._chunks, None)
+        while self._at >= len(self._chunk):
+            try:
+                chunk = next(self._chunks, None)
+            except BaseException as exc:
+                self.error = exc
+                raise
             if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            size = len(self._buffer)
-        out, self._buffer = self._buffer[:size], self._buffer[size:]
+                return b""
+            self._chunk, self._at = memoryview(chunk), 0
+        end = len(self._chunk) if size < 0 else self._at + size
+        out = bytes(self._chunk[self._at : end])
+        self._at += len(out)
         return out
 
     def readline(self, size: int = -1) -> bytes:  # pragma: no cover - copy_expert uses read()
@@ -91,6 +101,9 @@ class PostgresDialect:
 
     def create_stage(self, shape: str) -> list[sql.Composed]:
         return [
+            # the stage's dedup sort fits in memory; JIT only costs on these short queries
+            sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(WORK_MEM)),
+            sql.SQL("SET LOCAL jit = off"),
             sql.SQL("DROP TABLE IF EXISTS {}").format(ident(STAGE)),
             sql.SQL("CREATE TEMP TABLE {} ({} TEXT, {} JSONB) ON COMMIT DROP").format(
                 ident(STAGE), ident("batch_key"), ident("doc")
@@ -117,8 +130,17 @@ class PostgresDialect:
 
     def merge_events(self, schema: str) -> list[sql.Composed]:
         """Insert absent message_ids; an earlier copy replaces a later one (contracts §2).
-        The stage is already one line per message_id (``batches.dedup_events``)."""
+        The stage is first cut to one row per message_id, the canonical copy (MERGE may
+        not meet a target row twice)."""
         names, t = EVENTS.column_names, EVENTS.name
+        first = sql.SQL(
+            "SELECT DISTINCT ON (s.{k}) s.* FROM ({src}) AS s ORDER BY s.{k}, s.{r}, s.{ts}"
+        ).format(
+            k=ident("message_id"),
+            r=ident("received_at"),
+            ts=ident("timestamp"),
+            src=self.typed_source("events"),
+        )
         earlier = sql.SQL("s.{r} < {t}.{r} OR (s.{r} = {t}.{r} AND s.{ts} < {t}.{ts})").format(
             r=ident("received_at"), ts=ident("timestamp"), t=ident(t)
         )
@@ -128,7 +150,7 @@ class PostgresDialect:
                 "WHEN MATCHED AND ({earlier}) THEN UPDATE SET {set} "
                 "WHEN NOT MATCHED THEN INSERT ({c}) VALUES ({sc})"
             ).format(
-                target=ident(schema, t), src=self.typed_source("events"), t=ident(t), k=ident("message_id"),
+                target=ident(schema, t), src=first, t=ident(t), k=ident("message_id"),
                 earlier=earlier, c=cols(names), sc=cols(names, "s"),
                 set=sql.SQL(", ").join(
                     sql.SQL("{c} = s.{c}").format(c=ident(n)) for n in names if n != "message_id"
@@ -139,19 +161,20 @@ class PostgresDialect:
     def drop_temps(self) -> list[sql.Composed]:
         return []  # ON COMMIT DROP
 
-    def stage(self, cur: Any, shape: str, batches: list[Any], lines: list[bytes] | None) -> dict[str, int]:
+    def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
         def chunks() -> Iterator[bytes]:
-            if lines is not None:  # deduplicated events: no batch key per line
-                for at in range(0, len(lines), 10_000):
-                    yield b"".join(_DELIMITER + line + b"\n" for line in lines[at : at + 10_000])
-                return
             for batch in batches:
-                head = batch.key.encode() + _DELIMITER
-                yield b"".join(head + line + b"\n" for line in batch.lines)
+                # events need no batch key per row (an empty field is NULL): fewer bytes to COPY
+                head = _DELIMITER if shape == "events" else batch.key.encode() + _DELIMITER
+                yield head + (b"\n" + head).join(batch.lines) + b"\n" if batch.lines else b""
 
-        cur.copy_expert(self.copy_stage(), _ChunkReader(chunks()), size=COPY_CHUNK)
-        # the planner needs real row counts to probe the target by key, not scan it
-        cur.execute(sql.SQL("ANALYZE {}").format(ident(STAGE)))
+        reader = _ChunkReader(chunks())
+        try:
+            cur.copy_expert(self.copy_stage(), reader, size=COPY_CHUNK)
+        except psycopg2.Error:
+            if reader.error is not None:  # e.g. CorruptBatch from a batch fetched meanwhile
+                raise reader.error from None
+            raise
         return {b.key: b.rows for b in batches}
 
     def is_retryable(self, exc: BaseException) -> bool:
@@ -160,3 +183,11 @@ class PostgresDialect:
 
     def is_data_error(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg2.DataError | psycopg2.IntegrityError)
+
+    def data_error_reason(self, exc: BaseException) -> str:
+        if isinstance(exc, errors.NotNullViolation):
+            return "bad_shape"  # a required field is missing (or the line is no object)
+        text = str(exc).lower()
+        if "json" in text or isinstance(exc, errors.BadCopyFileFormat):
+            return "bad_json"
+        return "bad_value"  # a timestamp, date or count that does not parse

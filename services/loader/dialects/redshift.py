@@ -136,9 +136,9 @@ class RedshiftDialect:
         url = f"s3://{self.bucket}/{self.manifest_key(key)}"
         return [self.copy(shape, url), self.tag_batch(key)]
 
-    def stage(self, cur: Any, shape: str, batches: list[Any], lines: list[bytes] | None) -> dict[str, int]:
+    def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
         """One COPY per object (each ≥ MBs as the stream cuts them), tagged with its key so
-        deltas keep their batch; ``lines`` are ignored: the stage is deduplicated in SQL."""
+        deltas keep their batch."""
         rows = {}
         for batch in batches:
             self.s3.put_object(
@@ -160,3 +160,7 @@ class RedshiftDialect:
     def is_data_error(self, exc: BaseException) -> bool:
         text = str(exc).lower()
         return isinstance(exc, psycopg2.DataError) or any(marker in text for marker in _DATA_ERROR_TEXT)
+
+    def data_error_reason(self, exc: BaseException) -> str:
+        # the details are in stl_load_errors; the message says which COPY failed
+        return "bad_shape" if "null" in str(exc).lower() else "rejected_by_warehouse"
