@@ -57,6 +57,8 @@ class Owned:
     raw_exists: bool = False
     committed: int = -1
     pruned_hour: str = ""
+    next_offset: int = 0  # the offset this worker must read next for this partition
+    rewound: bool = False  # sought to next_offset: accept what comes (offsets may have gaps)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -78,7 +80,6 @@ class Pipeline(Service):
         self.clock = clock or SystemClock()
         self.parts: dict[int, Owned] = {}
         self.lock = asyncio.Lock()
-        self.generation = 0  # bumped by every rebalance: batches fetched before one are dropped
         self.max_records = 5000
 
     async def on_start(self) -> None:
@@ -113,7 +114,8 @@ class Pipeline(Service):
     async def on_stop(self) -> None:
         task = getattr(self, "_task", None)
         if task is not None:
-            task.cancel()
+            async with self.lock:  # let a cut being written finish (and commit) first
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self.consumer.stop()  # leaves the group: the partitions move on at once
         await self.producer.stop()
@@ -121,7 +123,6 @@ class Pipeline(Service):
     # ------------------------------------------------------------------ rebalance
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
-            self.generation += 1
             for tp in revoked:
                 if self.parts.pop(tp.partition, None) is not None:
                     for gauge in (self.metrics.lag, self.metrics.state_entries, self.metrics.committed):
@@ -130,36 +131,61 @@ class Pipeline(Service):
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
-            self.generation += 1
             fresh = [tp for tp in assigned if tp.partition not in self.parts]
             states = await self.changelog.restore([tp.partition for tp in fresh])
+            starts = await self._start_offsets(fresh)
             s = self.settings
             for tp in fresh:
                 policy = CutPolicy(s.archive_max_events, s.archive_max_bytes, s.flush_interval_s, self.clock)
-                self.parts[tp.partition] = Owned(
-                    tp, PartitionBatch(tp.partition, policy, states[tp.partition])
-                )
+                batch = PartitionBatch(tp.partition, policy, states[tp.partition])
+                self.parts[tp.partition] = Owned(tp, batch, next_offset=starts[tp])
             log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+    async def _start_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each newly assigned partition starts: the committed offset, else the log start."""
+        starts = {}
+        for tp in tps:
+            committed = await self.consumer.committed(tp)
+            starts[tp] = committed if committed is not None else -1
+        missing = [tp for tp, offset in starts.items() if offset < 0]
+        if missing:
+            starts.update(await self.consumer.beginning_offsets(missing))
+        return starts
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
         while not self.should_stop:
-            generation = self.generation
             try:
                 fetched = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
             except ConsumerStoppedError:
                 return
             async with self.lock:
-                if generation != self.generation:
-                    continue  # fetched under a previous assignment: positions were reset
                 for tp, records in fetched.items():
                     part = self.parts.get(tp.partition)
-                    if part is not None:
+                    records = self._in_sequence(part, records) if part is not None else []
+                    if part is not None and records:
                         await self._consume(part, records)
                 for part in list(self.parts.values()):
                     if part.batch.policy.expired():
                         await self._cut(part, "time")
                 self._observe()
+
+    def _in_sequence(self, part: Owned, records: list) -> list:
+        """Records that continue this partition exactly where it stands. aiokafka hands out
+        a new assignment's records as soon as it is set, possibly before our assignment
+        callback has run (those were skipped): then read again from ``next_offset``."""
+        first = records[0].offset
+        if first == part.next_offset or (part.rewound and first > part.next_offset):
+            part.rewound = False
+            return records
+        if first > part.next_offset:
+            log.info(
+                "rewinding", extra={"partition": part.tp.partition, "to": part.next_offset, "got": first}
+            )
+            self.consumer.seek(part.tp, part.next_offset)
+            part.rewound = True
+            return []
+        return [r for r in records if r.offset >= part.next_offset]  # already folded: skip
 
     async def _consume(self, part: Owned, records: list) -> None:
         batch, events = part.batch, self.metrics.events
@@ -180,6 +206,7 @@ class Pipeline(Service):
                 if part.verify and not batch.lines and not await self._verify(part, offset, event):
                     return
                 reason = batch.add_event(offset, value, event)
+            part.next_offset = offset + 1
             if reason and not await self._cut(part, reason):
                 return
         n = len(records)
@@ -267,6 +294,7 @@ class Pipeline(Service):
         part.batch.reset()
         part.verify, part.raw_exists = True, False
         if first >= 0:
+            part.next_offset, part.rewound = first, True
             try:
                 self.consumer.seek(part.tp, first)
             except (KafkaError, AssertionError) as seek_exc:  # no longer assigned: the next owner replays

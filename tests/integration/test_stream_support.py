@@ -72,6 +72,11 @@ class Worker:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
             return resp.read().decode()
 
+    def partitions(self) -> list[int]:
+        """The partitions this worker owns right now (its /healthz)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
+            return orjson.loads(resp.read())["partitions"]
+
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
