@@ -57,11 +57,13 @@ def connect(settings: Settings, application_name: str = "eventpipe-loader") -> A
 
 def dialect_for(settings: Settings, s3: Any = None) -> Dialect:
     if settings.warehouse_dialect == "redshift":
+        from eventpipe.s3 import s3_client
+
         return get_dialect(
             "redshift",
             iam_role=settings.redshift_iam_role,
             bucket=settings.s3_bucket,
-            s3=s3,
+            s3=s3 if s3 is not None else s3_client(settings),  # it writes the COPY manifests
             manifest_prefix=f"{settings.s3_prefix}manifests/",
         )
     return get_dialect("postgres")

@@ -156,3 +156,43 @@ def test_redshift_retries_serializable_isolation_violations(message, retryable):
     assert dialect.is_retryable(exc) is retryable
     assert dialect.is_data_error(exc) is not retryable
     assert dialect.is_retryable(psycopg2.OperationalError("server closed the connection"))
+
+
+class RecordingCursor:
+    """Stands in for a Redshift session: records what the adapter sends, answers counts."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def execute(self, statement) -> None:
+        self.sent.append(statement if isinstance(statement, str) else render(statement))
+
+    def fetchone(self):
+        return (7,)
+
+
+class MemoryS3:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
+        self.objects[f"{Bucket}/{Key}"] = Body
+
+
+def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows():
+    from eventpipe.loader.batches import Batch
+    from eventpipe.loader.warehouse import dialect_for
+    from eventpipe.settings import Settings
+
+    s3 = MemoryS3()
+    settings = Settings(
+        warehouse_dialect="redshift", redshift_iam_role="arn:aws:iam::1:role/r", s3_prefix="p/"
+    )
+    dialect = dialect_for(settings, s3)
+    cur = RecordingCursor()
+    rows = dialect.stage(cur, "engagement_daily", [Batch("p/agg/a.jsonl.gz", "engagement_daily", [])])
+    assert rows == {"p/agg/a.jsonl.gz": 7}
+    ((name, body),) = s3.objects.items()
+    assert name.startswith("eventpipe/p/manifests/") and orjson.loads(body)["entries"][0]["mandatory"] is True
+    assert cur.sent[0].startswith('COPY "ep_stage"') and cur.sent[1] == "SELECT pg_last_copy_count()"
+    assert cur.sent[2].startswith('UPDATE "ep_stage" SET "batch_key" = \'p/agg/a.jsonl.gz\'')
