@@ -98,6 +98,9 @@ class Loader:
     def start(self) -> None:
         migrate(self.wh)
         self.metrics.warehouse_up.set(1)
+        newest = self.wh.run(lambda conn: state.newest_loaded(conn, self.wh.schema))
+        if newest is not None:  # freshness survives restarts
+            self.metrics.freshness.set_function(lambda: max(0.0, (utcnow() - newest).total_seconds()))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from psycopg2 import sql
 
+from eventpipe.loader.dialects.common import freshness_of
 from eventpipe.loader.tables import LOAD_LEDGER, LOADER_STATE, QUARANTINE
 from eventpipe.timeutil import utcnow
 
@@ -42,3 +43,11 @@ def save_watermark(conn: Any, dialect: Any, schema: str, day: date) -> tuple[int
             cur.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(schema, table.name)))
             counts.append(cur.fetchone()[0])
     return counts[0], counts[1]
+
+
+def newest_loaded(conn: Any, schema: str) -> datetime | None:
+    """The newest ``receivedAt`` loaded into ``events`` (the freshness watermark)."""
+    with conn, conn.cursor() as cur:
+        cur.execute(freshness_of(schema, "events"))
+        row = cur.fetchone()
+    return row[0] if row else None
