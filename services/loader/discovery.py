@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
+from kafka.errors import KafkaError
 
 from eventpipe.errors import StorageError
 from eventpipe.keys import AGG_PREFIX, RAW_PREFIX
@@ -103,7 +104,11 @@ class Notices:
         )
 
     def poll(self, timeout_s: float) -> Iterator[Candidate]:
-        records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=500)
+        try:
+            records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=500)
+        except KafkaError:  # notices are hints: S3 listings still find every batch
+            log.warning("polling the batches topic failed", exc_info=True)
+            return
         for batch in records.values():
             for record in batch:
                 try:
@@ -117,7 +122,10 @@ class Notices:
                     yield Candidate(key, table, _day_of(key), None)
 
     def commit(self) -> None:
-        self.consumer.commit()
+        try:
+            self.consumer.commit()
+        except KafkaError:  # e.g. a rebalance: the notices come again and are skipped as loaded
+            log.warning("committing batch notices failed", exc_info=True)
 
     def close(self) -> None:
         self.consumer.close()
