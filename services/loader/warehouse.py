@@ -130,7 +130,14 @@ class Warehouse:
 
 
 def migrate(wh: Warehouse) -> list[int]:
-    return wh.run(lambda conn: migrations.migrate(conn, wh.dialect, wh.schema))
+    """The schema, then the report views/function analysts query (PostgreSQL only: Redshift
+    SQL functions cannot return tables, see docs/reports.md)."""
+    applied = wh.run(lambda conn: migrations.migrate(conn, wh.dialect, wh.schema))
+    if wh.dialect.name == "postgres":
+        from eventpipe.reports.views import ensure_report_views
+
+        wh.run(lambda conn: ensure_report_views(conn, wh.schema))
+    return applied
 
 
 def _keys(conn: Any, schema: str, table: Any, keys: Sequence[str]) -> set[str]:
