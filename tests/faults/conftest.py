@@ -25,6 +25,7 @@ from tests.support.pipeline import Pipeline, pipeline_settings
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ci: fast fault scenario, part of `make test`")
     config.addinivalue_line("markers", "faults: fault-injection or bad-input test (tests/faults)")
+    config.addinivalue_line("markers", "components(*names): dedicated kafka/s3/postgres for `isolated`")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -32,16 +32,24 @@ class Outcomes:
     by_id: dict[str, str] = field(default_factory=dict)
     statuses: Counter = field(default_factory=Counter)  # "200", "503", "timeout", ...
     requests: int = 0
+    # (sent at, answered at, status) per request, time.monotonic(): which answers fell in an outage
+    timeline: list[tuple[float, float, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, ids: list[str], outcome: str, status: str) -> None:
+    def record(self, ids: list[str], outcome: str, status: str, sent_at: float = 0.0) -> None:
         with self.lock:
             self.requests += 1
             self.statuses[status] += 1
+            self.timeline.append((sent_at, time.monotonic(), status))
             for mid in ids:
                 old = self.by_id.get(mid)
                 if old is None or RANK[outcome] > RANK[old]:
                     self.by_id[mid] = outcome
+
+    def answered_between(self, start: float, end: float) -> Counter:
+        """Statuses of requests both sent and answered inside ``[start, end]``."""
+        with self.lock:
+            return Counter(status for sent, done, status in self.timeline if start <= sent and done <= end)
 
     def ids(self, outcome: str) -> set[str]:
         with self.lock:
@@ -82,18 +90,19 @@ def send_batch(
     client: httpx.Client, url: str, write_key: str, batch: list[dict[str, Any]], outcomes: Outcomes
 ) -> str:
     ids = [m["messageId"] for m in batch]
+    sent_at = time.monotonic()
     try:
         response = client.post(f"{url}/v1/batch", json={"batch": batch}, auth=(write_key, ""))
     except httpx.TimeoutException:
-        outcomes.record(ids, UNKNOWN, "timeout")
+        outcomes.record(ids, UNKNOWN, "timeout", sent_at)
         return UNKNOWN
     except httpx.TransportError as exc:
-        outcomes.record(ids, UNKNOWN, type(exc).__name__)
+        outcomes.record(ids, UNKNOWN, type(exc).__name__, sent_at)
         return UNKNOWN
     outcome = classify(response.status_code)
     if outcome == OK and response.json().get("rejected"):
         raise AssertionError(f"valid events rejected: {response.text[:500]}")
-    outcomes.record(ids, outcome, str(response.status_code))
+    outcomes.record(ids, outcome, str(response.status_code), sent_at)
     return outcome
 
 

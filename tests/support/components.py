@@ -60,6 +60,10 @@ class Component:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def popen_user(self) -> str | None:
+        """Run the server as this user (the Popen child is the server itself, so we reap it)."""
+        return None
+
     def prepare(self) -> None:
         """One-time set-up of the data directory."""
 
@@ -71,11 +75,19 @@ class Component:
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
         try:
             self.proc = subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir
+                self.command(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.dir,
+                user=self.popen_user(),
             )
         finally:
             out.close()
-        wait_port(self.port, True, self.start_timeout_s, self.proc)
+        try:
+            wait_port(self.port, True, self.start_timeout_s, self.proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{self.name}: {exc}\n{self.tail()}") from exc
         self.ready()
 
     def ready(self) -> None:
@@ -250,14 +262,17 @@ class Postgres(Component):
     def dsn(self) -> str:
         return f"postgresql://eventpipe:eventpipe@127.0.0.1:{self.port}/eventpipe"
 
+    def popen_user(self) -> str | None:
+        # not through runuser: a killed runuser would orphan the postmaster (a zombie where
+        # nothing reaps, whose pid then blocks the restart via postmaster.pid)
+        return "postgres" if os.geteuid() == 0 else None
+
     def command(self) -> list[str]:
-        return as_postgres(
-            [
-                str(self.bin / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
-                "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.sock}",
-                "-c", "max_connections=60", "-c", "fsync=on", "-c", "shared_buffers=32MB",
-            ]
-        )  # fmt: skip
+        return [
+            str(self.bin / "postgres"), "-D", str(self.data), "-c", "listen_addresses=127.0.0.1",
+            "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.sock}",
+            "-c", "max_connections=60", "-c", "fsync=on", "-c", "shared_buffers=32MB",
+        ]  # fmt: skip
 
     def ready(self) -> None:
         psql = [str(self.bin / "psql"), "-h", str(self.sock), "-p", str(self.port), "-U", "postgres", "-qtA"]
