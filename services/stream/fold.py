@@ -182,8 +182,19 @@ class PartitionState:
         return self.members.get(key)
 
     def drain(self) -> list[tuple[Key, Any]]:
-        """Changed entries with their values, for the changelog; clears the change set."""
-        out = [(key, self.value_of(key)) for key in self.changed]
+        """Changed entries with their values (None: deleted), for the changelog; clears the
+        change set. Inlined ``value_of``: this runs for about three entries per event."""
+        seen, members, assigned = self.seen, self.members, self.assigned
+        out: list[tuple[Key, Any]] = []
+        for key in self.changed:
+            kind = key[0]
+            if kind == "m":
+                out.append((key, seen.get(key[1])))
+            elif kind == "a":
+                mine = assigned.get(key[1])
+                out.append((key, mine.get(key[2]) if mine else None))
+            else:
+                out.append((key, members.get(key)))
         self.changed.clear()
         return out
 

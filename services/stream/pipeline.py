@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -59,6 +60,16 @@ class Owned:
     pruned_hour: str = ""
     next_offset: int = 0  # the offset this worker must read next for this partition
     rewound: bool = False  # sought to next_offset: accept what comes (offsets may have gaps)
+
+
+async def _all(*aws: Awaitable) -> list:
+    """Await all concurrently; every one has finished (no write left in flight) before the
+    first failure, if any, is raised."""
+    results = await asyncio.gather(*aws, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -165,9 +176,8 @@ class Pipeline(Service):
                     records = self._in_sequence(part, records) if part is not None else []
                     if part is not None and records:
                         await self._consume(part, records)
-                for part in list(self.parts.values()):
-                    if part.batch.policy.expired():
-                        await self._cut(part, "time")
+                due = [part for part in self.parts.values() if part.batch.policy.expired()]
+                await _all(*(self._cut(part, "time") for part in due))
                 self._observe()
 
     def _in_sequence(self, part: Owned, records: list) -> list:
@@ -237,10 +247,13 @@ class Pipeline(Service):
         last = batch.policy.last_offset
         objects = batch.objects(part.raw_exists, utcnow())
         try:
-            for obj in objects:
-                if not (obj.table == "events" and part.raw_exists):
-                    await self.s3.put(obj)
-            await self.changelog.flush(tp.partition, batch.state)
+            # The raw object goes first and alone: finding it is how a replay knows the cut
+            # was written (and where it ended), so no other object of a cut may exist without it.
+            raw = [o for o in objects if o.table == "events"]
+            if raw and not part.raw_exists:
+                await self.s3.put(raw[0])
+            rest = [self.s3.put(o) for o in objects if o.table != "events"]
+            await _all(*rest, self.changelog.flush(tp.partition, batch.state))
             await self._notify(objects, part)
             await self.consumer.commit({tp: last + 1})
         except (StorageError, KafkaError) as exc:

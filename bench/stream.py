@@ -1,0 +1,167 @@
+"""Stream benchmark: events/s through one worker (archive + aggregate) from a pre-filled
+topic, side by side with a plain aiokafka consume-and-count loop over the same topic.
+
+Bounded: ``events`` synthetic events (default 100k) on a fresh 6-partition topic, each
+phase time-capped. The worker is a real ``eventpipe.stream.worker`` process (S3 uploads,
+state changelog, notices and commits included); its clock starts at the first folded
+event (group join and start-up excluded) and stops when every offset is committed.
+Cuts of 10k events and a 1 s flush bound (the defaults, 50k and 10 s, would leave a
+100k-event run waiting on the time bound). Topics, the state changelog and the S3 prefix
+are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.common import free_port, process, python_exe
+from eventpipe.events import normalize, user_key
+from eventpipe.kafka_admin import create_topics
+from eventpipe.s3 import list_keys, s3_client
+from eventpipe.settings import Settings
+from eventpipe.synthetic import TrafficShape, messages
+from eventpipe.timeutil import utcnow
+
+PROCESSED = re.compile(r'^eventpipe_stream_events_total\{outcome="processed"\} (\S+)$', re.M)
+COMMITTED = re.compile(r"^eventpipe_stream_committed_offset\{partition=\"\d+\"\} (\S+)$", re.M)
+
+
+def _values(count: int) -> list[tuple[bytes, bytes]]:
+    received = utcnow()
+    out: list[tuple[bytes, bytes]] = []
+    users = max(count // 8, 10)  # the generator yields 8-11 events per user
+    for msg in messages(seed=3, shape=TrafficShape(users=users, duplicate_rate=0.01), now=received):
+        event = normalize(msg, event_type=None, received_at=received, source="bench")
+        out.append((user_key(event).encode(), orjson.dumps(event)))
+        if len(out) == count:
+            break
+    return out
+
+
+async def _fill(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(settings.events_topic, value, key=key) for key, value in values]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _ceiling(settings: Settings, total: int, cap_s: float) -> float:
+    """Plain aiokafka: fetch and count every record of the topic; events/s."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.events_topic, p) for p in range(settings.events_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen, started = 0, time.monotonic()
+        while seen < total and time.monotonic() - started < cap_s:
+            batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            seen += sum(len(records) for records in batch.values())
+        return seen / (time.monotonic() - started)
+    finally:
+        await consumer.stop()
+
+
+def _scrape(port: int) -> tuple[float, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+        text = resp.read().decode()
+    processed = sum(float(v) for v in PROCESSED.findall(text))
+    committed = sum(float(v) for v in COMMITTED.findall(text))
+    return processed, committed
+
+
+def _worker_rate(settings: Settings, total: int, cap_s: float) -> float:
+    port = free_port()
+    env = {
+        f"EVENTPIPE_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None and not isinstance(value, dict | list)
+    }
+    env["EVENTPIPE_STREAM_WEB_PORT"] = str(port)
+    args = [python_exe(), "-m", "eventpipe.stream.worker"]
+    with process(args, env, f"http://127.0.0.1:{port}/metrics"):
+        deadline = time.monotonic() + cap_s
+        started = None
+        committed = 0.0
+        while time.monotonic() < deadline:
+            processed, committed = _scrape(port)
+            if started is None and processed > 0:
+                started = time.monotonic()
+            if committed >= total:
+                break
+            time.sleep(0.05)
+        if started is None or committed < total:
+            raise RuntimeError(f"the worker committed {committed:.0f} of {total} events within {cap_s}s")
+        return total / (time.monotonic() - started)
+
+
+def _cleanup(settings: Settings) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        admin.delete_topics(
+            [
+                settings.events_topic,
+                settings.deadletter_topic,
+                settings.batches_topic,
+                f"{settings.stream_app_id}-state-changelog",
+            ]
+        )
+    except Exception:  # best effort: leftover bench topics harm nothing
+        pass
+    finally:
+        admin.close()
+    s3 = s3_client(settings)
+    for obj in list(list_keys(s3, settings.s3_bucket, settings.s3_prefix)):
+        s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+
+
+def run(settings_overrides: dict[str, Any] | None = None, events: int = 100_000, cap_s: float = 120) -> dict:
+    tag = uuid.uuid4().hex[:8]
+    settings = Settings(
+        **{
+            "events_topic": f"bench-{tag}-events",
+            "deadletter_topic": f"bench-{tag}-events-rejected",
+            "batches_topic": f"bench-{tag}-batches",
+            "stream_app_id": f"bench-{tag}-stream",
+            "s3_prefix": f"bench/stream-{tag}/",
+            "archive_max_events": 10_000,
+            "flush_interval_s": 1.0,
+            **(settings_overrides or {}),
+        }
+    )
+    create_topics(settings, wait_s=30)
+    try:
+        values = _values(events)
+        asyncio.run(_fill(settings, values))
+        ceiling = asyncio.run(_ceiling(settings, len(values), cap_s))
+        rate = _worker_rate(settings, len(values), cap_s)
+    finally:
+        _cleanup(settings)
+    return {
+        "events_per_s": round(rate, 1),
+        "ceiling_events_per_s": round(ceiling, 1),
+        "events": len(values),
+        "ratio_to_ceiling": round(rate / ceiling, 3),
+    }
+
+
+if __name__ == "__main__":
+    print(run(events=20_000))
