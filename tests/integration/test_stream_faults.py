@@ -6,14 +6,17 @@ aggregate deltas still sum to the reference (in-order input)."""
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections import Counter
+from urllib.parse import urlparse
 
 import orjson
 import pytest
 
 from eventpipe.keys import parse_raw_key
 from tests.integration.test_stream_support import (
+    FlakyLink,
     Worker,
     agg_sums,
     committed_offsets,
@@ -114,5 +117,44 @@ def test_two_workers_share_partitions_through_rebalances(stream, s3, tmp_path):
         a.stop()
         if b is not None:
             b.stop()
+    assert_exactly_once(s3, stream, events)
+    assert agg_sums(s3, stream) == truth(events)
+
+
+def metric(text: str, name: str) -> float:
+    pattern = re.compile(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", re.M)
+    return sum(float(v) for v in pattern.findall(text))
+
+
+def test_s3_outage_commits_nothing_then_catches_up(stream, s3, tmp_path):
+    events = synthetic_events(users=80, seed=23)
+    first, rest = events[: len(events) // 2], events[len(events) // 2 :]
+    target = urlparse(stream.s3_endpoint)
+    link = FlakyLink((target.hostname, target.port))
+    produce_events(stream, first)
+    worker = Worker(stream, tmp_path, name="s3down", s3_endpoint=link.endpoint, flush_interval_s="1")
+    try:
+        worker.wait_ready()
+        wait_until(lambda: sum(committed_offsets(stream).values()) == len(first), 30, "the first half")
+        link.cut()
+        produce_events(stream, rest)
+        wait_until(
+            lambda: metric(worker.metrics(), "eventpipe_stream_flush_failures_total") >= 1, 30, "a failure"
+        )
+        text = worker.metrics()
+        assert metric(text, "eventpipe_stream_s3_up") == 0
+        assert metric(text, "eventpipe_stream_s3_errors_total") >= 6  # bounded retries, each counted
+        assert sum(committed_offsets(stream).values()) == len(first)  # nothing committed unwritten
+        assert worker.proc.poll() is None  # still running
+        link.restore()
+        wait_until(lambda: sum(committed_offsets(stream).values()) == len(events), 40, "catching up")
+        assert metric(worker.metrics(), "eventpipe_stream_s3_up") == 1
+    finally:
+        worker.stop()
+        link.close()
+    logged = [
+        orjson.loads(line) for line in worker.log_path.read_bytes().splitlines() if line.startswith(b"{")
+    ]
+    assert any(entry["msg"].startswith("cut abandoned") for entry in logged)
     assert_exactly_once(s3, stream, events)
     assert agg_sums(s3, stream) == truth(events)
