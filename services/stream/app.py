@@ -9,6 +9,8 @@ worker joins exactly one consumer group, ``stream_app_id``.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -36,6 +38,8 @@ class StreamApp(faust.App):
 
 
 def create_app(settings: Settings) -> StreamApp:
+    datadir = Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = StreamApp(
         settings.stream_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -45,7 +49,9 @@ def create_app(settings: Settings) -> StreamApp:
         web_port=settings.stream_web_port,
         autodiscover=False,
         store="memory://",
-        datadir=None,
+        # Faust creates its data directory at start-up; no table lives there (state is in
+        # the changelog topic), so keep it out of the working directory.
+        datadir=str(datadir),
     )
     app.metrics = StreamMetrics()
     app.pipeline = Pipeline(settings, app.metrics, loop=app.loop, beacon=app.beacon)
