@@ -1,0 +1,56 @@
+"""Reading the warehouse back in the shapes tests/reference.py computes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from eventpipe.timeutil import format_ts
+
+
+def query(dsn: str, statement: sql.Composable, params: tuple = ()) -> list[tuple]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        rows = cur.fetchall()
+    conn.close()
+    return rows
+
+
+def events(dsn: str, schema: str) -> list[dict[str, Any]]:
+    """The warehouse's own events, as the event dicts every stage exchanges."""
+    rows = query(
+        dsn,
+        sql.SQL(
+            "SELECT message_id, type, event, user_id, anonymous_id, timestamp, received_at, properties "
+            "FROM {}.events"
+        ).format(sql.Identifier(schema)),
+    )
+    return [
+        {"messageId": m, "type": t, "event": e, "userId": u, "anonymousId": a, "timestamp": format_ts(ts),
+         "receivedAt": format_ts(r), "properties": p}
+        for m, t, e, u, a, ts, r, p in rows
+    ]  # fmt: skip
+
+
+def aggregates(dsn: str, schema: str) -> dict[str, dict]:
+    s = sql.Identifier(schema)
+    eng = query(dsn, sql.SQL("SELECT day, event, event_count, user_count FROM {}.engagement_daily").format(s))
+    exp = query(
+        dsn,
+        sql.SQL(
+            "SELECT day, experiment_id, variant, event, event_count, user_count FROM {}.experiment_daily"
+        ).format(s),
+    )
+    asg = query(
+        dsn,
+        sql.SQL(
+            "SELECT experiment_id, user_key, variant, first_exposed_at FROM {}.experiment_assignments"
+        ).format(s),
+    )
+    return {
+        "engagement_daily": {(d, e): (c, u) for d, e, c, u in eng if c or u},
+        "experiment_daily": {(d, x, v, e): (c, u) for d, x, v, e, c, u in exp if c or u},
+        "experiment_assignments": {(x, k): (v, format_ts(f)) for x, k, v, f in asg},
+    }
