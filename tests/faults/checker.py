@@ -104,8 +104,15 @@ def raw_ids(settings: Settings) -> Counter:
     found: Counter = Counter()
     for obj in list_keys(client, settings.s3_bucket, settings.s3_prefix + "raw/events/"):
         body = client.get_object(Bucket=settings.s3_bucket, Key=obj["Key"])["Body"].read()
-        for line in iter_gzip_lines(body):
-            found[json.loads(line)["messageId"]] += 1
+        try:
+            lines = list(iter_gzip_lines(body))
+        except (OSError, EOFError):  # a deliberately corrupt object (scenario 11)
+            continue
+        for line in lines:
+            try:
+                found[json.loads(line)["messageId"]] += 1
+            except (ValueError, KeyError, TypeError):
+                continue
     return found
 
 
