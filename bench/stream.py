@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import tempfile
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -131,6 +134,9 @@ def _cleanup(settings: Settings) -> None:
     s3 = s3_client(settings)
     for obj in list(list_keys(s3, settings.s3_bucket, settings.s3_prefix)):
         s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+    shutil.rmtree(
+        Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id, ignore_errors=True
+    )
 
 
 def run(settings_overrides: dict[str, Any] | None = None, events: int = 100_000, cap_s: float = 120) -> dict:

@@ -16,9 +16,8 @@ from eventpipe.s3 import list_keys
 from tests.integration.test_stream_support import (
     Worker,
     agg_sums,
+    cleanup,
     committed_offsets,
-    delete_prefix,
-    delete_topics,
     produce,
     produce_events,
     raw_line_counts,
@@ -35,8 +34,7 @@ pytestmark = pytest.mark.integration
 def stream(topics, s3, tmp_path):
     """Per-test topics, prefix and app id; the state changelog and objects go afterwards."""
     yield topics
-    delete_topics(topics, f"{topics.stream_app_id}-state-changelog")
-    delete_prefix(s3, topics)
+    cleanup(s3, topics)
 
 
 def read_notices(settings, expected: int, timeout_s: float = 10) -> list[dict]:

@@ -19,9 +19,8 @@ from tests.integration.test_stream_support import (
     FlakyLink,
     Worker,
     agg_sums,
+    cleanup,
     committed_offsets,
-    delete_prefix,
-    delete_topics,
     produce_events,
     raw_objects,
     synthetic_events,
@@ -36,8 +35,7 @@ SMALL_CUTS = {"archive_max_events": 60, "flush_interval_s": "1"}
 @pytest.fixture
 def stream(topics, s3):
     yield topics
-    delete_topics(topics, f"{topics.stream_app_id}-state-changelog")
-    delete_prefix(s3, topics)
+    cleanup(s3, topics)
 
 
 def thirds(events: list) -> list[list]:

@@ -213,6 +213,24 @@ def delete_topics(settings: Settings, *names: str) -> None:
         admin.close()
 
 
+def cleanup(s3: Any, settings: Settings) -> None:
+    """Everything a test's workers left: topics, state changelog, objects, Faust data dir."""
+    import shutil
+    import tempfile
+
+    delete_topics(
+        settings,
+        settings.events_topic,
+        settings.deadletter_topic,
+        settings.batches_topic,
+        f"{settings.stream_app_id}-state-changelog",
+    )
+    delete_prefix(s3, settings)
+    shutil.rmtree(
+        Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id, ignore_errors=True
+    )
+
+
 def delete_prefix(s3: Any, settings: Settings) -> None:
     """Remove this test's own objects (its unique prefix only)."""
     for obj in list(list_keys(s3, settings.s3_bucket, settings.s3_prefix)):
