@@ -44,8 +44,8 @@ def create_app(settings: Settings) -> StreamApp:
         settings.stream_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         web_enabled=True,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.stream_web_host,  # 0.0.0.0 in containers
+        web_host=settings.stream_web_host,
         web_port=settings.stream_web_port,
         autodiscover=False,
         store="memory://",
