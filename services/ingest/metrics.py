@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 SIZE_BUCKETS = (256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
 
@@ -30,6 +30,7 @@ class IngestMetrics:
     def __init__(self, event_names: EventNameLabels | None = None) -> None:
         self.event_names = event_names or EventNameLabels("", 0)
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds, RSS, CPU
         r = self.registry
         self.requests = Counter(
             "eventpipe_ingest_requests_total",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
 class StreamMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_start_time_seconds, RSS, CPU
         self.events = Counter(
             "eventpipe_stream_events_total",
             "Records consumed from the events topic, by outcome (a replay counts again)",
