@@ -40,7 +40,7 @@ def _create_topics(args: argparse.Namespace) -> int:
     from eventpipe.settings import get_settings
 
     created = create_topics(get_settings(), wait_s=args.wait)
-    print(f"topics ready ({', '.join(created) or 'all existed'} created)")
+    print(f"topics ready (created: {', '.join(created) or 'none, all existed'})")
     return 0
 
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("loader", help="run the warehouse loader").set_defaults(handler=_loader)
 
     demo = sub.add_parser("demo", help="send synthetic traffic through the running stack, print the tables")
-    demo.add_argument("--users", type=int, default=300)
+    demo.add_argument("--users", type=int, default=1000)
     demo.add_argument("--seed", type=int, default=None)
     demo.set_defaults(handler=_demo)
 

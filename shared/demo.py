@@ -106,7 +106,7 @@ def engagement_table(settings: Settings, console: Console) -> None:
     console.print(table)
 
 
-def main(settings: Settings, users: int = 300, seed: int | None = None) -> int:
+def main(settings: Settings, users: int = 1000, seed: int | None = None) -> int:
     console = Console()
     seed = seed if seed is not None else int(datetime.now(UTC).timestamp())
     traffic = list(messages(seed=seed, shape=TrafficShape(users=users)))
