@@ -14,7 +14,7 @@ LOG="$LOCAL/log"
 VENV="$ROOT/.venv"
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
-PG_PORT=5432
+PG_PORT=${EVENTPIPE_STACK_PG_PORT:-5432}  # override only to run a second stack beside one
 S3_PORT=9000
 PROM_PORT=9090
 S3RVER_VERSION=3.7.1
@@ -116,26 +116,39 @@ topics_up() {
 # ---------------------------------------------------------------- postgres
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
-as_postgres() { su postgres -s /bin/sh -c "$*"; }
+as_postgres() { su postgres -s /bin/sh -c "cd / && $*"; }
+
+# The server runs as the postgres user, which cannot enter a checkout under /root (mode
+# 700): then the cluster lives under /var/lib/eventpipe/<hash of this checkout> instead.
+pg_home() {
+  local home="$LOCAL/pg"
+  mkdir -p "$home" && chown postgres "$home"
+  if ! as_postgres "test -w '$home'" 2>/dev/null; then
+    home="/var/lib/eventpipe/$(printf %s "$LOCAL" | md5sum | cut -c1-12)"
+    mkdir -p "$home" && chown postgres "$home" && chmod 700 "$home"
+  fi
+  echo "$home"
+}
 
 postgres_up() {
   [[ -n "$(pg_bin)" ]] || apt_install postgresql
-  local bin data sock
-  bin=$(pg_bin); data="$LOCAL/pg/data"; sock="$LOCAL/pg/sock"
+  local bin data sock home
+  bin=$(pg_bin); home=$(pg_home); data="$home/data"; sock="$home/sock"
   if [[ -s "$data/postmaster.pid" ]] && kill -0 "$(head -n 1 "$data/postmaster.pid")" 2>/dev/null; then
     head -n 1 "$data/postmaster.pid" >"$RUN/postgres.pid"
     return 0
   fi
   mkdir -p "$data" "$sock"
-  touch "$LOG/postgres.log"
-  chown postgres "$LOCAL/pg" "$data" "$sock" "$LOG/postgres.log"
+  touch "$home/server.log"
+  chown postgres "$data" "$sock" "$home/server.log"
   chmod 700 "$data"
+  ln -sfn "$home/server.log" "$LOG/postgres.log"
   if [[ ! -s "$data/PG_VERSION" ]]; then
     say "initialising PostgreSQL in $data"
     as_postgres "$bin/initdb -D '$data' -U postgres -E UTF8 --auth-local=trust --auth-host=scram-sha-256" >/dev/null
   fi
   say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  as_postgres "$bin/pg_ctl -D '$data' -l '$LOG/postgres.log' -w -t 60 start \
+  as_postgres "$bin/pg_ctl -D '$data' -l '$home/server.log' -w -t 60 start \
     -o \"-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$sock' -c max_connections=200\"" >/dev/null
   head -n 1 "$data/postmaster.pid" >"$RUN/postgres.pid"
   # role and database of DESIGN.md (development credentials: local stack only)
@@ -148,8 +161,8 @@ postgres_up() {
 }
 
 postgres_down() {
-  local bin data="$LOCAL/pg/data"
-  bin=$(pg_bin)
+  local bin data
+  bin=$(pg_bin); data="$(pg_home)/data"
   [[ -n "$bin" && -s "$data/postmaster.pid" ]] || return 0
   say "stopping PostgreSQL"
   as_postgres "$bin/pg_ctl -D '$data' -m fast -w stop" >/dev/null || true
@@ -271,7 +284,8 @@ status() {
   local name
   for name in "${SERVICES_ALL[@]}"; do
     if [[ $name == postgres ]]; then
-      [[ -s "$LOCAL/pg/data/postmaster.pid" ]] && kill -0 "$(head -n 1 "$LOCAL/pg/data/postmaster.pid")" 2>/dev/null \
+      local pidfile; pidfile="$(pg_home)/data/postmaster.pid"
+      [[ -s "$pidfile" ]] && kill -0 "$(head -n 1 "$pidfile")" 2>/dev/null \
         && echo "$name: running" || echo "$name: stopped"
     elif pid_alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"
     else echo "$name: stopped"; fi
