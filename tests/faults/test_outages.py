@@ -73,17 +73,31 @@ def test_02_kafka_stopped_60s(isolated: Settings, request, pipeline_factory, che
     assert all(r == 503 for _, r in probes[12:]), probes  # and says it is not ready
 
 
+KAFKA_PYTHON_WEDGED = pytest.mark.xfail(
+    strict=True,
+    reason="BUG (ingest): after Kafka is killed -9 and restarted under load, the kafka-python producer "
+    "(services/ingest/publisher.py:108-120, idempotent, delivery_timeout 10 s) never recovers: every "
+    "publish fails after 10 s (503) while /readyz says ready; a single POST 90 s after the broker is "
+    "back still gets 503. Only restarting the collector heals it.",
+)
+
+
 @pytest.mark.components("kafka")
-def test_03_kafka_hard_killed_3x(isolated: Settings, request, pipeline_factory, checker_for) -> None:
+@pytest.mark.parametrize("client", [pytest.param("kafka-python", marks=KAFKA_PYTHON_WEDGED), "confluent"])
+def test_03_kafka_hard_killed_3x(
+    client: str, isolated: Settings, request, pipeline_factory, checker_for
+) -> None:
     kafka = request.node.components["kafka"]
-    pipe = start_all(pipeline_factory(isolated))
+    pipe = start_all(pipeline_factory(isolated.model_copy(update={"kafka_client": client})))
     with LoadGenerator(pipe.ingest_url, count=5000, duration_s=120, concurrency=3) as load:
         for _ in range(3):
             load.wait_for_ok(load.outcomes.counts()[OK] + 400, timeout_s=90)
             kafka.kill()
             time.sleep(2)
             kafka.start()
-    result = checker_for(pipe.settings, "3 Kafka kill -9 + restart x3 under load").check(load.outcomes)
+    result = checker_for(pipe.settings, f"3 Kafka kill -9 + restart x3 under load ({client})").check(
+        load.outcomes
+    )
     assert_held(result, pipe)
 
 
