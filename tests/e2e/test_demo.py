@@ -1,0 +1,51 @@
+"""`eventpipe demo` prints numbers a newcomer will trust: they must equal the warehouse's."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+from psycopg2 import sql
+
+from tests.support.pipeline import EVENTPIPE, running_pipeline, settings_env
+from tests.support.warehouse import query
+
+pytestmark = pytest.mark.e2e
+ROW = re.compile(r"│ (\d{4}-\d{2}-\d{2}) │ (.+?)\s+│\s+([\d,]+) │\s+([\d,]+) │ (provisional|final)\s+│")
+
+
+def test_demo_prints_the_warehouse_numbers(topics, s3, pg_schema, tmp_path):
+    with running_pipeline(topics, tmp_path) as pipe:
+        env = {**os.environ, **settings_env(pipe.settings), "COLUMNS": "200", "TERM": "dumb"}
+        done = subprocess.run(
+            [EVENTPIPE, "demo", "--users", "150", "--seed", "5"], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        printed = {
+            (d, e): (int(c.replace(",", "")), int(u.replace(",", "")))
+            for d, e, c, u, _ in ROW.findall(done.stdout)
+        }
+        assert printed, done.stdout
+        rows = query(
+            topics.warehouse_dsn,
+            sql.SQL("SELECT day::text, event, event_count, user_count FROM {}.engagement_daily").format(
+                sql.Identifier(topics.warehouse_schema)
+            ),
+        )
+        assert printed == {(d, e): (c, u) for d, e, c, u in rows}
+        report = subprocess.run(
+            [EVENTPIPE, "experiments", "report", "checkout-button", "--goal", "Order Completed",
+             "--format", "json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert report.returncode == 0, report.stderr
+        import json
+
+        for variant in json.loads(report.stdout)["variants"]:
+            assert re.search(
+                rf"│ {re.escape(variant['variant'])}\s+│\s+{variant['users']} │\s+{variant['converters']} │",
+                done.stdout,
+            )
