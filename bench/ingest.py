@@ -110,7 +110,7 @@ def measure(kind: str, bootstrap: str, client: str = "kafka-python", seconds: in
     port, proc = collector(kind, topic, bootstrap, client)
     with proc:
         base = f"http://127.0.0.1:{port}"
-        batch = wrk(f"{base}/v1/batch", orjson.dumps({"batch": events}), seconds, connections=16)
+        batch = wrk(f"{base}/v1/batch", orjson.dumps({"batch": events}), seconds, connections=8)
         single = wrk(f"{base}/v1/track", orjson.dumps(events[0]), seconds, connections=32)
     return {
         "batch_events_per_s": batch["requests_per_s"] * BATCH,

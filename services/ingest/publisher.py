@@ -69,7 +69,10 @@ class _Bridge:
 
 
 class _ThreadedPublisher:
-    """Shared shape: ``_send_all`` runs in a small thread pool, results come back by callback."""
+    """Shared shape: ``_send_all`` runs in a small thread pool (or on the loop, for a client
+    whose sends never block), results come back by callback."""
+
+    send_on_loop = False
 
     def __init__(self, settings: Settings) -> None:
         self.timeout_s = settings.publish_timeout_s
@@ -84,7 +87,10 @@ class _ThreadedPublisher:
         loop = asyncio.get_running_loop()
         bridge = _Bridge(loop, len(records))
         try:
-            await loop.run_in_executor(self._pool, self._send_all, records, bridge)
+            if self.send_on_loop:
+                self._send_all(records, bridge)
+            else:
+                await loop.run_in_executor(self._pool, self._send_all, records, bridge)
             await asyncio.wait_for(bridge.future, self.timeout_s)
         except PublishError:
             raise
@@ -132,7 +138,11 @@ class KafkaPythonPublisher(_ThreadedPublisher):
 
 
 class ConfluentPublisher(_ThreadedPublisher):
-    """confluent-kafka (librdkafka): native I/O threads outside the GIL."""
+    """confluent-kafka (librdkafka): native I/O threads outside the GIL. ``produce()`` only
+    enqueues (it raises BufferError when the local queue is full, never waits), so it runs
+    on the event loop: no thread hop per request."""
+
+    send_on_loop = True
 
     def __init__(self, settings: Settings) -> None:
         from confluent_kafka import Producer
@@ -165,12 +175,10 @@ class ConfluentPublisher(_ThreadedPublisher):
                 bridge.failed(RuntimeError(str(error)))
 
         for topic, key, value in records:
-            while True:
-                try:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
-                    break
-                except BufferError:  # local queue full: wait for deliveries, bounded by timeout
-                    self._producer.poll(0.05)
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+            except BufferError as exc:  # 64 MB queued: the broker is down or slow -> 503
+                raise PublishError("local producer queue full: Kafka is not keeping up") from exc
 
     def close(self) -> None:
         super().close()

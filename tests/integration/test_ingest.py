@@ -177,3 +177,21 @@ def test_health_metrics_and_openapi(ingest):
     spec = httpx.get(f"{ingest}/openapi.json").json()
     assert {"/v1/track", "/v1/batch", "/v1/pixel/{kind}"} <= set(spec["paths"])
     assert httpx.get(f"{ingest}/docs").status_code == 200
+
+
+def test_the_confluent_publisher_keeps_the_same_promise(topics):
+    """The librdkafka publisher behind the same interface: same records, same answers."""
+    fast = topics.model_copy(update={"kafka_client": "confluent"})
+    with running_ingest(fast) as url:
+        response = httpx.post(f"{url}/v1/batch", json={"batch": [track(i) for i in range(30)]}, auth=AUTH)
+        assert response.status_code == 200 and response.json()["accepted"] == 30
+    records = read_topic(topics.kafka_bootstrap, topics.events_topic, expect=30)
+    assert sorted(r["value"]["messageId"] for r in records) == sorted(f"m-{i}" for i in range(30))
+
+
+def test_confluent_publisher_answers_503_when_kafka_is_unreachable(topics):
+    dead = topics.model_copy(
+        update={"kafka_client": "confluent", "kafka_bootstrap": "127.0.0.1:1", "publish_timeout_s": 2.0}
+    )
+    with running_ingest(dead) as url:
+        assert httpx.post(f"{url}/v1/track", json=track(1), auth=AUTH, timeout=30).status_code == 503
