@@ -45,7 +45,7 @@ def _optional_time(message: dict[str, Any], field: str) -> datetime | None:
         return None
     try:
         return parse_ts(value)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:  # Overflow: an offset at year 1 or 9999
         raise _fail("invalid_timestamp", f"{field} is not an ISO 8601 timestamp") from exc
 
 
@@ -137,8 +137,12 @@ def normalize(
     event["originalTimestamp"] = format_ts(original) if original else None
     event["sentAt"] = format_ts(sent_at) if sent_at else None
     event["receivedAt"] = received
-    event["timestamp"] = (
-        received if original is None else format_ts(corrected_timestamp(received_at, sent_at, original))
-    )
+    try:
+        corrected = (
+            received if original is None else format_ts(corrected_timestamp(received_at, sent_at, original))
+        )
+    except OverflowError as exc:  # e.g. sentAt in year 206, timestamp in 8282: outside any calendar we store
+        raise _fail("invalid_timestamp", "timestamp correction falls outside years 1-9999") from exc
+    event["timestamp"] = corrected
     event["source"] = source
     return event

@@ -110,3 +110,60 @@ def test_skew_correction_preserves_the_client_delay(received, skew_ms, delay_ms)
 def test_timestamps_round_trip_at_millisecond_precision(moment):
     moment = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
     assert parse_ts(format_ts(moment)) == moment
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "sent_at"),
+    [
+        ("8282-04-27T00:00:00Z", "0206-04-11T00:00:00Z"),
+        ("0001-01-01T00:00:00+05:00", None),
+        ("9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"),
+    ],
+)
+def test_timestamps_at_the_edge_of_the_calendar_are_invalid_not_errors(timestamp, sent_at):
+    message = {
+        "userId": "u",
+        "event": "e",
+        "timestamp": timestamp,
+        **({"sentAt": sent_at} if sent_at else {}),
+    }
+    with pytest.raises(InvalidInput) as info:
+        norm(message)
+    assert info.value.reason == "invalid_timestamp"
+
+
+_timestamps = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+    lambda d: d.isoformat()
+) | st.sampled_from(["", "Z", "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+14:00"])
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=5)
+    | _timestamps
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "userId": _values,
+            "anonymousId": _values,
+            "event": _values,
+            "timestamp": _values,
+            "sentAt": _values,
+            "properties": _values,
+            "context": _values,
+            "messageId": _values,
+        },
+    ),  # fmt: skip
+    st.sampled_from(["track", "identify", "page", "screen", "group", "alias"]),
+)
+def test_any_message_is_normalised_or_invalid_never_an_error(message, event_type):
+    try:
+        event = norm(message, event_type)
+    except InvalidInput:
+        return
+    assert event["timestamp"].endswith("Z") and event["receivedAt"] == "2026-11-26T12:00:00.000Z"
