@@ -158,7 +158,7 @@ _values = (
             "context": _values,
             "messageId": _values,
         },
-    ),  # fmt: skip
+    ),
     st.sampled_from(["track", "identify", "page", "screen", "group", "alias"]),
 )
 def test_any_message_is_normalised_or_invalid_never_an_error(message, event_type):
