@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_batch_events: int = 2500
     max_json_depth: int = 32
     publish_timeout_s: float = Field(10.0, gt=0, description="below any HTTP client's timeout")
+    body_read_timeout_s: float = Field(30.0, gt=0, description="slow-body (slowloris) cut-off -> 408")
+    ingest_max_concurrency: int = Field(2048, ge=1, description="connections+requests; beyond: 503")
     kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
     metrics_event_names: str = Field(
         "Order Completed,Signed Up", description="comma-separated event names always given their own label"

@@ -54,6 +54,12 @@ class Collector:
         self.keys = settings.write_key_map
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self.last_publish_failure = 0.0
+        self.last_publish_success = 0.0
+
+    def publishing_fails(self) -> bool:
+        """The last publish within a few timeouts failed and none succeeded since."""
+        recent = time.monotonic() - self.last_publish_failure < 3 * self.settings.publish_timeout_s
+        return recent and self.last_publish_failure > self.last_publish_success
 
     def authenticate(self, authorization: str | None, body_key: str | None = None) -> str:
         source = source_for(write_key_from_header(authorization) or body_key, self.keys)
@@ -66,7 +72,14 @@ class Collector:
         authorization = request.headers.get("authorization")
         source = self.authenticate(authorization) if authorization else None
         if raw is None:
-            raw = await read_capped(request.stream(), settings.max_request_bytes)
+            try:
+                raw = await asyncio.wait_for(
+                    read_capped(request.stream(), settings.max_request_bytes), settings.body_read_timeout_s
+                )
+            except TimeoutError as exc:  # a client trickling its body holds a connection: cut it
+                raise InvalidInput(
+                    "body_timeout", f"body not received within {settings.body_read_timeout_s}s"
+                ) from exc
         body_bytes = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
         self.metrics.request_bytes.observe(len(body_bytes))
         body = strictjson.loads(body_bytes, settings.max_json_depth)
@@ -109,6 +122,7 @@ class Collector:
                 "events not stored: Kafka did not acknowledge, retry",
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
+        self.last_publish_success = time.monotonic()
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         metrics = self.metrics
         for kind, name, size in zip(collected.types, collected.names, collected.sizes, strict=True):
@@ -193,6 +207,8 @@ def create_app(
     async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
         if exc.reason == "unauthorized":
             return error(401, exc.reason, exc.detail, {"WWW-Authenticate": 'Basic realm="eventpipe"'})
+        if exc.reason == "body_timeout":
+            return error(408, exc.reason, exc.detail, {"Connection": "close"})
         status = 413 if isinstance(exc, PayloadTooLarge) else 400
         metrics.events_rejected.labels(exc.reason).inc()
         return error(status, exc.reason, exc.detail)
@@ -264,6 +280,10 @@ def create_app(
         collector = state.get("collector")
         if not reachable or collector is None:
             return error(503, "not_ready", "Kafka is not reachable", {"Retry-After": str(RETRY_AFTER_S)})
+        if collector.publishing_fails():
+            return error(
+                503, "not_ready", "Kafka does not acknowledge publishes", {"Retry-After": str(RETRY_AFTER_S)}
+            )
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)

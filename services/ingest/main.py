@@ -27,6 +27,8 @@ def serve(workers: int = 1) -> int:
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=30,  # SIGTERM: drain in-flight requests, then flush Kafka
+        limit_concurrency=settings.ingest_max_concurrency,  # beyond it: 503, not unbounded memory
+        timeout_keep_alive=5,
         server_header=False,
     )
     return 0

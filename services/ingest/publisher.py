@@ -10,8 +10,10 @@ delivery callbacks from the client's I/O thread are bridged to asyncio futures.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -19,6 +21,7 @@ from typing import Protocol
 from eventpipe.errors import PublishError
 from eventpipe.settings import Settings
 
+log = logging.getLogger(__name__)
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
@@ -195,13 +198,21 @@ def _connect(settings: Settings) -> Publisher:
 
 class LazyPublisher:
     """Connects in the background, so the collector starts (and answers /healthz, and 503s)
-    while Kafka is down; publishes wait for the connection within the publish timeout."""
+    while Kafka is down; publishes wait for the connection within the publish timeout.
+
+    It also heals: kafka-python's idempotent producer can stay wedged after the broker is
+    killed and restarted (every send times out although the broker is back). When publishes
+    have failed for ``2 x publish_timeout`` while a broker accepts connections, the client is
+    replaced by a fresh one (the old one is closed in the background).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-connect")
-        self._connecting = self._pool.submit(self._connect_until_done)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kafka-connect")
         self._closed = threading.Event()
+        self._connecting = self._pool.submit(self._connect_until_done)
+        self.failing_since: float | None = None
+        self.reconnects = 0
 
     def _connect_until_done(self) -> Publisher:
         while True:
@@ -219,7 +230,26 @@ class LazyPublisher:
             )
         except TimeoutError as exc:
             raise PublishError("not connected to Kafka yet") from exc
-        await inner.publish(records)
+        try:
+            await inner.publish(records)
+        except PublishError:
+            await self._maybe_reconnect()
+            raise
+        self.failing_since = None
+
+    async def _maybe_reconnect(self) -> None:
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since < 2 * self.settings.publish_timeout_s or not self._connecting.done():
+            return
+        if not await asyncio.to_thread(broker_reachable, self.settings.kafka_bootstrap):
+            return  # the broker is down: a new client would not help
+        stale = self._connecting.result()
+        log.warning("publishes keep failing while Kafka is reachable: replacing the producer")
+        self.reconnects += 1
+        self.failing_since = None
+        self._connecting = self._pool.submit(self._connect_until_done)
+        self._pool.submit(stale.close)
 
     def close(self) -> None:
         self._closed.set()

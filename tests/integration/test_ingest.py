@@ -195,3 +195,21 @@ def test_confluent_publisher_answers_503_when_kafka_is_unreachable(topics):
     )
     with running_ingest(dead) as url:
         assert httpx.post(f"{url}/v1/track", json=track(1), auth=AUTH, timeout=30).status_code == 503
+
+
+def test_a_trickled_body_is_cut_off_with_408(topics):
+    import socket
+    import time as clock
+
+    impatient = topics.model_copy(update={"body_read_timeout_s": 1.0})
+    with running_ingest(impatient) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ZGV2LXdyaXRlLWtleTo=\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+            )
+            started = clock.monotonic()
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert clock.monotonic() - started < 5
