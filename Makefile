@@ -29,7 +29,7 @@ demo: up ## bring the stack up, send realistic traffic, print the resulting tabl
 test: ## the whole suite (starts the whole stack: dashboards are checked against live metrics)
 	@$(STACK) up tools
 	@$(STACK) up
-	@$(PYTEST) -q -p no:cacheprovider tests --ignore=tests/faults
+	@$(PYTEST) -q -p no:cacheprovider tests
 
 test-unit: install ## unit tests only (no network)
 	@$(PYTEST) -q tests/unit
@@ -41,6 +41,10 @@ test-integration: ## integration tests against the real Kafka, S3 API server and
 test-e2e: ## end-to-end tests through the whole local pipeline
 	@$(STACK) up kafka postgres s3 prometheus
 	@$(PYTEST) -q tests/e2e
+
+test-faults: ## every fault-injection scenario and the bad-input battery (~25 min; make test runs the CI subset)
+	@$(STACK) up kafka postgres s3
+	@EVENTPIPE_FAULTS=all $(PYTEST) -q -p no:cacheprovider tests/faults
 
 bench: ## benchmarks on loopback; writes bench/results.json
 	@$(STACK) up tools kafka postgres s3
