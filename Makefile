@@ -46,6 +46,10 @@ test-faults: ## every fault-injection scenario and the bad-input battery (~25 mi
 	@$(STACK) up kafka postgres s3
 	@EVENTPIPE_FAULTS=all $(PYTEST) -q -p no:cacheprovider tests/faults
 
+test-rules: ## promtool: config, alert rules and their unit tests
+	@$(STACK) up tools
+	@scripts/check-prometheus.sh
+
 bench: ## benchmarks on loopback; writes bench/results.json
 	@$(STACK) up tools kafka postgres s3
 	@$(PY) -m bench
