@@ -9,7 +9,7 @@ PYTEST := $(VENV)/bin/pytest
 .PHONY: help install up down status demo test test-unit test-integration test-e2e test-faults test-rules bench lint format
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: ## create .venv and install eventpipe (editable) with dev tools
 	@$(STACK) install
