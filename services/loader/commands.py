@@ -22,18 +22,34 @@ def _reprocess(args: argparse.Namespace) -> int:
     import orjson
 
     from eventpipe.errors import EventpipeError
-    from eventpipe.loader.reprocess.pipeline import ReprocessBusy, run_day
+    from eventpipe.loader.reprocess.pipeline import QUARANTINE_WAIT_S, CorruptInputs, ReprocessBusy, run_day
     from eventpipe.logs import configure
     from eventpipe.settings import get_settings
 
     configure()
     try:
+        wait_s = QUARANTINE_WAIT_S if args.quarantine_wait_s is None else args.quarantine_wait_s
         result = run_day(
-            get_settings(), args.date, args.lateness_days, args.runner, progress=sys.stderr.isatty()
+            get_settings(),
+            args.date,
+            args.lateness_days,
+            args.runner,
+            progress=sys.stderr.isatty(),
+            quarantine_wait_s=wait_s,
         )
     except ReprocessBusy as exc:
         print(f"eventpipe reprocess: {exc}", file=sys.stderr)
         return 75  # EX_TEMPFAIL: try again later
+    except CorruptInputs as exc:  # nothing written: the day stays provisional
+        failed = {
+            "day": exc.day.isoformat(),
+            "error": "corrupt raw objects not quarantined",
+            "corrupt_objects": [o.as_dict() for o in exc.corrupt],
+            "loaded_but_refused": sorted(exc.loaded),
+        }
+        print(orjson.dumps(failed, option=orjson.OPT_INDENT_2).decode())
+        print(f"eventpipe reprocess: {exc}", file=sys.stderr)
+        return 1
     except EventpipeError as exc:
         print(f"eventpipe reprocess: {exc}", file=sys.stderr)
         return 1
@@ -45,6 +61,7 @@ def _reprocess(args: argparse.Namespace) -> int:
         "input_lines": result.input_lines,
         "rows": result.rows,
         "drift": result.drift,
+        "skipped_objects": result.skipped,
         "corrections": result.corrections,
         "duration_s": round(result.duration_s, 3),
     }
@@ -62,4 +79,10 @@ def register(sub: Any) -> None:
         "--lateness-days", type=int, default=None, help="read received dates D-1..D+N (default: settings)"
     )
     parser.add_argument("--runner", choices=RUNNERS, default=None, help="mrjob runner (default: settings)")
+    parser.add_argument(
+        "--quarantine-wait-s",
+        type=float,
+        default=None,
+        help="wait this long for the loader to quarantine a corrupt raw object before failing (default: 90)",
+    )
     parser.set_defaults(handler=_reprocess)

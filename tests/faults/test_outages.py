@@ -187,12 +187,6 @@ def test_11_corrupt_objects_quarantined_rest_loads(
     assert_held(result, pipe)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reprocess): the nightly job reads every raw object, quarantined ones included: "
-    "services/loader/reprocess/inputs.py:65 gzip.decompress raises on a corrupt object and "
-    "job.py:65 fails on a corrupt line, so one corrupt object blocks finalizing its days forever",
-)
 def test_11b_reprocess_with_a_quarantined_object(shared: Settings, s3, pipeline_factory, checker_for) -> None:
     pipe = start_all(pipeline_factory(shared))
     corrupt_objects(pipe.settings, s3)

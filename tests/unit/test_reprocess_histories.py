@@ -189,7 +189,8 @@ def test_prior_assignment_decides_the_variant_of_a_user_first_seen_before_the_wi
         }
     ]
     buy = {"type": "track", "event": "Buy", "messageId": "m1", "userId": "u1", "anonymousId": None,
-           "timestamp": "2026-11-26T09:00:00.000Z", "receivedAt": "2026-11-26T09:00:00.100Z"}  # fmt: skip
+           "timestamp": "2026-11-26T09:00:00.000Z", "receivedAt": "2026-11-26T09:00:00.100Z",
+           "source": "dev"}  # fmt: skip
     late_exposure = {**buy, "messageId": "m2", "event": "Experiment Viewed",
                      "timestamp": "2026-11-25T09:00:00.000Z",
                      "properties": {"experiment_id": "x", "variation_id": "a"}}  # fmt: skip

@@ -1,17 +1,24 @@
 """The job's inputs: raw objects of the received dates D-1 … D+L and the assignments snapshot.
 
-Inline/local runners get local files: the objects are downloaded, decompressed and packed
-into a few plain JSONL files. Packing matters: mrjob's local runner makes one map task (a
-Python subprocess) per compressed file and reads only the first member of a concatenated
+The job reads exactly what the warehouse could load: objects in the loader's ``quarantine``
+table are left out (``skipped``), and every other object is checked line by line as the
+loader checks it (``lines.event_lines``); one the loader would refuse is set aside as
+``corrupt`` (the loader has not quarantined it, or not yet) and the pipeline decides.
+
+Inline/local runners get local files: the objects are downloaded, checked, decompressed and
+packed into a few plain JSONL files. Packing matters: mrjob's local runner makes one map task
+(a Python subprocess) per compressed file and reads only the first member of a concatenated
 gzip, whereas a plain file is split into 2 x cores tasks. EMR/Hadoop get ``s3://`` globs,
-one per received date that has objects: the cluster reads S3 itself, in parallel.
+one per received date that has objects: the cluster reads S3 itself, in parallel. A date
+holding a quarantined object gets one glob per hour instead, and the hours holding one get
+their other objects as explicit keys, so the quarantined ones are never read.
 """
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -21,18 +28,37 @@ from psycopg2 import sql
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from eventpipe.keys import raw_day_prefix
+from eventpipe.loader.batches import CorruptBatch
+from eventpipe.loader.reprocess.lines import event_lines
 from eventpipe.s3 import list_keys
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
 
 CHUNK_BYTES = 256 * 1024 * 1024  # plain bytes per packed input file
+QUARANTINED = "quarantined"  # the reason of an object skipped because the loader quarantined it
+
+
+@dataclass
+class SkippedObject:
+    """A raw object the job did not read: ``reason`` is ``quarantined`` (the loader set it
+    aside) or the loader's own reason code for an object it would refuse (bad_gzip, bad_json,
+    bad_shape, bad_value)."""
+
+    key: str
+    reason: str
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 @dataclass
 class Inputs:
-    paths: list[str] = field(default_factory=list)  # local files or s3:// globs
-    objects: int = 0
+    paths: list[str] = field(default_factory=list)  # local files, s3:// globs or s3:// keys
+    objects: int = 0  # raw objects read
     lines: int = 0  # known for local inputs only
+    skipped: list[SkippedObject] = field(default_factory=list)  # quarantined: left out, known
+    corrupt: list[SkippedObject] = field(default_factory=list)  # refused, not quarantined
 
 
 def raw_objects(client: Any, settings: Settings, days: Iterable[date]) -> list[dict[str, Any]]:
@@ -43,18 +69,46 @@ def raw_objects(client: Any, settings: Settings, days: Iterable[date]) -> list[d
     return found
 
 
-def s3_inputs(settings: Settings, objects: list[dict[str, Any]]) -> Inputs:
-    """One glob per received date with objects (a glob matching nothing fails Hadoop)."""
-    dates = sorted({obj["Key"].split("/dt=", 1)[1][:10] for obj in objects})
+def s3_inputs(
+    settings: Settings, objects: list[dict[str, Any]], quarantined: Collection[str] = frozenset()
+) -> Inputs:
+    """One glob per received date with objects (a glob matching nothing fails Hadoop); a date
+    with quarantined objects: one glob per hour without any, explicit keys for the others."""
     base = f"s3://{settings.s3_bucket}/{settings.s3_prefix}raw/events"
-    return Inputs([f"{base}/dt={d}/hr=*/*.jsonl.gz" for d in dates], objects=len(objects))
+    out = Inputs()
+    by_hour: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for obj in objects:
+        key = obj["Key"]
+        if key in quarantined:
+            out.skipped.append(SkippedObject(key, QUARANTINED))
+            continue
+        partition = key.split("/dt=", 1)[1]  # YYYY-MM-DD/hr=HH/<name>
+        by_hour[partition[:10]][partition[11:16]].append(key)
+        out.objects += 1
+    dirty = {o.key.split("/dt=", 1)[1][:16] for o in out.skipped}  # YYYY-MM-DD/hr=HH
+    for day in sorted(by_hour):
+        if not any(d.startswith(day) for d in dirty):
+            out.paths.append(f"{base}/dt={day}/hr=*/*.jsonl.gz")
+            continue
+        for hour, keys in sorted(by_hour[day].items()):
+            if f"{day}/{hour}" in dirty:
+                out.paths.extend(f"s3://{settings.s3_bucket}/{k}" for k in keys)
+            else:
+                out.paths.append(f"{base}/dt={day}/{hour}/*.jsonl.gz")
+    return out
 
 
 def download_inputs(
-    client: Any, settings: Settings, objects: list[dict[str, Any]], workdir: Path, progress: bool = False
+    client: Any,
+    settings: Settings,
+    objects: list[dict[str, Any]],
+    workdir: Path,
+    progress: bool = False,
+    quarantined: Collection[str] = frozenset(),
 ) -> Inputs:
-    """Fetch, decompress and pack ``objects`` into ``workdir/raw-N.jsonl`` files."""
-    out = Inputs(objects=len(objects))
+    """Fetch, check and pack ``objects`` into ``workdir/raw-N.jsonl`` files; objects in
+    ``quarantined`` are not fetched, objects the loader would refuse are not packed."""
+    out = Inputs()
     sink = None
     total = sum(int(obj.get("Size", 0)) for obj in objects)
     columns = (TextColumn("raw objects"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
@@ -62,10 +116,22 @@ def download_inputs(
         task = bar.add_task("download", total=total)
         try:
             for obj in objects:
-                body = client.get_object(Bucket=settings.s3_bucket, Key=obj["Key"])["Body"].read()
-                plain = gzip.decompress(body)  # all gzip members, unlike mrjob's reader
-                if plain and not plain.endswith(b"\n"):
-                    plain += b"\n"
+                key = obj["Key"]
+                if key in quarantined:
+                    out.skipped.append(SkippedObject(key, QUARANTINED))
+                    bar.advance(task, int(obj.get("Size", 0)))
+                    continue
+                body = client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
+                bar.advance(task, len(body))
+                try:
+                    lines = event_lines(key, body)  # all gzip members, unlike mrjob's reader
+                except CorruptBatch as exc:
+                    out.corrupt.append(SkippedObject(key, exc.reason, exc.detail[:300]))
+                    continue
+                out.objects += 1
+                if not lines:
+                    continue
+                plain = b"\n".join(lines) + b"\n"
                 if sink is None or (sink.tell() + len(plain) > CHUNK_BYTES and sink.tell()):
                     if sink is not None:
                         sink.close()
@@ -73,8 +139,7 @@ def download_inputs(
                     out.paths.append(str(path))
                     sink = path.open("wb")
                 sink.write(plain)
-                out.lines += plain.count(b"\n")
-                bar.advance(task, len(body))
+                out.lines += len(lines)
         finally:
             if sink is not None:
                 sink.close()

@@ -21,14 +21,22 @@ from datetime import date
 from typing import Any
 
 import orjson
+from mrjob.compat import jobconf_from_env
 from mrjob.job import MRJob
 from mrjob.step import MRStep
 
 from eventpipe.events import user_key
+from eventpipe.loader.reprocess.lines import parse_line, record_problem
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, matters_for, slim, to_row, user_contributions
 from eventpipe.rollup import Assignment, dedup, rollup_user
 
 _SNAPSHOT = "snapshot"
+_SNAPSHOT_KEYS = frozenset(("experiment_id", "user_key", "variant", "first_exposed_at"))
+
+
+def is_snapshot_row(record: Any) -> bool:
+    """A row of the assignments snapshot (``export_snapshot``), never a raw event."""
+    return isinstance(record, dict) and "messageId" not in record and record.keys() >= _SNAPSHOT_KEYS
 
 
 class OrjsonProtocol:
@@ -62,11 +70,20 @@ class ReprocessJob(MRJob):
         return date.fromisoformat(self.options.day)
 
     def map_by_message(self, _: Any, line: str) -> Any:
-        record = orjson.loads(line)  # a corrupt raw line fails the job: never silently drop
-        if "messageId" in record:
-            yield record["messageId"], record
-        else:
+        if not line.strip():  # the loader skips blank lines too (parse_batch)
+            return
+        record, problem = parse_line(line.replace("\r", " ") if "\r" in line else line)
+        if problem is None and is_snapshot_row(record):
             yield [_SNAPSHOT, record["user_key"]], record
+            return
+        # local inputs were checked object by object (lines.event_lines); s3:// inputs
+        # (EMR/Hadoop) were not: a raw line the loader would refuse fails the job, naming
+        # its object -- never silently dropped (docs/reprocess.md, "Corrupt raw objects")
+        problem = problem or record_problem(record)
+        if problem is not None:
+            where = jobconf_from_env("mapreduce.map.input.file", "an input file")
+            raise ValueError(f"corrupt raw line in {where} ({problem[0]}: {problem[1]}): quarantine it")
+        yield record["messageId"], record
 
     def reduce_copies(self, key: Any, values: Any) -> Any:
         if isinstance(key, list):  # snapshot rows of one user

@@ -24,6 +24,7 @@ class ReprocessMetrics:
     duration: Histogram
     failures: Counter
     events: Gauge
+    skipped_objects: Counter
 
     def record_drift(self, drift: dict[str, Any]) -> None:
         for table, d in drift.items():
@@ -75,6 +76,13 @@ def reprocess_metrics(registry: CollectorRegistry | None = None) -> ReprocessMet
             failures=Counter("eventpipe_reprocess_failures", "reprocess runs that failed", **kw),
             events=Gauge(
                 "eventpipe_reprocess_input_lines", "raw lines read by the last day's reprocess", **kw
+            ),
+            skipped_objects=Counter(
+                "eventpipe_reprocess_skipped_objects",
+                "raw objects a reprocess left out: reason=quarantined (by the loader), or the loader's "
+                "reason code for a corrupt object it has not quarantined (the run then fails)",
+                ["reason"],
+                **kw,
             ),
         )
         _BY_REGISTRY[id(registry)] = found

@@ -27,23 +27,51 @@ from eventpipe.errors import EventpipeError, StorageError
 from eventpipe.keys import corrections_key
 from eventpipe.loader.reprocess.finalize import Drift, replace_day
 from eventpipe.loader.reprocess.inputs import (
+    QUARANTINED,
+    Inputs,
+    SkippedObject,
     download_inputs,
     export_snapshot,
     raw_objects,
     s3_inputs,
 )
-from eventpipe.loader.reprocess.metrics import reprocess_metrics
+from eventpipe.loader.reprocess.metrics import ReprocessMetrics, reprocess_metrics
 from eventpipe.loader.reprocess.rows import TABLES, window
 from eventpipe.loader.reprocess.runjob import Corrections, job_args, run_job
-from eventpipe.loader.warehouse import Warehouse, connect
+from eventpipe.loader.warehouse import Warehouse, connect, loaded_keys, quarantined_keys
 from eventpipe.s3 import gzip_json_rows, s3_client
 from eventpipe.settings import Settings
 
 log = logging.getLogger("eventpipe.loader.reprocess")
+# how long a run waits for the loader to quarantine a corrupt raw object it has not decided
+# on yet (its S3 listing runs every 30 s): after that the run fails, naming the objects
+QUARANTINE_WAIT_S = 90.0
+QUARANTINE_POLL_S = 5.0
 
 
 class ReprocessBusy(EventpipeError):
     """Another run holds the day's lock; nothing was done."""
+
+
+class CorruptInputs(EventpipeError):
+    """Raw objects of the window the loader would refuse but has not quarantined: the day is
+    not made final with data the warehouse may yet load (or never will); nothing was written."""
+
+    def __init__(self, day: date, corrupt: list[SkippedObject], loaded: set[str]) -> None:
+        listed = "; ".join(f"{o.key} ({o.reason}: {o.detail})" for o in corrupt)
+        text = (
+            f"day {day} not made final: {len(corrupt)} raw object(s) of its window are corrupt and not "
+            f"in the loader's quarantine table: {listed}. Quarantine each (a running loader does within "
+            "one S3 listing; by hand: docs/reprocess.md 'Corrupt raw objects') or repair it, then rerun."
+        )
+        if loaded:
+            text += (
+                f" {len(loaded)} of them are in the load ledger: the warehouse loaded lines the job "
+                f"refuses, so the two line checks disagree (a bug in eventpipe.loader.reprocess.lines): "
+                f"{', '.join(sorted(loaded))}"
+            )
+        super().__init__(text)
+        self.day, self.corrupt, self.loaded = day, corrupt, loaded
 
 
 @dataclass
@@ -58,6 +86,7 @@ class DayResult:
     drift: Drift
     corrections: list[str]
     duration_s: float
+    skipped: list[dict[str, str]]  # raw objects left out: the loader quarantined them
 
 
 def lock_ids(schema: str, day: date) -> tuple[int, int]:
@@ -94,27 +123,90 @@ def write_corrections(client: Any, settings: Settings, day: date, corrections: C
     return keys
 
 
-def _gather(settings: Settings, day: date, lateness: int, runner: str, tmp: Path, progress: bool) -> Any:
+def _gather(
+    settings: Settings, wh: Warehouse, day: date, lateness: int, runner: str, tmp: Path, progress: bool
+) -> tuple[Any, Inputs]:
     client = s3_client(settings)
+    schema = settings.warehouse_schema
     try:
         objects = raw_objects(client, settings, window(day, lateness))
+        keys = [obj["Key"] for obj in objects]
+        quarantined = wh.run(lambda conn: quarantined_keys(conn, schema, keys))
         if runner in ("inline", "local"):
-            inputs = download_inputs(client, settings, objects, tmp, progress)
+            inputs = download_inputs(client, settings, objects, tmp, progress, quarantined)
         else:
-            inputs = s3_inputs(settings, objects)
+            inputs = s3_inputs(settings, objects, quarantined)
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"reading the raw archive for {day} failed: {exc}") from exc
     return client, inputs
 
 
-def _run(settings: Settings, day: date, lateness: int, runner: str, tmp: Path, progress: bool) -> DayResult:
+def settle_corrupt(wh: Warehouse, day: date, inputs: Inputs, wait_s: float, poll_s: float) -> set[str]:
+    """Objects the job refused: skipped once the loader has quarantined them -- it may not
+    have seen them yet, so wait up to ``wait_s`` -- else ``CorruptInputs``. At once if one
+    is in the load ledger (the two line checks disagree: waiting cannot help). Returns the
+    still-corrupt keys the ledger holds."""
+    schema = wh.schema
+    pending = {o.key: o for o in inputs.corrupt}
+    deadline = time.monotonic() + wait_s
+    loaded: set[str] = set()
+    while pending:
+        keys = sorted(pending)
+        for key in wh.run(lambda conn, keys=keys: quarantined_keys(conn, schema, keys)):
+            inputs.skipped.append(SkippedObject(key, QUARANTINED, pending.pop(key).detail))
+        if not pending:
+            break
+        keys = sorted(pending)
+        loaded = wh.run(lambda conn, keys=keys: loaded_keys(conn, schema, keys))
+        left = deadline - time.monotonic()
+        if loaded or left <= 0:
+            break
+        log.warning(
+            "corrupt raw objects not quarantined yet: waiting for the loader",
+            extra={"day": day.isoformat(), "keys": sorted(pending), "wait_s": round(left, 1)},
+        )
+        time.sleep(min(poll_s, left))
+    inputs.corrupt = list(pending.values())
+    return loaded if pending else set()
+
+
+def _account(metrics: ReprocessMetrics, day: date, inputs: Inputs) -> None:
+    """A log line and a count per object left out (JSON logs: key, reason, detail)."""
+    for o in inputs.skipped:
+        metrics.skipped_objects.labels(QUARANTINED).inc()
+        log.warning(
+            "raw object skipped: quarantined by the loader",
+            extra={"day": day.isoformat(), "key": o.key, "reason": o.reason, "detail": o.detail},
+        )
+    for o in inputs.corrupt:
+        metrics.skipped_objects.labels(o.reason).inc()
+        log.error(
+            "corrupt raw object not quarantined: the day is not made final",
+            extra={"day": day.isoformat(), "key": o.key, "reason": o.reason, "detail": o.detail},
+        )
+
+
+def _run(
+    settings: Settings,
+    day: date,
+    lateness: int,
+    runner: str,
+    tmp: Path,
+    progress: bool,
+    metrics: ReprocessMetrics,
+    wait_s: float,
+) -> DayResult:
     started = time.monotonic()
     wh = Warehouse(settings, application_name="eventpipe-reprocess")
     try:
         snapshot = tmp / "assignments.jsonl"
         schema = settings.warehouse_schema
         snapshot_rows = wh.run(lambda conn: export_snapshot(conn, schema, day, snapshot))
-        client, inputs = _gather(settings, day, lateness, runner, tmp, progress)
+        client, inputs = _gather(settings, wh, day, lateness, runner, tmp, progress)
+        loaded = settle_corrupt(wh, day, inputs, wait_s, QUARANTINE_POLL_S)
+        _account(metrics, day, inputs)
+        if inputs.corrupt:
+            raise CorruptInputs(day, inputs.corrupt, loaded)
         corrections: Corrections = {t: [] for t in TABLES}
         if inputs.paths:
             corrections = run_job(job_args(settings, day, runner, tmp), [*inputs.paths, str(snapshot)])
@@ -128,7 +220,7 @@ def _run(settings: Settings, day: date, lateness: int, runner: str, tmp: Path, p
     return DayResult(
         day, lateness, runner, inputs.objects, inputs.lines, snapshot_rows,
         {t: len(rows) for t, rows in corrections.items()}, drift, list(keys.values()),
-        time.monotonic() - started,
+        time.monotonic() - started, [o.as_dict() for o in inputs.skipped],
     )  # fmt: skip
 
 
@@ -140,8 +232,11 @@ def run_day(
     *,
     registry: CollectorRegistry | None = None,
     progress: bool = False,
+    quarantine_wait_s: float = QUARANTINE_WAIT_S,
 ) -> DayResult:
-    """Reprocess ``day`` and make it final; raises ``ReprocessBusy`` if it is already running."""
+    """Reprocess ``day`` and make it final; raises ``ReprocessBusy`` if it is already running,
+    ``CorruptInputs`` (nothing written) if a raw object of its window is corrupt and not
+    quarantined by the loader after ``quarantine_wait_s``."""
     lateness = settings.reprocess_lateness_days if lateness_days is None else lateness_days
     runner = runner or settings.reprocess_runner
     metrics = reprocess_metrics(registry)
@@ -149,7 +244,7 @@ def run_day(
     try:
         with day_lock(settings, day), tempfile.TemporaryDirectory(prefix="ep-reprocess-") as tmp:
             log.info("reprocess started", extra=context)
-            result = _run(settings, day, lateness, runner, Path(tmp), progress)
+            result = _run(settings, day, lateness, runner, Path(tmp), progress, metrics, quarantine_wait_s)
     except ReprocessBusy:
         raise
     except Exception:
@@ -164,6 +259,7 @@ def run_day(
     log.info(
         "reprocess done",
         extra={**context, "duration_s": round(result.duration_s, 3), "objects": result.objects,
-               "input_lines": result.input_lines, "rows": result.rows, "drift": result.drift},
+               "input_lines": result.input_lines, "rows": result.rows, "drift": result.drift,
+               "skipped_objects": len(result.skipped)},
     )  # fmt: skip
     return result

@@ -1,0 +1,82 @@
+"""Which raw lines the job may read: exactly those the warehouse could load (one definition).
+
+The loader does not parse lines in Python: ``eventpipe.loader.batches.parse_batch`` splits an
+object into lines (bad gzip, raw control characters -> quarantined), then PostgreSQL checks
+them while loading ``events`` (COPY into ``jsonb``, NOT NULL columns, ``timestamptz`` casts)
+and the loader maps its errors to the quarantine reasons ``bad_json``, ``bad_shape``,
+``bad_value``. The job reproduces that here, from the same sources: ``parse_batch`` for the
+split, and the loader's ``EVENTS`` table definition for which fields are required and which
+are timestamps. So an object the loader quarantines is one the job refuses, for the same
+reason, and a line the job reads is one the warehouse holds.
+
+Known, deliberate narrowing: a timestamp must be ISO 8601 (``eventpipe.timeutil.parse_ts``,
+what every stage writes); PostgreSQL would also take ``'infinity'`` or ``'Nov 26 2026'``,
+which no stage produces and the rollups could not place on a day anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from eventpipe.loader.batches import CorruptBatch, parse_batch
+from eventpipe.loader.tables import EVENTS, TS
+from eventpipe.timeutil import parse_ts
+
+# the loader's NOT NULL columns of ``events`` (messageId, type, source, timestamp, receivedAt)
+REQUIRED = tuple(c.key for c in EVENTS.columns if c.not_null)
+# its ``timestamptz`` columns: cast when present, so a value that does not parse is bad_value
+TIMESTAMPS = tuple(c.key for c in EVENTS.columns if c.kind == TS)
+# jsonb refuses the escaped NUL character (an escaped backslash before "u0000" is fine)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def record_problem(record: Any) -> tuple[str, str] | None:
+    """``(reason, detail)`` if the loader would refuse this parsed line, else None."""
+    if not isinstance(record, dict):
+        return "bad_shape", f"a JSON {type(record).__name__}, not an object"
+    for key in REQUIRED:
+        if record.get(key) is None:
+            return "bad_shape", f"{key} is missing"
+    for key in TIMESTAMPS:
+        value = record.get(key)
+        if value is not None:
+            try:
+                parse_ts(value)
+            except (ValueError, TypeError, OverflowError):
+                return "bad_value", f"{key} is not an ISO 8601 timestamp: {str(value)[:60]!r}"
+    return None
+
+
+def parse_line(line: bytes | str) -> tuple[Any, tuple[str, str] | None]:
+    """The parsed line and None, or None and ``("bad_json", detail)`` where jsonb refuses it."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return None, ("bad_json", str(exc)[:200])
+    raw = line.encode() if isinstance(line, str) else line
+    if b"u0000" in raw and _JSON_NUL.search(raw):
+        return None, ("bad_json", "\\u0000 in a string (jsonb refuses it)")
+    return record, None
+
+
+def line_problem(line: bytes | str) -> tuple[str, str] | None:
+    """``(reason, detail)`` if the loader would refuse this raw line (one of
+    ``parse_batch``'s lines: not blank, no raw CR), else None."""
+    record, problem = parse_line(line)
+    return problem or record_problem(record)
+
+
+def event_lines(key: str, body: bytes) -> list[bytes]:
+    """The lines of one raw object, split as the loader splits them; raises ``CorruptBatch``
+    (``bad_gzip``, ``bad_json``, ``bad_shape``, ``bad_value``) if the loader would quarantine
+    it -- a whole object: the warehouse loads all of its lines or none."""
+    batch = parse_batch(key, "events", body)
+    for number, line in enumerate(batch.lines, 1):
+        problem = line_problem(line)
+        if problem is not None:
+            reason, detail = problem
+            raise CorruptBatch(reason, f"line {number}: {detail}")
+    return batch.lines
