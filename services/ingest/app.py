@@ -71,6 +71,10 @@ class Collector:
         settings = self.settings
         authorization = request.headers.get("authorization")
         source = self.authenticate(authorization) if authorization else None
+        if source is None and request.headers.get("content-encoding", "identity") != "identity":
+            # a key inside the body (browsers, text/plain) is only read from plain bodies: we
+            # never inflate a body for a client that has not authenticated
+            raise InvalidInput("unauthorized", "compressed bodies need HTTP Basic auth with the write key")
         if raw is None:
             try:
                 raw = await asyncio.wait_for(

@@ -117,9 +117,15 @@ class Notices:
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     log.warning("unreadable batch notice skipped", extra={"offset": record.offset})
                     continue
-                table = table_of_key(key, self.settings.s3_prefix) or notice.get("table")
+                # only keys of our own layout: a notice must not make us read anything else
+                table = table_of_key(key, self.settings.s3_prefix) if isinstance(key, str) else None
                 if table in TARGETS:
                     yield Candidate(key, table, _day_of(key), None)
+                else:
+                    log.warning(
+                        "batch notice for a key outside raw/ and agg/ skipped",
+                        extra={"offset": record.offset},
+                    )
 
     def commit(self) -> None:
         try:

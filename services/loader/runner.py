@@ -224,9 +224,9 @@ class Loader:
             self.metrics.freshness.set_function(lambda: max(0.0, (utcnow() - newest).total_seconds()))
 
     def _quarantine(self, key: str, table: str, reason: str, detail: str) -> None:
-        log.error(
-            "batch quarantined", extra={"key": key, "table": table, "reason": reason, "detail": detail[:300]}
-        )
+        # the detail (a parser message) can quote payload values: it goes to the quarantine
+        # table only, never to the logs
+        log.error("batch quarantined", extra={"key": key, "table": table, "reason": reason})
         self.wh.run(lambda conn: quarantine(conn, self.wh.schema, key, table, reason, detail))
         self.metrics.quarantined.labels(reason).inc()
         self._forget(key)
