@@ -3,5 +3,6 @@ experiment and engagement aggregates as delta batches under ``agg/``. See docs/s
 
 Modules: ``fold`` (pure aggregation), ``cuts`` (pure cut policy), ``batch`` (a partition's
 micro-batch and its objects), ``pipeline`` (consumer loop), ``changelog`` (state
-persistence), ``storage`` (S3), ``app`` (Faust app factory), ``worker`` (entry point).
+persistence), ``storage`` (S3), ``settings`` (stream-only settings), ``app`` (Faust app
+factory), ``worker`` (entry point).
 """

@@ -39,7 +39,8 @@ class StreamApp(faust.App):
 
 def create_app(settings: Settings) -> StreamApp:
     datadir = Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id
-    datadir.parent.mkdir(parents=True, exist_ok=True)
+    # the whole path, race-free: another worker may remove or create the parent meanwhile
+    datadir.mkdir(parents=True, exist_ok=True)
     app = StreamApp(
         settings.stream_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -63,6 +64,6 @@ def create_app(settings: Settings) -> StreamApp:
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"ok": True, "partitions": sorted(app.pipeline.parts)})
+        return web.json({"ok": True, "partitions": app.pipeline.owned()})
 
     return app

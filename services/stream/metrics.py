@@ -42,6 +42,11 @@ class StreamMetrics:
             "Cuts abandoned after bounded retries (offsets not committed, replayed later)",
             registry=r,
         )
+        self.fenced = Counter(
+            "eventpipe_stream_fenced_total",
+            "Cuts dropped unwritten because another worker owns the partition (expelled from the group)",
+            registry=r,
+        )
         self.state_entries = Gauge(
             "eventpipe_stream_state_entries",
             "Aggregation state entries (seen ids, distinct-user marks, assignments) per partition",

@@ -11,22 +11,43 @@ with Kafka's group protocol like Faust agents do (several workers share the part
 rebalance), batches like ``stream.take()`` (``getmany``: no per-event task switch), and
 keeps its keyed state in a changelog topic with Faust-table semantics (``changelog.py``).
 
-A cut of partition ``p`` (``cuts.py``) is written in this order: raw object (its
-``last-offset`` metadata records where the cut ended), aggregate deltas, rejected records,
-state changelog entries, notices on ``batches``, then the offset commit. A crash anywhere
-before the commit replays the cut: the worker that next owns ``p`` finds the raw object,
-cuts at its recorded ``last-offset`` and rewrites the same objects (``fold.py`` makes the
-re-folded deltas identical). S3 failing after bounded retries abandons the cut without a
-commit and seeks back to its first offset, so it is retried, never lost.
+A cut of partition ``p`` (``cuts.py``) is written in this order: fence (below), raw object
+(its ``last-offset`` metadata records where the cut ended), aggregate deltas and rejected
+records with the state changelog entries, the offset commit, then notices on ``batches``.
+A crash anywhere before the commit replays the cut: the worker that next owns ``p`` finds
+the raw object, cuts at its recorded ``last-offset`` and writes what is missing (``fold.py``
+makes the re-folded deltas identical). S3 failing after bounded retries abandons the cut
+without a commit and seeks back to its first offset, so it is retried, never lost.
+
+Fencing (docs/contracts.md section 5: an object never changes once written). A worker can
+lose its partitions without knowing it yet -- paused (SIGSTOP, GC, VM freeze) past the
+session timeout, the group moves ``p`` to another worker, which replays from the committed
+offset and writes *its* cut at the same deterministic key. Before writing anything of a cut,
+``_fence`` therefore checks (1) the group's committed offset for ``p`` (beyond this cut's
+first offset: someone else owns ``p``), (2) the membership, on the broker: it commits the
+committed offset again, unchanged, which the coordinator refuses (``CommitFailedError``)
+unless this worker is a member of the current generation -- and within one generation only
+one member owns ``p``; (3) the target keys, by HEAD: an existing raw or aggregate object
+whose ``last-offset`` differs from this cut's is never overwritten (the cut is abandoned
+and replayed from its first offset, which then follows the recorded cut); one with the
+same ``last-offset`` has the same content and is not written again. A fenced worker drops
+the cut without writing state, notices or a commit and pauses ``p`` until the rebalance
+takes it away (or, failing that, re-reads it from the committed offset and restored state).
+Notices follow the commit, so a cut whose commit fails announces nothing.
+What remains: a worker that passes the checks and is then paused for longer than the
+session timeout *between* its HEAD and its PUT could still replace an object the new owner
+wrote meanwhile (or its changelog entries). ``s3_conditional_put`` (``If-None-Match: *``,
+AWS S3) closes that window for the objects; s3rver has no conditional PUT.
 
 On revocation the open cuts of the revoked partitions are dropped (their offsets are not
 committed, so the new owner replays them); the lock makes a revocation wait for a cut that
-is being written, so two owners never write one partition's objects at the same time.
+is being written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable
@@ -35,7 +56,7 @@ from datetime import timedelta
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
 from eventpipe.errors import StorageError
@@ -44,10 +65,21 @@ from eventpipe.stream.batch import BadRecord, PartitionBatch, S3Object, parse_ev
 from eventpipe.stream.changelog import StateChangelog
 from eventpipe.stream.cuts import Clock, CutPolicy, SystemClock
 from eventpipe.stream.metrics import StreamMetrics
-from eventpipe.stream.storage import S3Writer
+from eventpipe.stream.storage import UNRECORDED, S3Writer
 from eventpipe.timeutil import format_ts, parse_ts, utcnow
 
 log = logging.getLogger("eventpipe.stream.pipeline")
+# How long a fenced partition waits for the rebalance that takes it away before it is read
+# again from the committed offset (a safety net: a failed membership check means a rebalance).
+FENCE_HOLD_S = 30.0
+
+
+class Fenced(Exception):
+    """Another worker owns the partition (or may): this worker must not write for it."""
+
+
+class Diverged(Exception):
+    """An object of the cut exists with another ``last-offset``: never overwrite it."""
 
 
 @dataclass
@@ -60,6 +92,7 @@ class Owned:
     pruned_hour: str = ""
     next_offset: int = 0  # the offset this worker must read next for this partition
     rewound: bool = False  # sought to next_offset: accept what comes (offsets may have gaps)
+    fenced_at: float | None = None  # monotonic time the partition was found owned elsewhere
 
 
 async def _all(*aws: Awaitable) -> list:
@@ -142,15 +175,24 @@ class Pipeline(Service):
 
     async def assign(self, assigned: set[TopicPartition]) -> None:
         async with self.lock:
-            fresh = [tp for tp in assigned if tp.partition not in self.parts]
-            states = await self.changelog.restore([tp.partition for tp in fresh])
-            starts = await self._start_offsets(fresh)
-            s = self.settings
-            for tp in fresh:
-                policy = CutPolicy(s.archive_max_events, s.archive_max_bytes, s.flush_interval_s, self.clock)
-                batch = PartitionBatch(tp.partition, policy, states[tp.partition])
-                self.parts[tp.partition] = Owned(tp, batch, next_offset=starts[tp])
+            held = {p for p, part in self.parts.items() if part.fenced_at is None}
+            fresh = [tp for tp in assigned if tp.partition not in held]  # a fenced one starts over
+            await self._adopt(fresh)
             log.info("partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+    async def _adopt(self, tps: list[TopicPartition]) -> None:
+        """Take partitions over: state restored from the changelog, reading from the committed offset."""
+        states = await self.changelog.restore([tp.partition for tp in tps])
+        starts = await self._start_offsets(tps)
+        s = self.settings
+        for tp in tps:
+            policy = CutPolicy(s.archive_max_events, s.archive_max_bytes, s.flush_interval_s, self.clock)
+            batch = PartitionBatch(tp.partition, policy, states[tp.partition])
+            self.parts[tp.partition] = Owned(tp, batch, next_offset=starts[tp])
+
+    def owned(self) -> list[int]:
+        """The partitions this worker owns and works on (fenced ones excluded)."""
+        return sorted(p for p, part in self.parts.items() if part.fenced_at is None)
 
     async def _start_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Where each newly assigned partition starts: the committed offset, else the log start."""
@@ -173,11 +215,14 @@ class Pipeline(Service):
             async with self.lock:
                 for tp, records in fetched.items():
                     part = self.parts.get(tp.partition)
-                    records = self._in_sequence(part, records) if part is not None else []
-                    if part is not None and records:
+                    if part is None or part.fenced_at is not None:
+                        continue  # not ours (any more): fetched before a revocation or a fence
+                    records = self._in_sequence(part, records)
+                    if records:
                         await self._consume(part, records)
                 due = [part for part in self.parts.values() if part.batch.policy.expired()]
                 await _all(*(self._cut(part, "time") for part in due))
+                await self._reclaim_stale_fences()
                 self._observe()
 
     def _in_sequence(self, part: Owned, records: list) -> list:
@@ -244,23 +289,33 @@ class Pipeline(Service):
         if not batch.policy.is_open:
             return True
         started = time.monotonic()
-        last = batch.policy.last_offset
+        first, last = batch.policy.first_offset, batch.policy.last_offset
         objects = batch.objects(part.raw_exists, utcnow())
         try:
+            await self._fence(part, first)
+            todo = await self._unwritten(part, objects, last)
             # The raw object goes first and alone: finding it is how a replay knows the cut
             # was written (and where it ended), so no other object of a cut may exist without it.
-            raw = [o for o in objects if o.table == "events"]
-            if raw and not part.raw_exists:
-                await self.s3.put(raw[0])
-            rest = [self.s3.put(o) for o in objects if o.table != "events"]
+            raw = [o for o in todo if o.table == "events"]
+            if raw:
+                await self.s3.put(raw[0], exclusive=True)
+            # rejected/ keys carry the write date (a replay on another day makes a second
+            # object) and are never loaded: written without the key fence
+            rest = [self.s3.put(o, exclusive=o.table != "rejected") for o in todo if o.table != "events"]
             await _all(*rest, self.changelog.flush(tp.partition, batch.state))
-            await self._notify(objects, part)
             await self.consumer.commit({tp: last + 1})
-        except (StorageError, KafkaError) as exc:
-            self._abandon(part, exc, batch.policy.first_offset)
+        except (Fenced, CommitFailedError, IllegalStateError) as exc:  # not (or no longer) ours
+            self._fence_off(part, exc)
+            return False
+        except (Diverged, StorageError, KafkaError) as exc:  # incl. ObjectExists (a conditional PUT lost)
+            self._abandon(part, exc, first)
             return False
         part.committed = last + 1
-        for obj in objects:
+        try:
+            await self._notify(objects, part)
+        except KafkaError as exc:  # committed already; the loader also lists S3 (contracts section 4)
+            log.warning("batch notices not sent", extra={"partition": tp.partition, "error": repr(exc)})
+        for obj in todo:  # objects a previous run wrote (replay) are not written again
             self.metrics.batches.labels(obj.table).inc()
         self.metrics.cuts.labels(reason).inc()
         self.metrics.events.labels("duplicate").inc(batch.duplicates)
@@ -269,6 +324,77 @@ class Pipeline(Service):
         part.raw_exists = False
         self._maybe_prune(part)
         return True
+
+    async def _fence(self, part: Owned, first: int) -> None:
+        """``Fenced`` unless this worker still owns the partition (module docstring)."""
+        tp = part.tp
+        committed = await self.consumer.committed(tp)
+        if committed is not None and committed > first:
+            raise Fenced(f"the group committed {committed}, beyond this cut's first offset {first}")
+        # Unchanged offset, but the coordinator checks generation and member id: a worker
+        # that was expelled (or is behind a rebalance) gets CommitFailedError here.
+        await self.consumer.commit({tp: first if committed is None else committed})
+
+    async def _unwritten(self, part: Owned, objects: list[S3Object], last: int) -> list[S3Object]:
+        """The cut's objects still to write. ``Diverged`` if one exists that another cut wrote
+        (other ``last-offset``); one with this cut's ``last-offset`` has this content: skipped.
+        An aggregate object without metadata (a torn write of a killed writer) is written again:
+        the raw object, which passed this check, fixes the cut, hence the content."""
+        fenced = [o for o in objects if o.table != "rejected"]
+        recorded = await _all(
+            *(self.s3.recorded_last_offset(o.key, torn_ok=o.table != "events") for o in fenced)
+        )
+        found = {o.key: rec for o, rec in zip(fenced, recorded, strict=True) if rec not in (None, UNRECORDED)}
+        for key, rec in found.items():
+            if rec != last:
+                raise Diverged(f"{key} exists with last-offset {rec}, this cut ends at {last}")
+        if part.raw_exists and any(o.table == "events" and o.key not in found for o in fenced):
+            raise Diverged("the raw object this replay follows is gone")
+        return [o for o in objects if o.key not in found]
+
+    def _fence_off(self, part: Owned, exc: BaseException) -> None:
+        """This worker may no longer own the partition: drop the cut without writing state,
+        notices or a commit, and stop reading it until the rebalance takes it away."""
+        self.metrics.fenced.inc()
+        log.warning(
+            "partition fenced: owned elsewhere, cut dropped, waiting for the rebalance",
+            extra={
+                "partition": part.tp.partition,
+                "first": part.batch.policy.first_offset,
+                "last": part.batch.policy.last_offset,
+                "error": f"{type(exc).__name__}: {exc}",
+            },
+        )
+        part.batch.reset()
+        part.verify, part.raw_exists = True, False
+        part.fenced_at = time.monotonic()
+        with contextlib.suppress(KafkaError, AssertionError):  # not assigned any more: nothing to pause
+            self.consumer.pause(part.tp)
+
+    async def _reclaim_stale_fences(self) -> None:
+        """A fenced partition the rebalance did not take away (unexpected: a failed membership
+        check means a rebalance): read it again from the committed offset with the state in
+        the changelog (the other writer's entries included), so the fence checks run again."""
+        now = time.monotonic()
+        stale = [
+            p for p in self.parts.values() if p.fenced_at is not None and now - p.fenced_at > FENCE_HOLD_S
+        ]
+        for part in stale:
+            try:
+                await self._adopt([part.tp])
+                fresh = self.parts[part.tp.partition]
+                self.consumer.seek(part.tp, fresh.next_offset)
+                fresh.rewound = True
+                self.consumer.resume(part.tp)
+            except (KafkaError, AssertionError) as exc:
+                self.parts[part.tp.partition] = part
+                part.fenced_at = now
+                log.warning(
+                    "fenced partition not reclaimed",
+                    extra={"partition": part.tp.partition, "error": repr(exc)},
+                )
+            else:
+                log.info("fenced partition read again", extra={"partition": part.tp.partition})
 
     async def _notify(self, objects: list[S3Object], part: Owned) -> None:
         """Batch notices (docs/contracts.md section 4): hints for the loader, after the upload."""

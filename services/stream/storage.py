@@ -2,6 +2,11 @@
 
 boto3 is synchronous, so every call runs in a worker thread (``asyncio.to_thread``) and
 the consumer's event loop keeps heartbeating while S3 is slow or down.
+
+``put(..., exclusive=True)`` sends ``If-None-Match: *`` when ``s3_conditional_put`` is on
+(AWS S3 and other stores with conditional writes): the store then refuses to replace an
+existing key (412, or 409 for a concurrent conditional write), reported as ``ObjectExists``
+without retrying. The local S3 server (s3rver) ignores the header, so it is off by default.
 """
 
 from __future__ import annotations
@@ -23,8 +28,23 @@ log = logging.getLogger("eventpipe.stream.storage")
 RETRYABLE = (BotoCoreError, ClientError, OSError)
 
 
+UNRECORDED = -1  # an object exists, but without its last-offset metadata (torn write)
+
+
+class ObjectExists(StorageError):
+    """A conditional PUT found the key already taken (another writer got there first)."""
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def _is_missing(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+    return _code(exc) in ("404", "NoSuchKey", "NotFound")
+
+
+def _is_taken(exc: ClientError) -> bool:
+    return _code(exc) in ("412", "PreconditionFailed", "409", "ConditionalRequestConflict")
 
 
 class S3Writer:
@@ -34,6 +54,7 @@ class S3Writer:
         self.prefix = settings.s3_prefix
         self.metrics = metrics
         self.attempts = attempts
+        self.conditional = bool(getattr(settings, "s3_conditional_put", False))
 
     async def _call(self, op: str, fn: Any, **kwargs: Any) -> Any:
         """Run one S3 call with bounded exponential backoff (0.2 s doubling, 5 s cap)."""
@@ -51,6 +72,8 @@ class S3Writer:
                     except ClientError as exc:
                         if op == "head" and _is_missing(exc):
                             return None
+                        if op == "put" and _is_taken(exc):  # not retried: the key is someone else's
+                            raise ObjectExists(f"S3 key {kwargs.get('Key')} already exists") from exc
                         self._failed(op, exc, attempt.retry_state.attempt_number)
                         raise
                     except RETRYABLE as exc:
@@ -67,17 +90,25 @@ class S3Writer:
         self.metrics.s3_errors.labels(op).inc()
         log.warning("s3 call failed", extra={"op": op, "attempt": attempt, "error": type(exc).__name__})
 
-    async def recorded_last_offset(self, key: str) -> int | None:
-        """The ``last-offset`` an existing object recorded, None if there is no object."""
+    async def recorded_last_offset(self, key: str, torn_ok: bool = False) -> int | None:
+        """The ``last-offset`` an existing raw or aggregate object recorded, None if there is
+        no object. An object without it is a torn write (s3rver can keep the body of a PUT
+        whose client was killed, without its metadata): ``UNRECORDED`` if ``torn_ok``, else
+        ``StorageError``."""
         head = await self._call("head", self.client.head_object, Bucket=self.bucket, Key=self.prefix + key)
         if head is None:
             return None
         value = head.get("Metadata", {}).get("last-offset")
         if value is None:
+            if torn_ok:
+                return UNRECORDED
             raise StorageError(f"object {key} has no last-offset metadata")
         return int(value)
 
-    async def put(self, obj: S3Object) -> None:
+    async def put(self, obj: S3Object, exclusive: bool = False) -> None:
+        """Write ``obj``; ``exclusive``: never replace an existing object (needs
+        ``s3_conditional_put``; otherwise the caller's HEAD is the only check)."""
+        condition = {"IfNoneMatch": "*"} if exclusive and self.conditional else {}
         await self._call(
             "put",
             self.client.put_object,
@@ -86,4 +117,5 @@ class S3Writer:
             Body=obj.body,
             Metadata=obj.metadata,
             ContentType="application/x-ndjson",
+            **condition,
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import faust
 
 from eventpipe.logs import JsonFormatter
-from eventpipe.settings import get_settings
 from eventpipe.stream.app import create_app
+from eventpipe.stream.settings import StreamSettings
 
 QUIET = ("kafka", "aiokafka", "botocore", "urllib3", "faust", "mode", "aiohttp")
 
@@ -24,7 +24,7 @@ def logging_config(level: str = "INFO") -> dict:
 
 
 def main() -> int:
-    settings = get_settings()
+    settings = StreamSettings()
     app = create_app(settings)
     worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=logging_config())
     worker.execute_from_commandline()

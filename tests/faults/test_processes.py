@@ -73,15 +73,6 @@ def test_05_second_worker_then_kill_one(shared: Settings, pipeline_factory, chec
     assert_held(result, pipe)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (stream): a worker resumed after losing its partitions (SIGSTOP past the session timeout) "
-    "still writes its open cuts to S3 before its offset commit fails (CommitFailedError, "
-    "services/stream/pipeline.py cut order: objects, notices, then commit). Same deterministic key, "
-    "shorter cut: it overwrote the new owner's loaded raw objects (e.g. events+1+...032 became offsets "
-    "32-44 instead of 32-253): 463 of 4,000 acknowledged events vanished from raw/, so the nightly "
-    "reprocess undercounts (engagement '*' 3,370 vs truth 3,816).",
-)
 def test_06_sigstop_worker_past_session_timeout(shared: Settings, pipeline_factory, checker_for) -> None:
     pipe = start_all(pipeline_factory(shared))
     pipe.add_worker("stream#2")

@@ -1,0 +1,219 @@
+"""Fencing of a cut (services/stream/pipeline.py): a worker that lost its partition writes
+nothing for it -- no object, no state, no notice, no commit -- and no existing object is
+ever replaced by a different cut. Kafka and S3 are fakes here; the real thing (a worker
+paused past its session timeout) is tests/integration/test_stream_fence.py."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError
+from botocore.stub import Stubber
+
+from eventpipe.settings import Settings
+from eventpipe.stream.batch import PartitionBatch, S3Object
+from eventpipe.stream.cuts import CutPolicy
+from eventpipe.stream.metrics import StreamMetrics
+from eventpipe.stream.pipeline import Owned, Pipeline
+from eventpipe.stream.settings import StreamSettings
+from eventpipe.stream.storage import UNRECORDED, ObjectExists, S3Writer
+from tests.unit.test_stream_cuts import FakeClock, event, fill
+
+T0 = datetime(2026, 11, 26, 9, 0, 1, tzinfo=UTC)
+TP = TopicPartition("events", 1)
+
+
+class FakeConsumer:
+    def __init__(self, committed: int | None = 0, refuse: bool = False) -> None:
+        self.group_committed = committed
+        self.refuse = refuse  # the coordinator no longer knows this member
+        self.commits: list[int] = []
+        self.paused: set[TopicPartition] = set()
+        self.sought: list[int] = []
+        self.log: list[str] | None = None
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return self.group_committed
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.refuse:
+            raise CommitFailedError("already rebalanced")
+        (offset,) = offsets.values()
+        self.commits.append(offset)
+        self.group_committed = offset
+        if self.log is not None:
+            self.log.append(f"commit {offset}")
+
+    def pause(self, tp: TopicPartition) -> None:
+        self.paused.add(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.sought.append(offset)
+
+
+class FakeS3:
+    def __init__(self, log: list[str]) -> None:
+        self.objects: dict[str, S3Object] = {}
+        self.log = log
+
+    async def recorded_last_offset(self, key: str, torn_ok: bool = False) -> int | None:
+        obj = self.objects.get(key)
+        if obj is None:
+            return None
+        if "last-offset" not in obj.metadata:
+            assert torn_ok
+            return UNRECORDED
+        return int(obj.metadata["last-offset"])
+
+    async def put(self, obj: S3Object, exclusive: bool = False) -> None:
+        self.objects[obj.key] = obj
+        self.log.append(f"put {obj.table}")
+
+
+class FakeChangelog:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def flush(self, partition: int, state: Any) -> int:
+        self.log.append("state")
+        return 0
+
+
+class FakeProducer:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+        self.log.append("notice")
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def values(n: int, first: int = 0) -> list[bytes]:
+    return [event(first + i, T0 + timedelta(seconds=i)) for i in range(n)]
+
+
+def open_cut(n: int, first: int = 0) -> Owned:
+    batch = PartitionBatch(TP.partition, CutPolicy(1000, 1 << 20, 10, FakeClock()))
+    fill(batch, values(n, first), first_offset=first)
+    return Owned(TP, batch, verify=False, next_offset=first + n)
+
+
+def pipeline(consumer: FakeConsumer) -> tuple[Pipeline, list[str], FakeS3]:
+    log: list[str] = []
+    consumer.log = log
+    pipe = Pipeline(Settings(), StreamMetrics())
+    s3 = FakeS3(log)
+    pipe.s3, pipe.consumer, pipe.changelog, pipe.producer = (
+        s3,
+        consumer,
+        FakeChangelog(log),
+        FakeProducer(log),
+    )
+    return pipe, log, s3
+
+
+def written_by(n: int, first: int = 0) -> dict[str, S3Object]:
+    return {o.key: o for o in open_cut(n, first).batch.objects(False, T0)}
+
+
+def cut(pipe: Pipeline, part: Owned) -> bool:
+    pipe.parts[part.tp.partition] = part
+    return asyncio.run(pipe._cut(part, "time"))
+
+
+def test_a_cut_is_fenced_written_committed_then_announced() -> None:
+    consumer = FakeConsumer(committed=0)
+    pipe, log, s3 = pipeline(consumer)
+    assert cut(pipe, open_cut(5))
+    assert log == ["commit 0", "put events", "put engagement_daily", "state", "commit 5", "notice", "notice"]
+    assert consumer.commits == [0, 5]  # the membership probe commits the committed offset unchanged
+    assert sorted(s3.objects) == sorted(written_by(5))
+
+
+@pytest.mark.parametrize(
+    "consumer",
+    [FakeConsumer(committed=40), FakeConsumer(committed=0, refuse=True)],
+    ids=["the-group-committed-beyond-the-cut", "the-coordinator-refuses-the-member"],
+)
+def test_a_worker_that_lost_its_partition_writes_nothing(consumer: FakeConsumer) -> None:
+    """The zombie of fault scenario 6: its open cut (0-4) is shorter than the one the new
+    owner wrote and committed (0-39); it must not replace it, nor write state or notices."""
+    pipe, log, s3 = pipeline(consumer)
+    s3.objects = theirs = written_by(40)
+    part = open_cut(5)
+    assert not cut(pipe, part)
+    assert s3.objects is theirs and {k: o.metadata["last-offset"] for k, o in s3.objects.items()} == {
+        k: "39" for k in theirs
+    }
+    assert [entry for entry in log if not entry.startswith("commit")] == []  # no put, state, notice
+    assert consumer.group_committed in (40, 0)  # unchanged
+    assert TP in consumer.paused and part.fenced_at is not None and not part.batch.policy.is_open
+    assert pipe.owned() == []
+    assert pipe.metrics.fenced._value.get() == 1
+
+
+def test_an_object_of_another_cut_is_never_overwritten() -> None:
+    """The other order: the stale worker wrote first (0-4); the owner's longer cut (0-39)
+    diverges, is abandoned and read again from its first offset (then follows 0-4)."""
+    consumer = FakeConsumer(committed=0)
+    pipe, log, s3 = pipeline(consumer)
+    s3.objects = theirs = dict(written_by(5))
+    part = open_cut(40)
+    assert not cut(pipe, part)
+    assert s3.objects == theirs
+    assert log == ["commit 0"]  # the probe only
+    assert consumer.sought == [0] and part.verify and part.fenced_at is None
+    assert pipe.metrics.flush_failures._value.get() == 1
+
+
+def test_a_replay_writes_only_what_is_missing_and_a_failed_commit_announces_nothing() -> None:
+    consumer = FakeConsumer(committed=0)
+    pipe, log, s3 = pipeline(consumer)
+    first_run = written_by(5).values()
+    raw = next(o for o in first_run if o.table == "events")
+    agg = next(o for o in first_run if o.table != "events")
+    torn = S3Object(agg.key, agg.table, agg.body[:10], agg.rows, {})  # killed mid-PUT (s3rver)
+    s3.objects = {raw.key: raw, agg.key: torn}
+    part = open_cut(5)
+    part.raw_exists = True
+    assert cut(pipe, part)
+    assert log == ["commit 0", "put engagement_daily", "state", "commit 5", "notice", "notice"]
+    assert s3.objects[agg.key].body == agg.body
+
+    log.clear()
+    again = open_cut(5, first=5)
+    consumer.refuse = True  # expelled while writing: the final commit fails
+    assert not cut(pipe, again)
+    assert "notice" not in log and again.fenced_at is not None
+
+
+def test_exclusive_puts_are_conditional_when_the_store_supports_them() -> None:
+    obj = S3Object("raw/k", "events", b"x", 1, {"last-offset": "3"})
+    writer = S3Writer(StreamSettings(s3_conditional_put=True), StreamMetrics(), attempts=2)
+    expected = {
+        "Bucket": "eventpipe",
+        "Key": "raw/k",
+        "Body": b"x",
+        "Metadata": {"last-offset": "3"},
+        "ContentType": "application/x-ndjson",
+    }
+    with Stubber(writer.client) as stub:
+        stub.add_response("put_object", {}, {**expected, "IfNoneMatch": "*"})
+        stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412)
+        stub.add_response("put_object", {}, expected)  # not exclusive: a plain PUT
+        asyncio.run(writer.put(obj, exclusive=True))
+        with pytest.raises(ObjectExists):  # at once, not retried
+            asyncio.run(writer.put(obj, exclusive=True))
+        asyncio.run(writer.put(obj))
+        stub.assert_no_pending_responses()
+
+    plain = S3Writer(Settings(), StreamMetrics())
+    with Stubber(plain.client) as stub:
+        stub.add_response("put_object", {}, expected)  # s3rver: no condition sent
+        asyncio.run(plain.put(obj, exclusive=True))
