@@ -19,7 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from eventpipe.errors import StorageError
-from eventpipe.s3 import s3_client
+from eventpipe.keys import parse_raw_key
+from eventpipe.s3 import iter_gzip_lines, s3_client
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object
 from eventpipe.stream.metrics import StreamMetrics
@@ -102,8 +103,28 @@ class S3Writer:
         if value is None:
             if torn_ok:
                 return UNRECORDED
-            raise StorageError(f"object {key} has no last-offset metadata")
+            return await self._last_offset_from_lines(key)
         return int(value)
+
+    async def _last_offset_from_lines(self, key: str) -> int:
+        """A raw object whose metadata was lost (torn write): its cut is recovered from its
+        lines, one per offset from the key's first offset. ``events`` offsets are contiguous
+        (idempotent, non-transactional producers write no control records; the topic is not
+        compacted), so ``first + lines - 1`` is where the cut ended. The loader may already
+        have loaded this object, so the replay must reproduce exactly this cut."""
+        parsed = parse_raw_key(key)
+        response = await self._call("get", self.client.get_object, Bucket=self.bucket, Key=self.prefix + key)
+        try:
+            body = await asyncio.to_thread(response["Body"].read)
+            lines = sum(1 for _ in iter_gzip_lines(body))
+        except (OSError, EOFError, ValueError) as exc:  # truncated body too: nothing to recover
+            raise StorageError(f"object {key} has no last-offset metadata and unreadable content") from exc
+        if parsed is None or lines == 0:
+            raise StorageError(f"object {key} has no last-offset metadata")
+        log.warning(
+            "raw object without metadata: cut recovered from its lines", extra={"key": key, "lines": lines}
+        )
+        return parsed[3] + lines - 1
 
     async def put(self, obj: S3Object, exclusive: bool = False) -> None:
         """Write ``obj``; ``exclusive``: never replace an existing object (needs

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import threading
 import time
@@ -160,11 +161,6 @@ def test_battery_gets_4xx_bounded_memory_nothing_in_kafka(collector: Pipeline) -
     assert end_offsets(settings, settings.deadletter_topic) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (ingest): schemathesis (seed 8) finds a 500 on POST /v1/track: sentAt 0206-04-11, "
-    "timestamp 8282-04-27 -> OverflowError at shared/events.py:65 (see test_out_of_range_timestamps_are_400)",
-)
 def test_schemathesis_finds_no_5xx(collector: Pipeline, tmp_path: Path) -> None:
     """Property-based requests from the collector's own OpenAPI spec: no operation answers 5xx."""
     url = collector.ingest_url
@@ -181,7 +177,7 @@ def test_schemathesis_finds_no_5xx(collector: Pipeline, tmp_path: Path) -> None:
     report.write_text(proc.stdout + proc.stderr)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert "not_a_server_error" in proc.stdout
+    assert re.search(r"\b[1-9]\d* passed\b", proc.stdout), proc.stdout[-3000:]  # it really generated cases
 
 
 def test_flooding_key_gets_429_other_key_unaffected(shared: Settings, tmp_path: Path) -> None:
@@ -244,13 +240,6 @@ OUT_OF_RANGE_TIMES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (ingest): timestamps at the edge of datetime's range raise OverflowError -> 500, not 400: "
-    "shared/events.py:65 (received_at - (sent_at - original)) and shared/timeutil.py:16 (astimezone); "
-    "_optional_time (shared/events.py:45) catches only ValueError/TypeError. In a batch, one such event "
-    "turns the whole batch into a 500, which SDKs retry forever (a poison pill).",
-)
 def test_out_of_range_timestamps_are_400(collector: Pipeline) -> None:
     def status(body: dict) -> int | str:
         with httpx.Client(base_url=collector.ingest_url, timeout=30) as http:  # a 500 drops the connection
