@@ -31,7 +31,8 @@ test: ## the whole suite (starts the whole stack: dashboards are checked against
 	@$(STACK) up
 	@$(PYTEST) -q -p no:cacheprovider tests
 
-test-unit: install ## unit tests only (no network)
+test-unit: ## unit tests only (no network)
+	@$(STACK) venv
 	@$(PYTEST) -q tests/unit
 
 test-integration: ## integration tests against the real Kafka, S3 API server and PostgreSQL
@@ -55,9 +56,11 @@ bench: ## benchmarks on loopback; writes bench/results.json
 	@$(PY) -m bench
 
 lint: ## ruff lint + format check
+	@$(STACK) venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 
 format: ## apply ruff formatting and fixes
+	@$(STACK) venv
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .

@@ -305,5 +305,6 @@ case $cmd in
     for c in "${comps[@]}"; do component_down "$c"; done ;;
   status) status ;;
   install) ensure_venv; kafka_install ;;
+  venv) ensure_venv ;;
   *) die "usage: $0 up|down|status|install [component...]" ;;
 esac
