@@ -160,7 +160,8 @@ class ConfluentPublisher(_ThreadedPublisher):
                 "linger.ms": 1,  # latency bounds per-request throughput; librdkafka batches anyway
                 "message.timeout.ms": int(settings.publish_timeout_s * 1000),
                 "queue.buffering.max.kbytes": 65536,
-            }
+            },
+            logger=logging.getLogger("eventpipe.ingest.librdkafka"),  # JSON logs, not raw stderr
         )
         self._running = True
         self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
@@ -188,6 +189,7 @@ class ConfluentPublisher(_ThreadedPublisher):
         self._producer.flush(self.timeout_s)
         self._running = False
         self._poller.join(timeout=2)
+        self._producer = None  # the last reference: librdkafka's handle and threads go with it
 
 
 def _connect(settings: Settings) -> Publisher:
