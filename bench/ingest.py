@@ -11,7 +11,8 @@ import orjson
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from bench.common import ROOT, VENV_BIN, free_port, process, python_exe, wrk
+from bench.common import ROOT, VENV_BIN, process, python_exe, wrk
+from tests.support.servers import free_port
 
 BATCH = 100
 SECONDS = 10

@@ -25,13 +25,14 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import free_port, process, python_exe
+from bench.common import process, python_exe
 from eventpipe.events import normalize, user_key
 from eventpipe.kafka_admin import create_topics
 from eventpipe.s3 import list_keys, s3_client
 from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
 from eventpipe.timeutil import utcnow
+from tests.support.servers import free_port
 
 PROCESSED = re.compile(r'^eventpipe_stream_events_total\{outcome="processed"\} (\S+)$', re.M)
 COMMITTED = re.compile(r"^eventpipe_stream_committed_offset\{partition=\"\d+\"\} (\S+)$", re.M)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import psycopg2
-from psycopg2 import sql
 
 from eventpipe.settings import Settings
+from tests.support.warehouse import drop_unique_constraints
 
 CONTRACT_TABLES = ("events", "engagement_daily", "experiment_daily", "experiment_assignments", "load_ledger")
 
@@ -35,21 +35,4 @@ def wait_for_tables(settings: Settings, timeout_s: float = 60.0) -> None:
 def drop_primary_keys(settings: Settings) -> int:
     """As on Redshift (constraints informational only): nothing but the loader keeps rows unique."""
     wait_for_tables(settings)
-    conn = psycopg2.connect(settings.warehouse_dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT table_name, constraint_name FROM information_schema.table_constraints "
-                "WHERE table_schema = %s AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
-                [settings.warehouse_schema],
-            )
-            found = cur.fetchall()
-            for table, name in found:
-                cur.execute(
-                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                        sql.Identifier(settings.warehouse_schema, table), sql.Identifier(name)
-                    )
-                )
-        return len(found)
-    finally:
-        conn.close()
+    return drop_unique_constraints(settings.warehouse_dsn, settings.warehouse_schema)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from tests.integration.test_loader_support import (
     write_agg,
     write_raw,
 )
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +59,6 @@ def test_notices_alone_load_batches_and_commit_offsets(settings, topics, s3, pg_
         assert committed == len(keys)
     finally:
         loader.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_service_serves_metrics_loads_and_stops_on_sigterm(settings, topics, s3, pg_schema):

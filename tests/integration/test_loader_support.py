@@ -15,6 +15,7 @@ from eventpipe.rollup import dedup
 from eventpipe.s3 import gzip_json_rows
 from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
+from tests.support.warehouse import drop_unique_constraints
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -82,14 +83,4 @@ def loaded_events(settings: Settings) -> dict[str, tuple[str, str, str]]:
 
 def drop_primary_keys(settings: Settings) -> None:
     """As on Redshift: no constraint backs uniqueness, only the loader does."""
-    schema = settings.warehouse_schema
-    rows = query(
-        settings,
-        "SELECT table_name, constraint_name FROM information_schema.table_constraints "
-        f"WHERE table_schema = '{schema}' AND constraint_type = 'PRIMARY KEY'",
-    )
-    conn = psycopg2.connect(settings.warehouse_dsn)
-    with conn, conn.cursor() as cur:
-        for table, name in rows:
-            cur.execute(f'ALTER TABLE "{schema}"."{table}" DROP CONSTRAINT "{name}"')
-    conn.close()
+    drop_unique_constraints(settings.warehouse_dsn, settings.warehouse_schema)

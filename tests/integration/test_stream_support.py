@@ -25,14 +25,9 @@ from eventpipe.s3 import iter_gzip_lines, list_keys
 from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
 from eventpipe.timeutil import parse_ts
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:

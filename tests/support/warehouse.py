@@ -54,3 +54,23 @@ def aggregates(dsn: str, schema: str) -> dict[str, dict]:
         "experiment_daily": {(d, x, v, e): (c, u) for d, x, v, e, c, u in exp if c or u},
         "experiment_assignments": {(x, k): (v, format_ts(f)) for x, k, v, f in asg},
     }
+
+
+def drop_unique_constraints(dsn: str, schema: str) -> int:
+    """As on Redshift (constraints informational only): nothing but the loader keeps rows
+    unique. Drops every PRIMARY KEY and UNIQUE constraint of ``schema``; returns how many."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT table_name, constraint_name FROM information_schema.table_constraints "
+            "WHERE table_schema = %s AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+            [schema],
+        )
+        found = cur.fetchall()
+        for table, name in found:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(name)
+                )
+            )
+    conn.close()
+    return len(found)
