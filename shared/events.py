@@ -75,11 +75,13 @@ def normalize(
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
     received_text: str | None = None,
+    correct_skew: bool = True,
 ) -> dict[str, Any]:
     """Validate one message and return the normalised event, or raise ``InvalidInput``.
 
     ``event_type`` is the route's type (``/v1/track``); ``None`` inside a batch, where each
     message names its own ``type``. A message's ``sentAt`` wins over the batch's.
+    ``correct_skew=False`` (historical imports) keeps the client's ``timestamp`` as sent.
     """
     if not isinstance(message, dict):
         raise _fail("invalid_event", "each event must be a JSON object")
@@ -128,6 +130,10 @@ def normalize(
     if client_ip and "ip" not in context:
         context["ip"] = client_ip
     event["context"] = context
+    if kind == "identify" and event["traits"] is None and isinstance(context.get("traits"), dict):
+        # RudderStack's SDKs send an identify's traits in context.traits only (Segment's at
+        # the top level): the `traits` column holds them either way
+        event["traits"] = context["traits"]
 
     message_id = _optional_id(message, "messageId") or f"ep-{uuid.uuid4()}"
     original = _optional_time(message, "timestamp")
@@ -139,7 +145,9 @@ def normalize(
     event["receivedAt"] = received
     try:
         corrected = (
-            received if original is None else format_ts(corrected_timestamp(received_at, sent_at, original))
+            received
+            if original is None
+            else format_ts(corrected_timestamp(received_at, sent_at if correct_skew else None, original))
         )
     except OverflowError as exc:  # e.g. sentAt in year 206, timestamp in 8282: outside any calendar we store
         raise _fail("invalid_timestamp", "timestamp correction falls outside years 1-9999") from exc

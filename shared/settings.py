@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
     max_batch_events: int = 2500
+    max_import_batch_events: int = Field(
+        10_000, ge=1, description="events per /v1/import batch (the byte limits still apply)"
+    )
     max_json_depth: int = 32
     publish_timeout_s: float = Field(10.0, gt=0, description="below any HTTP client's timeout")
     body_read_timeout_s: float = Field(30.0, gt=0, description="slow-body (slowloris) cut-off -> 408")

@@ -30,7 +30,8 @@ from eventpipe.ingest.body import decode_body, read_capped
 from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
 from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics
 from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
-from eventpipe.ingest.ratelimit import RateLimiter
+from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
+from eventpipe.ingest.routes import Route, add_tracking_routes
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
 
@@ -67,14 +68,16 @@ class Collector:
             raise InvalidInput("unauthorized", "missing or unknown write key (HTTP Basic, key as user name)")
         return source
 
-    async def handle(self, request: Request, event_type: str | None, raw: bytes | None = None) -> Response:
+    async def handle(
+        self, request: Request, event_type: str | None, raw: bytes | None = None, importing: bool = False
+    ) -> Response:
+        """``importing``: /v1/import (timestamps kept as sent, bigger batches; see routes.py)."""
         settings = self.settings
         authorization = request.headers.get("authorization")
         source = self.authenticate(authorization) if authorization else None
-        if source is None and request.headers.get("content-encoding", "identity") != "identity":
-            # a key inside the body (browsers, text/plain) is only read from plain bodies: we
-            # never inflate a body for a client that has not authenticated
-            raise InvalidInput("unauthorized", "compressed bodies need HTTP Basic auth with the write key")
+        # Without a header the key is inside the body (browsers' text/plain, analytics-kotlin's
+        # gzipped batches): the body is read and inflated under the same hard caps as any
+        # other, then parsed and authenticated before any other work (docs/security.md).
         if raw is None:
             try:
                 raw = await asyncio.wait_for(
@@ -87,7 +90,7 @@ class Collector:
         body_bytes = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
         self.metrics.request_bytes.observe(len(body_bytes))
         body = strictjson.loads(body_bytes, settings.max_json_depth)
-        if source is None:  # browsers sending text/plain put the key in the body
+        if source is None:  # browsers and mobile SDKs put the key in the body
             body_key = body.get("writeKey") if isinstance(body, dict) else None
             source = self.authenticate(None, body_key if isinstance(body_key, str) else None)
 
@@ -96,19 +99,15 @@ class Collector:
             source=source,
             client_ip=request.client.host if request.client else None,
             max_event_bytes=settings.max_event_bytes,
-            max_batch_events=settings.max_batch_events,
+            max_batch_events=settings.max_import_batch_events if importing else settings.max_batch_events,
+            correct_skew=not importing,
         )
         collected = collect(body, event_type, info)
 
         wait = self.limiter.retry_after(source, len(collected.records), time.monotonic())
         if wait > 0:
             self.metrics.events_rejected.labels("rate_limited").inc(len(collected.records))
-            return error(
-                429,
-                "rate_limited",
-                "over this write key's event rate",
-                {"Retry-After": str(max(1, round(wait + 0.5)))},
-            )
+            return error(429, "rate_limited", "over this write key's event rate", retry_headers(wait))
 
         topic = settings.events_topic
         records = [(topic, key, value) for key, value in collected.records]
@@ -204,6 +203,8 @@ def create_app(
         allow_origins=["*"],
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
+        # a cross-origin script (analytics-next) sees only these beyond the CORS-safelisted ones
+        expose_headers=["Retry-After", "X-RateLimit-Reset"],
         max_age=86400,
     )
 
@@ -221,31 +222,10 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
 
-    def add_message_route(kind: str) -> None:
-        async def endpoint(request: Request) -> Response:
-            return await state["collector"].handle(request, kind)
+    async def track(request: Request, route: Route) -> Response:
+        return await state["collector"].handle(request, route.event_type, importing=route.importing)
 
-        endpoint.__name__ = f"post_{kind}"
-        app.post(
-            f"/v1/{kind}",
-            summary=f"Record a {kind} call",
-            tags=["tracking"],
-            openapi_extra=openapi.body_spec(openapi.message_schema(kind)),
-            responses=openapi.RESPONSES,
-        )(endpoint)
-
-    for kind in EVENT_TYPES:
-        add_message_route(kind)
-
-    @app.post(
-        "/v1/batch",
-        summary="Record many calls at once",
-        tags=["tracking"],
-        openapi_extra=openapi.body_spec(openapi.BATCH_SCHEMA),
-        responses=openapi.RESPONSES,
-    )
-    async def post_batch(request: Request) -> Response:
-        return await state["collector"].handle(request, None)
+    add_tracking_routes(app, track)
 
     @app.get(
         "/v1/pixel/{kind}",

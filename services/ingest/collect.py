@@ -51,6 +51,7 @@ class RequestInfo:
     client_ip: str | None
     max_event_bytes: int
     max_batch_events: int
+    correct_skew: bool = True  # False for /v1/import: the client's timestamp is kept as sent
 
     @property
     def received_text(self) -> str:
@@ -79,6 +80,7 @@ def _one(
         batch_sent_at=batch.get("sentAt"),
         batch_context=batch.get("context"),
         received_text=batch.get("receivedText"),
+        correct_skew=info.correct_skew,
     )
     key = user_key(event)
     return (key.encode() if key else None), encode_event(event, info.max_event_bytes), event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -38,3 +39,11 @@ class RateLimiter:
         bucket = self._buckets.setdefault(key, TokenBucket(self.rate, self.capacity))
         # a request bigger than the bucket could never pass: charge it the full bucket
         return bucket.take(min(float(events), self.capacity), now)
+
+
+def retry_headers(wait_s: float) -> dict[str, str]:
+    """A 429's headers: whole seconds, rounded up, never 0. ``Retry-After`` (RFC 9110) is what
+    analytics-node, analytics-next >= 1.82 and the Python SDKs honour; analytics-next up to
+    1.81 reads ``X-RateLimit-Reset`` instead, as seconds to wait (not an epoch time)."""
+    seconds = str(max(1, math.ceil(wait_s)))
+    return {"Retry-After": seconds, "X-RateLimit-Reset": seconds}
