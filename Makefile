@@ -39,8 +39,8 @@ test-integration: ## integration tests against the real Kafka, S3 API server and
 	@$(STACK) up kafka postgres s3
 	@$(PYTEST) -q tests/integration
 
-test-e2e: ## end-to-end tests through the whole local pipeline
-	@$(STACK) up kafka postgres s3 prometheus
+test-e2e: ## end-to-end tests through the whole local pipeline (and the real SDKs)
+	@$(STACK) up tools kafka postgres s3 prometheus
 	@$(PYTEST) -q tests/e2e
 
 test-faults: ## every fault-injection scenario and the bad-input battery (~25 min; make test runs the CI subset)

@@ -18,6 +18,9 @@ PG_PORT=${EVENTPIPE_STACK_PG_PORT:-5432}  # override only to run a second stack 
 S3_PORT=9000
 PROM_PORT=9090
 S3RVER_VERSION=3.7.1
+# The real SDKs the e2e tests drive (tests/e2e/test_sdks.py), pinned. analytics-node 3 needs
+# Node >= 20; puppeteer-core 24.x is the last line that runs on Node 20 (25.x needs 22).
+SDK_NPM_PACKAGES=(@segment/analytics-next@1.84.3 @segment/analytics-node@3.1.0 puppeteer-core@24.43.1)
 SERVICES_ALL=(kafka postgres s3 prometheus ingest stream loader)
 
 mkdir -p "$RUN" "$LOG"
@@ -202,18 +205,33 @@ prometheus_up() {
 
 # ---------------------------------------------------------------- test and bench tools
 # promtool comes with prometheus; docker-compose (Debian's, without the engine) validates
-# docker-compose.yml; wrk drives the HTTP benchmarks.
+# docker-compose.yml; wrk drives the HTTP benchmarks; chromium (Debian's) runs the browser
+# SDK and node + the npm packages under .local/sdks the Node and browser SDK tests.
 tools_up() {
   local missing=()
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v node >/dev/null || missing+=(nodejs npm)
   if [[ ${#missing[@]} -gt 0 ]]; then
     command -v apt-get >/dev/null || die "need ${missing[*]} but apt-get is not available"
     say "installing Debian packages: ${missing[*]}"
     [[ -f "$LOCAL/.apt-updated" ]] || { apt-get update -qq >/dev/null && touch "$LOCAL/.apt-updated"; }
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  sdk_tools_up
+}
+
+sdk_tools_up() {
+  local dir="$LOCAL/sdks" stamp="$LOCAL/sdks/.installed" wanted="${SDK_NPM_PACKAGES[*]}"
+  [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] && return 0
+  say "installing the SDK test tools from npm: $wanted"
+  mkdir -p "$dir"
+  # PUPPETEER_SKIP_DOWNLOAD: puppeteer-core downloads no browser anyway; Debian's chromium is used
+  PUPPETEER_SKIP_DOWNLOAD=1 npm install --prefix "$dir" --no-audit --no-fund --silent \
+    "${SDK_NPM_PACKAGES[@]}" >/dev/null
+  echo "$wanted" >"$stamp"
 }
 
 # ---------------------------------------------------------------- services

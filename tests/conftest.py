@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 from eventpipe.settings import Settings
-from tests.stack import Endpoints, resolve
+from tests.stack import Endpoints, isolated_settings, resolve
 
 
 @pytest.fixture(scope="session")
@@ -29,19 +29,7 @@ def unique() -> str:
 @pytest.fixture
 def settings(endpoints: Endpoints, unique: str) -> Settings:
     """Settings pointing at the real components, with per-test topics and S3 prefix."""
-    return Settings(
-        kafka_bootstrap=endpoints.kafka_bootstrap,
-        s3_endpoint=endpoints.s3_endpoint,
-        s3_access_key=endpoints.s3_access_key,
-        s3_secret_key=endpoints.s3_secret_key,
-        s3_prefix=f"test/{unique}/",
-        warehouse_dsn=endpoints.warehouse_dsn,
-        warehouse_schema=f"t_{unique}",
-        events_topic=f"t-{unique}-events",
-        deadletter_topic=f"t-{unique}-events-rejected",
-        batches_topic=f"t-{unique}-batches",
-        stream_app_id=f"t-{unique}-stream",
-    )
+    return isolated_settings(endpoints, unique)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from eventpipe.settings import Settings
+
 LOCAL = {
     "kafka": "127.0.0.1:9092",
     "s3": "http://127.0.0.1:9000",
@@ -112,3 +114,21 @@ def resolve(stack: ExitStack) -> Endpoints:
     if docker_engine_answers():
         return from_containers(stack)
     return local_stack()
+
+
+def isolated_settings(endpoints: Endpoints, unique: str) -> Settings:
+    """Settings pointing at the real components, with topics, S3 prefix, schema and consumer
+    group of their own (named after ``unique``), so tests never collide."""
+    return Settings(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        s3_endpoint=endpoints.s3_endpoint,
+        s3_access_key=endpoints.s3_access_key,
+        s3_secret_key=endpoints.s3_secret_key,
+        s3_prefix=f"test/{unique}/",
+        warehouse_dsn=endpoints.warehouse_dsn,
+        warehouse_schema=f"t_{unique}",
+        events_topic=f"t-{unique}-events",
+        deadletter_topic=f"t-{unique}-events-rejected",
+        batches_topic=f"t-{unique}-batches",
+        stream_app_id=f"t-{unique}-stream",
+    )

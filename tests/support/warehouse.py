@@ -74,3 +74,19 @@ def drop_unique_constraints(dsn: str, schema: str) -> int:
             )
     conn.close()
     return len(found)
+
+
+def events_of_users(dsn: str, schema: str, users: list[str]) -> list[dict[str, Any]]:
+    """Every stored column an SDK test checks, for the events of ``users`` (by user or anonymous id)."""
+    rows = query(
+        dsn,
+        sql.SQL(
+            "SELECT message_id, type, event, name, user_id, anonymous_id, source, timestamp, sent_at, "
+            "original_timestamp, properties, traits, context FROM {}.events "
+            "WHERE user_id = ANY(%s) OR anonymous_id = ANY(%s)"
+        ).format(sql.Identifier(schema)),
+        (users, users),
+    )
+    names = ("messageId", "type", "event", "name", "userId", "anonymousId", "source", "timestamp", "sentAt",
+             "originalTimestamp", "properties", "traits", "context")  # fmt: skip
+    return [dict(zip(names, row, strict=True)) for row in rows]
