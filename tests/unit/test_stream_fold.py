@@ -3,7 +3,8 @@
 Hypothesis generates in-order streams (timestamps increasing, receivedAt monotone) with
 duplicates re-sent later, several experiments, conflicting exposures, anonymous and
 identified users, page/screen/identify calls. The deltas of every partition and every
-cut, summed, must equal the reference truth exactly; a replay from a committed offset
+cut, summed, must equal the reference truth over raw ids exactly (the stream does not
+stitch identities: docs/stream.md); a replay from a committed offset
 with state that ran ahead (even partially persisted) must re-emit the same deltas.
 """
 
@@ -113,7 +114,7 @@ def fold_cuts(events: list[dict[str, Any]], cuts: set[int]) -> list[Deltas]:
 @given(streams(), st.sets(st.integers(0, 80)))
 def test_summed_deltas_equal_the_reference(events: list[dict[str, Any]], cuts: set[int]) -> None:
     deltas = [d for part in split(events).values() for d in fold_cuts(part, cuts)]
-    assert summed(deltas) == truth(events)
+    assert summed(deltas) == truth(events, stitch=False)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,7 +172,7 @@ def test_exposures_count_only_for_their_own_experiment_and_from_first_exposure_o
         (day, "y", "B", "page", day): [1, 1],
     }
     assert out.engagement[(day, "*", day)] == [5, 1]
-    assert summed([out]) == truth(events)
+    assert summed([out]) == truth(events, stitch=False)
 
 
 def test_state_survives_its_changelog_round_trip_and_prunes_old_entries() -> None:
