@@ -25,6 +25,7 @@ from eventpipe.loader.dialects.common import (
     merge_add,
     newest_staged,
 )
+from eventpipe.loader.dialects.links import merge_identities
 from eventpipe.loader.tables import DELTAS, LOAD_LEDGER
 from eventpipe.timeutil import utcnow
 
@@ -42,7 +43,7 @@ class LoadResult:
 def merge_statements(dialect: Any, schema: str, table: str, at: datetime) -> list[Any]:
     """The statements that merge the stage into ``table`` (and keep deltas)."""
     if table == "events":
-        return dialect.merge_events(schema)
+        return [*dialect.merge_events(schema), *merge_identities(dialect, schema)]
     if table in DELTAS:
         return [
             deltas_insert(dialect, schema, table, at),

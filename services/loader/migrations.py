@@ -16,6 +16,7 @@ from typing import Any
 from psycopg2 import sql
 
 from eventpipe.loader.dialects.common import create_table, ident
+from eventpipe.loader.dialects.links import backfill_identities
 from eventpipe.loader.tables import (
     DAY_STATUS,
     ENGAGEMENT_DAILY,
@@ -25,6 +26,7 @@ from eventpipe.loader.tables import (
     EXPERIMENT_DAILY,
     EXPERIMENT_DELTAS,
     FRESHNESS,
+    IDENTITIES,
     LOAD_LEDGER,
     LOADER_STATE,
     QUARANTINE,
@@ -41,7 +43,18 @@ def _v1(dialect: Any, schema: str) -> list[sql.Composed]:
     return [create_table(dialect, schema, t) for t in tables] + dialect.indexes(schema)
 
 
-MIGRATIONS: list[Migration] = [(1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1)]
+def _v2(dialect: Any, schema: str) -> list[sql.Composed]:
+    return [
+        create_table(dialect, schema, IDENTITIES),
+        *dialect.identity_indexes(schema),
+        backfill_identities(schema),
+    ]
+
+
+MIGRATIONS: list[Migration] = [
+    (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
+    (2, "identities: identity links of identify/alias events (persons)", _v2),
+]
 
 
 def bootstrap_statements(dialect: Any, schema: str) -> list[sql.Composed]:

@@ -115,6 +115,20 @@ def deltas_table(target: Table) -> Table:
 ENGAGEMENT_DELTAS = deltas_table(ENGAGEMENT_DAILY)
 EXPERIMENT_DELTAS = deltas_table(EXPERIMENT_DAILY)
 
+# identity links (docs/contracts.md section 7), derived from the identify/alias rows of every
+# `events` load in the same transaction: one row per link event, its canonical copy
+IDENTITIES = Table(
+    "identities",
+    (
+        Column("message_id", ID, True),
+        Column("anonymous_id", ID, True),  # the linked id: an anonymousId, or an alias's previousId
+        Column("user_id", ID, True),
+        Column("linked_at", TS, True),  # the link event's corrected timestamp
+        Column("received_at", TS, True),
+    ),
+    ("message_id",),
+)
+
 LOAD_LEDGER = Table(
     "load_ledger",
     (

@@ -15,7 +15,7 @@ from psycopg2 import extensions, sql
 
 from eventpipe.loader import migrations
 from eventpipe.loader.dialects import common as c
-from eventpipe.loader.dialects import get_dialect
+from eventpipe.loader.dialects import get_dialect, links
 from eventpipe.loader.dialects.redshift import manifest
 from eventpipe.loader.load import ASSIGNMENT_ORDER, merge_statements
 from eventpipe.loader.tables import AGGREGATES, TARGETS
@@ -59,6 +59,7 @@ def all_statements(dialect) -> list[sql.Composable]:
         out += [*c.late_deltas_source(dialect, schema, table, day, cutoff), c.merge_add(schema, table)]
     out += c.earliest_wins(dialect, schema, "experiment_assignments", ASSIGNMENT_ORDER)
     out += c.mark_day_final(schema, date(2026, 11, 19), date(2026, 11, 20), AT)
+    out.append(links.retire_linked_assignments(schema, date(2026, 11, 20)))
     out += dialect.drop_temps()
     return out
 

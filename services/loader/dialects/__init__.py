@@ -35,6 +35,10 @@ class Dialect(Protocol):
 
     def indexes(self, schema: str) -> list[sql.Composed]: ...
 
+    def identity_indexes(self, schema: str) -> list[sql.Composed]:
+        """What makes ``identities`` fast to resolve an id with (migration 2)."""
+        ...
+
     def typed_source(self, shape: str) -> sql.Composed:
         """A SELECT of the staged rows with the target's column names and types
         (plus ``batch_key``), whatever the dialect's staging layout is."""

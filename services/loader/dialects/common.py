@@ -18,6 +18,7 @@ from eventpipe.loader.tables import (
     DAY_STATUS,
     DELTAS,
     FRESHNESS,
+    IDENTITIES,
     LOAD_LEDGER,
     QUARANTINE,
     TARGETS,
@@ -171,14 +172,20 @@ def merge_add(schema: str, table: str) -> sql.Composed:
     )  # fmt: skip
 
 
-def earliest_wins(dialect: Any, schema: str, table: str, order: Sequence[str]) -> list[sql.Composed]:
-    """Upsert where the earliest copy by ``order`` wins (assignments; events on Redshift),
-    as dedup-then-delete/insert: no constraint needed, the caller holds the table lock."""
-    target = TARGETS[table]
+def earliest_wins(
+    dialect: Any, schema: str, table: str, order: Sequence[str], source: sql.Composable | None = None
+) -> list[sql.Composed]:
+    """Upsert where the earliest copy by ``order`` wins (assignments, identities; events on
+    Redshift), as dedup-then-delete/insert: no constraint needed, the caller holds the table
+    lock. ``source`` (default: the staged rows of ``table``) yields the table's columns."""
+    target = IDENTITIES if table == IDENTITIES.name else TARGETS[table]
     keys, names, name = target.primary_key, target.column_names, target.name
     ranked = sql.SQL(
         "SELECT {c}, ROW_NUMBER() OVER (PARTITION BY {k} ORDER BY {o}) AS ep_rn FROM ({src}) AS s"
-    ).format(c=cols(names, "s"), k=cols(keys, "s"), o=cols(order, "s"), src=dialect.typed_source(table))
+    ).format(
+        c=cols(names, "s"), k=cols(keys, "s"), o=cols(order, "s"),
+        src=dialect.typed_source(table) if source is None else source,
+    )  # fmt: skip
     first = sql.SQL("AS SELECT {} FROM ({}) AS r WHERE r.ep_rn = 1").format(cols(names, "r"), ranked)
     # the row already in the warehouse wins ties: replaying a copy never rewrites a row
     existing_wins = sql.SQL(" OR ").join(

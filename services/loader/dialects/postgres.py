@@ -89,6 +89,14 @@ class PostgresDialect:
             for d in DELTAS.values()
         ]
 
+    def identity_indexes(self, schema: str) -> list[sql.Composed]:
+        return [
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, {}, {})").format(
+                ident("identities_anonymous_id_idx"), ident(schema, "identities"),
+                ident("anonymous_id"), ident("linked_at"), ident("message_id"),
+            )
+        ]  # fmt: skip
+
     def lock(self, schema: str, table: str) -> sql.Composed:
         # self-conflicting, but readers (ACCESS SHARE) are never blocked by a load
         return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(schema, table))

@@ -73,6 +73,8 @@ class RedshiftDialect:
     def table_options(self, table: Table) -> sql.Composable:
         if table.name == "events":  # merges join on message_id; queries range over time
             return sql.SQL(" DISTKEY ({}) SORTKEY ({})").format(ident("message_id"), ident("received_at"))
+        if table.name == "identities":  # resolved by id: co-located with the joins on it
+            return sql.SQL(" DISTKEY ({0}) SORTKEY ({0})").format(ident("anonymous_id"))
         if table.name == "experiment_assignments":
             return sql.SQL(" DISTKEY ({}) SORTKEY ({})").format(ident("user_key"), ident("experiment_id"))
         if "day" in table.column_names and table.name != "day_status":
@@ -81,6 +83,9 @@ class RedshiftDialect:
 
     def indexes(self, schema: str) -> list[sql.Composed]:
         return []  # no indexes on Redshift: sort keys instead
+
+    def identity_indexes(self, schema: str) -> list[sql.Composed]:
+        return []  # the sort key (table_options) serves
 
     def lock(self, schema: str, table: str) -> sql.Composed:
         # LOCK is ACCESS EXCLUSIVE here: lock the ledger, not the table dashboards read
