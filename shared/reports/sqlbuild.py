@@ -4,7 +4,13 @@ One definition of each number serves both the CLI (parameters as placeholders) a
 warehouse objects of ``views.py`` (parameters as SQL function arguments), so the CLI and
 a BI tool can never disagree. Semantics (DESIGN.md "Metrics semantics"):
 
-- user key: ``user_id``, else ``anonymous_id``;
+- person (docs/contracts.md section 7): the raw id (``user_id``, else ``anonymous_id``)
+  followed along at most two winning links of ``identities`` (per linked id the earliest
+  by ``linked_at``, then ``message_id``): exact at query time, a link that lands
+  re-attributes at once;
+- assignment: a person's earliest exposure per experiment (ties: lowest variant), computed
+  here from ``events`` (not read from ``experiment_assignments``, which holds what the
+  stream and the nightly knew when they wrote it);
 - exposure: track ``Experiment Viewed`` with ``experiment_id``/``variation_id``
   properties (fallback ``experiment_name``/``variation_name``), scalar and non-empty;
 - goal event: a track whose ``event`` is the goal, or a page/screen call when the goal is
@@ -19,12 +25,28 @@ from __future__ import annotations
 
 from psycopg2 import sql
 
+from eventpipe.loader.dialects.links import winning_links
+
 EXPOSURE_EVENT = "Experiment Viewed"
-USER_KEY = sql.SQL("coalesce(nullif(e.user_id, ''), e.anonymous_id)")
+RAW_KEY = sql.SQL("coalesce(nullif(e.user_id, ''), e.anonymous_id)")
+USER_KEY = sql.SQL("e.person")  # columns of ``person_events``
 
 
 def table(schema: str, name: str) -> sql.Composable:
     return sql.Identifier(schema, name)
+
+
+def person_events(schema: str) -> sql.Composable:
+    """Every event with its ``person`` (two hops along the winning links)."""
+    return sql.SQL(
+        "SELECT e.*, coalesce(l2.user_id, l1.user_id, {raw}) AS person FROM {events} e "
+        "LEFT JOIN ({links}) l1 ON l1.anonymous_id = {raw} "
+        "LEFT JOIN ({links}) l2 ON l2.anonymous_id = l1.user_id"
+    ).format(raw=RAW_KEY, events=table(schema, "events"), links=winning_links(schema))
+
+
+def _events(schema: str) -> sql.Composable:
+    return sql.SQL("({})").format(person_events(schema))
 
 
 def _prop(name: str) -> sql.Composable:
@@ -55,9 +77,24 @@ def exposures(schema: str) -> sql.Composable:
         exp=_exposure_experiment(),
         var=_exposure_variant(),
         uk=USER_KEY,
-        events=table(schema, "events"),
+        events=_events(schema),
         exposure=sql.Literal(EXPOSURE_EVENT),
     )
+
+
+def assignments(schema: str) -> sql.Composable:
+    """``experiment_id, user_key, variant, first_exposed_at``: each person's earliest
+    exposure per experiment (ties: lowest variant, as ``eventpipe.rollup.assign``)."""
+    return sql.SQL(
+        "SELECT r.experiment_id, r.user_key, r.variant, r.first_exposed_at FROM ("
+        'SELECT x.experiment_id, x.user_key, x.variant, x."timestamp" AS first_exposed_at, '
+        'ROW_NUMBER() OVER (PARTITION BY x.experiment_id, x.user_key ORDER BY x."timestamp", x.variant) '
+        "AS rn FROM ({exposures}) x) r WHERE r.rn = 1"
+    ).format(exposures=exposures(schema))
+
+
+def _assignments(schema: str) -> sql.Composable:
+    return sql.SQL("({})").format(assignments(schema))
 
 
 def _goal_match(experiment: sql.Composable, goal: sql.Composable) -> sql.Composable:
@@ -85,9 +122,9 @@ def variant_counts(schema: str, experiment: sql.Composable, goal: sql.Composable
         "WHERE a.experiment_id = {experiment} GROUP BY a.variant ORDER BY a.variant"
     ).format(
         uk=USER_KEY,
-        events=table(schema, "events"),
+        events=_events(schema),
         match=_goal_match(experiment, goal),
-        assignments=table(schema, "experiment_assignments"),
+        assignments=_assignments(schema),
         experiment=experiment,
     )
 
@@ -109,16 +146,16 @@ def conversions_all(schema: str) -> sql.Composable:
         exposure=sql.Literal(EXPOSURE_EVENT),
         var=_exposure_variant(),
         exp=_exposure_experiment(),
-        events=table(schema, "events"),
-        assignments=table(schema, "experiment_assignments"),
+        events=_events(schema),
+        assignments=_assignments(schema),
     )
 
 
 def variant_users_all(schema: str) -> sql.Composable:
     return sql.SQL(
         "SELECT experiment_id, variant, count(*)::bigint AS users, min(first_exposed_at) AS first_exposed_at "
-        "FROM {assignments} GROUP BY 1, 2"
-    ).format(assignments=table(schema, "experiment_assignments"))
+        "FROM {assignments} a GROUP BY 1, 2"
+    ).format(assignments=_assignments(schema))
 
 
 def multi_exposure(schema: str, experiment: sql.Composable) -> sql.Composable:
@@ -142,11 +179,11 @@ def experiment_list(schema: str) -> sql.Composable:
 def experiment_known(schema: str, experiment: sql.Composable) -> sql.Composable:
     """``assigned, exposed, first_exposed_at``: is the experiment anywhere, and since when."""
     return sql.SQL(
-        "SELECT (SELECT count(*) FROM {assignments} WHERE experiment_id = {experiment})::bigint, "
+        "SELECT (SELECT count(*) FROM {assignments} a WHERE experiment_id = {experiment})::bigint, "
         "EXISTS (SELECT 1 FROM ({exposures}) x WHERE experiment_id = {experiment}), "
-        "(SELECT min(first_exposed_at) FROM {assignments} WHERE experiment_id = {experiment})"
+        "(SELECT min(first_exposed_at) FROM {assignments} a WHERE experiment_id = {experiment})"
     ).format(
-        assignments=table(schema, "experiment_assignments"),
+        assignments=_assignments(schema),
         exposures=exposures(schema),
         experiment=experiment,
     )

@@ -12,7 +12,7 @@ transaction (serialised by an advisory lock, so concurrent callers don't collide
   ``variant, users, converters, rate``: exactly the counts of ``eventpipe experiments
   report`` (same SQL, see ``sqlbuild.variant_counts``).
 
-Needs the contract tables ``events`` and ``experiment_assignments`` to exist: call it from
+Needs the tables ``events`` and ``identities`` (persons) to exist: call it from
 the loader's migrations after creating them.
 """
 

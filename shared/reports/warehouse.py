@@ -73,7 +73,7 @@ _EXPERIMENT = sql.Placeholder("experiment")
 
 def experiment_start(conn: Any, schema: str, experiment: str) -> datetime | None:
     """First exposure of the experiment; raises ``UnknownExperiment`` when it has none."""
-    _require(conn, schema, "events", "experiment_assignments")
+    _require(conn, schema, "events", "identities")
     assigned, exposed, first = _rows(
         conn, sqlbuild.experiment_known(schema, _EXPERIMENT), {"experiment": experiment}
     )[0]
@@ -97,7 +97,7 @@ def multi_exposure(conn: Any, schema: str, experiment: str) -> MultiExposure:
 
 
 def experiments(conn: Any, schema: str) -> list[ExperimentSummary]:
-    _require(conn, schema, "events")
+    _require(conn, schema, "events", "identities")
     return [
         ExperimentSummary(exp, list(variants), int(n), int(users), first, last)
         for exp, variants, n, users, first, last in _rows(conn, sqlbuild.experiment_list(schema))
