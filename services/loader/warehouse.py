@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import psycopg2
@@ -34,6 +34,7 @@ from eventpipe.loader.dialects.common import (
     merge_add,
     quarantine_insert,
 )
+from eventpipe.loader.dialects.links import retire_linked_assignments
 from eventpipe.loader.tables import AGGREGATES, LOAD_LEDGER, QUARANTINE
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
@@ -211,6 +212,7 @@ def replace_day(
                 dialect, schema, "experiment_assignments", ("first_exposed_at", "variant")
             ):
                 cur.execute(statement)
+        cur.execute(retire_linked_assignments(schema, day + timedelta(days=1)))
         for statement in mark_day_final(schema, day, cutoff_day, at):
             cur.execute(statement)
         for statement in dialect.drop_temps():

@@ -179,16 +179,17 @@ def warehouse_events(settings: Settings) -> list[dict[str, Any]]:
     rows = query(
         settings,
         sql.SQL(
-            "SELECT message_id, type, event, user_id, anonymous_id, timestamp, received_at, properties "
-            "FROM {}"
+            "SELECT message_id, type, event, user_id, anonymous_id, previous_id, timestamp, received_at, "
+            "properties FROM {}"
         ).format(table(settings, "events")),
     )
     return [
         {
             "messageId": mid, "type": kind, "event": event, "userId": uid, "anonymousId": aid,
-            "timestamp": format_ts(ts), "receivedAt": format_ts(received), "properties": props,
+            "previousId": previous, "timestamp": format_ts(ts), "receivedAt": format_ts(received),
+            "properties": props,
         }
-        for mid, kind, event, uid, aid, ts, received, props in rows
+        for mid, kind, event, uid, aid, previous, ts, received, props in rows
     ]  # fmt: skip
 
 

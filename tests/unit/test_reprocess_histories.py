@@ -124,11 +124,12 @@ def _shuffle_reduce(reducer: Callable[..., Iterable], pairs: Iterable[tuple[Any,
 
 
 def run_steps(lines: list[bytes], day: date = DAY) -> dict[str, list[dict]]:
-    """The job's three steps, in-process (mapper -> shuffle -> reducer, x3)."""
+    """The job's five steps, in-process (mapper -> shuffle -> reducer, x5)."""
     job = ReprocessJob(["--day", day.isoformat()])
     mapped = [kv for line in lines for kv in job.map_by_message(None, line.decode())]
-    users = _shuffle_reduce(job.reduce_copies, mapped)
-    rows = _shuffle_reduce(job.reduce_user, users)
+    ids = _shuffle_reduce(job.reduce_copies, mapped)
+    persons = _shuffle_reduce(job.reduce_second_hop, _shuffle_reduce(job.reduce_first_hop, ids))
+    rows = _shuffle_reduce(job.reduce_user, persons)
     final = _shuffle_reduce(job.reduce_rows, _shuffle_reduce(job.combine_rows, rows))
     out: dict[str, list[dict]] = {ENGAGEMENT: [], EXPERIMENT: [], ASSIGNMENTS: []}
     for table, row in final:
@@ -136,8 +137,8 @@ def run_steps(lines: list[bytes], day: date = DAY) -> dict[str, list[dict]]:
     return out
 
 
-def job_lines(window: list[dict], snapshot: list[dict]) -> list[bytes]:
-    return [orjson.dumps(e) for e in window] + [orjson.dumps(r) for r in snapshot]
+def job_lines(window: list[dict], snapshot: list[dict], identities: list[dict] = ()) -> list[bytes]:
+    return [orjson.dumps(r) for r in (*window, *snapshot, *identities)]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -30,6 +30,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from eventpipe.keys import raw_day_prefix
 from eventpipe.loader.batches import CorruptBatch
 from eventpipe.loader.reprocess.lines import event_lines
+from eventpipe.loader.tables import IDENTITIES
 from eventpipe.s3 import list_keys
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
@@ -161,6 +162,24 @@ def export_snapshot(conn: Any, schema: str, day: date, path: Path) -> int:
         for experiment_id, user, variant, first in cur:
             row = {"experiment_id": experiment_id, "user_key": user, "variant": variant}
             row["first_exposed_at"] = format_ts(first)
+            sink.write(orjson.dumps(row) + b"\n")
+            rows += 1
+    return rows
+
+
+def export_identities(conn: Any, schema: str, path: Path) -> int:
+    """Write every identity link the warehouse holds (contracts §7) as JSONL, so links of
+    any earlier day re-attribute the window's events; returns the row count."""
+    query = sql.SQL("SELECT anonymous_id, user_id, linked_at, message_id FROM {}").format(
+        sql.Identifier(schema, IDENTITIES.name)
+    )
+    rows = 0
+    with conn, conn.cursor(name="ep_reprocess_identities") as cur, path.open("wb") as sink:
+        cur.itersize = 10_000
+        cur.execute(query)
+        for anonymous_id, user_id, linked_at, message_id in cur:
+            row = {"anonymous_id": anonymous_id, "user_id": user_id, "linked_at": format_ts(linked_at)}
+            row["message_id"] = message_id
             sink.write(orjson.dumps(row) + b"\n")
             rows += 1
     return rows

@@ -31,6 +31,7 @@ from eventpipe.loader.reprocess.inputs import (
     Inputs,
     SkippedObject,
     download_inputs,
+    export_identities,
     export_snapshot,
     raw_objects,
     s3_inputs,
@@ -202,6 +203,8 @@ def _run(
         snapshot = tmp / "assignments.jsonl"
         schema = settings.warehouse_schema
         snapshot_rows = wh.run(lambda conn: export_snapshot(conn, schema, day, snapshot))
+        identities = tmp / "identities.jsonl"
+        wh.run(lambda conn: export_identities(conn, schema, identities))
         client, inputs = _gather(settings, wh, day, lateness, runner, tmp, progress)
         loaded = settle_corrupt(wh, day, inputs, wait_s, QUARANTINE_POLL_S)
         _account(metrics, day, inputs)
@@ -209,7 +212,8 @@ def _run(
             raise CorruptInputs(day, inputs.corrupt, loaded)
         corrections: Corrections = {t: [] for t in TABLES}
         if inputs.paths:
-            corrections = run_job(job_args(settings, day, runner, tmp), [*inputs.paths, str(snapshot)])
+            paths = [*inputs.paths, str(snapshot), str(identities)]
+            corrections = run_job(job_args(settings, day, runner, tmp), paths)
         try:
             keys = write_corrections(client, settings, day, corrections)
         except (BotoCoreError, ClientError) as exc:
