@@ -3,7 +3,7 @@
 # running, wait until healthy. Idempotent: running `up` again restarts only what stopped.
 #   scripts/stack.sh up [component...]   (default: everything)
 #   scripts/stack.sh down [component...]
-#   scripts/stack.sh status
+#   scripts/stack.sh status [component...]   (exit 1 if any named one is not running)
 # Components: kafka postgres s3 prometheus ingest stream loader
 set -euo pipefail
 
@@ -30,9 +30,43 @@ die() { say "ERROR: $*"; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pid_alive() {
+# Liveness. `kill -0` is not enough: it succeeds on a zombie (here orphans are reaped a
+# second or two late, so right after a kill -9 the dead service still "answers"), and a
+# pid file can outlive its process while the number is reused. A service is running only
+# if its process exists, is not a zombie, and its command line is the one we started.
+proc_running() { # pid: exists and is not a zombie (state field of /proc/PID/stat)
+  local pid=$1 stat state
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  state=${stat##*) }  # the name field may contain spaces and parentheses: cut at the last ") "
+  state=${state%% *}
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
+service_signature() { # name: the part of its command line that identifies it (a glob)
+  case $1 in
+    kafka) echo "*kafka.Kafka $LOCAL/kafka/server.properties*" ;;
+    postgres) echo "*postgres -D $(pg_home)/data*" ;;
+    s3) echo "*s3rver.js -d $LOCAL/s3 *" ;;
+    prometheus) echo "*--storage.tsdb.path=$LOCAL/prometheus *" ;;
+    ingest | stream | loader) echo "*/bin/eventpipe $1" ;;
+    *) echo "*" ;;
+  esac
+}
+
+pid_is_service() { # name pid
+  local name=$1 pid=$2 cmdline signature
+  proc_running "$pid" || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  cmdline=${cmdline% }
+  signature=$(service_signature "$name")
+  # shellcheck disable=SC2053 # the signature is a glob on purpose
+  [[ $cmdline == $signature ]]
+}
+
+pid_alive() { # name: its pid file names a running process that is this service
   local f="$RUN/$1.pid"
-  [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+  [[ -s "$f" ]] && pid_is_service "$1" "$(cat "$f")"
 }
 
 wait_for() { # name seconds command...
@@ -137,7 +171,7 @@ postgres_up() {
   [[ -n "$(pg_bin)" ]] || apt_install postgresql
   local bin data sock home
   bin=$(pg_bin); home=$(pg_home); data="$home/data"; sock="$home/sock"
-  if [[ -s "$data/postmaster.pid" ]] && kill -0 "$(head -n 1 "$data/postmaster.pid")" 2>/dev/null; then
+  if [[ -s "$data/postmaster.pid" ]] && pid_is_service postgres "$(head -n 1 "$data/postmaster.pid")"; then
     head -n 1 "$data/postmaster.pid" >"$RUN/postgres.pid"
     return 0
   fi
@@ -267,11 +301,11 @@ stop_pid() { # name [signal]
   local name=$1 sig=${2:-TERM} pid i
   [[ -s "$RUN/$name.pid" ]] || return 0
   pid=$(cat "$RUN/$name.pid")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_is_service "$name" "$pid"; then  # never signal a stranger that reused the pid
     say "stopping $name"
     kill -"$sig" -- "-$pid" 2>/dev/null || kill -"$sig" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 120; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -0 "$pid" 2>/dev/null && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
+    for ((i = 0; i < 120; i++)); do proc_running "$pid" || break; sleep 0.25; done
+    proc_running "$pid" && { kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; }
   fi
   rm -f "$RUN/$name.pid"
 }
@@ -298,16 +332,19 @@ component_down() {
   esac
 }
 
-status() {
-  local name
-  for name in "${SERVICES_ALL[@]}"; do
+status() { # [component...]; exit status 0 only if every one named is running
+  local name names=("$@") all=0
+  [[ ${#names[@]} -gt 0 ]] || names=("${SERVICES_ALL[@]}")
+  for name in "${names[@]}"; do
     if [[ $name == postgres ]]; then
-      local pidfile; pidfile="$(pg_home)/data/postmaster.pid"
-      [[ -s "$pidfile" ]] && kill -0 "$(head -n 1 "$pidfile")" 2>/dev/null \
-        && echo "$name: running" || echo "$name: stopped"
+      local pidfile pid; pidfile="$(pg_home)/data/postmaster.pid"
+      pid=$(head -n 1 "$pidfile" 2>/dev/null || true)
+      if pid_is_service postgres "$pid"; then echo "$name: running (pid $pid)"
+      else echo "$name: stopped"; all=1; fi
     elif pid_alive "$name"; then echo "$name: running (pid $(cat "$RUN/$name.pid"))"
-    else echo "$name: stopped"; fi
+    else echo "$name: stopped"; all=1; fi
   done
+  return $all
 }
 
 cmd=${1:-status}; shift || true
@@ -321,7 +358,7 @@ case $cmd in
     comps=("$@")
     if [[ ${#comps[@]} -eq 0 ]]; then comps=(loader stream ingest prometheus s3 kafka postgres); fi
     for c in "${comps[@]}"; do component_down "$c"; done ;;
-  status) status ;;
+  status) status "$@" ;;
   install) ensure_venv; kafka_install ;;
   venv) ensure_venv ;;
   *) die "usage: $0 up|down|status|install [component...]" ;;

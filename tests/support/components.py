@@ -94,6 +94,8 @@ class Component:
         """Waits until the component serves requests (the port alone may open early)."""
 
     def running(self) -> bool:
+        # poll() reaps our own child, so a killed server never lingers as a zombie that
+        # would still pass ``kill -0`` (the trap scripts/stack.sh fell into, issue 11)
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig: int) -> None:
