@@ -22,6 +22,7 @@ from eventpipe.loader.tables import AGGREGATES, TARGETS
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SHAPES = [*TARGETS, *(f"{t}:final" for t in AGGREGATES)]
+SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")  # a quoted string, '' being an escaped quote
 
 
 def render(part: sql.Composable) -> str:
@@ -76,7 +77,8 @@ def test_every_statement_is_composed_and_renders(name):
     for statement in statements:
         assert isinstance(statement, sql.Composable)
         text = render(statement)
-        assert "{" not in text.replace("{}", "") or "'" in text  # no unfilled placeholders
+        code = SQL_LITERAL.sub("''", text)  # braces inside a literal (JSON, arrays) are data
+        assert "{" not in code and "}" not in code, text  # no unfilled placeholders
         assert "TRUNCATE" not in text.upper()
 
 
