@@ -42,15 +42,19 @@ def test_single_events_of_every_type_land_in_kafka(ingest, topics):
         "group": {"userId": "u1", "groupId": "g1"},
         "alias": {"userId": "u1", "previousId": "a1"},
     }
+    received = {}
     with httpx.Client(base_url=ingest, auth=AUTH) as client:
         for kind, body in calls.items():
             response = client.post(f"/v1/{kind}", json=body)
             assert response.status_code == 200, response.text
-            assert response.json() == {"success": True, "accepted": 1}
+            answer = response.json()
+            received[kind] = answer.pop("receivedAt")
+            assert answer == {"success": True, "accepted": 1}
     records = read_topic(topics.kafka_bootstrap, topics.events_topic, expect=6)
     assert sorted(r["value"]["type"] for r in records) == sorted(calls)
     for record in records:
         event = record["value"]
+        assert event["receivedAt"] == received[event["type"]]  # the answer tells the stamp
         assert record["key"] == (event["userId"] or event["anonymousId"]).encode()
         assert event["source"] == "dev" and event["receivedAt"] and event["messageId"]
 
