@@ -15,7 +15,9 @@ WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
-    keep_a_week = {"retention.ms": str(WEEK_MS)}
+    # a week by time (an S3 outage buffer), and bounded by size too: a flood must not fill
+    # the broker's disk, which would stop it for every producer (retention.bytes is per partition)
+    keep_a_week = {"retention.ms": str(WEEK_MS), "retention.bytes": str(settings.kafka_retention_bytes)}
     return [
         NewTopic(settings.events_topic, settings.events_partitions, 1, topic_configs=keep_a_week),
         NewTopic(settings.deadletter_topic, 3, 1, topic_configs=keep_a_week),

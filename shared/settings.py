@@ -24,6 +24,11 @@ def parse_write_keys(raw: str) -> dict[str, str]:
     return keys
 
 
+# Rate limits when EVENTPIPE_ENV=production leaves them unset: per write key, per process.
+PRODUCTION_RATE_LIMIT_PER_S = 2000.0
+PRODUCTION_RATE_LIMIT_BYTES_PER_S = 4 * 1024 * 1024.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVENTPIPE_", env_file=".env", extra="ignore")
 
@@ -33,10 +38,17 @@ class Settings(BaseSettings):
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(8080, ge=1, le=65535)
     write_keys: str = "dev-write-key:dev"
-    rate_limit_per_s: float = Field(0.0, ge=0, description="events/s per write key; 0 = off")
+    rate_limit_per_s: float | None = Field(
+        None, ge=0, description="events/s per write key and process; 0 = off; unset: on in production"
+    )
     rate_limit_burst: float = Field(0.0, ge=0, description="bucket size; 0 = 2 s of rate")
+    rate_limit_bytes_per_s: float | None = Field(
+        None, ge=0, description="body bytes/s per write key and process; 0 = off; unset: on in production"
+    )
+    rate_limit_bytes_burst: float = Field(0.0, ge=0, description="bucket size; 0 = 2 s of rate")
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
+    max_batch_context_bytes: int = Field(8 * 1024, ge=0, description="a batch context is copied per event")
     max_batch_events: int = 2500
     max_import_batch_events: int = Field(
         10_000, ge=1, description="events per /v1/import batch (the byte limits still apply)"
@@ -44,8 +56,14 @@ class Settings(BaseSettings):
     max_json_depth: int = 32
     publish_timeout_s: float = Field(10.0, gt=0, description="below any HTTP client's timeout")
     body_read_timeout_s: float = Field(30.0, gt=0, description="slow-body (slowloris) cut-off -> 408")
-    ingest_max_concurrency: int = Field(2048, ge=1, description="connections+requests; beyond: 503")
+    ingest_max_concurrency: int = Field(2048, ge=1, description="requests in flight; beyond: 503")
+    header_read_timeout_s: float = Field(
+        10.0, gt=0, description="a connection's request headers must arrive within this (else 408)"
+    )
     kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
+    kafka_compression: Literal["none", "lz4", "gzip"] = Field(
+        "lz4", description="collector's producer compression (make bench measures lz4 vs none)"
+    )
     metrics_event_names: str = Field(
         "Order Completed,Signed Up", description="comma-separated event names always given their own label"
     )
@@ -57,6 +75,9 @@ class Settings(BaseSettings):
     deadletter_topic: str = "events-rejected"
     batches_topic: str = "batches"
     events_partitions: int = Field(6, ge=1)
+    kafka_retention_bytes: int = Field(
+        1024**3, ge=1024 * 1024, description="per partition, on top of 7 days: a flood cannot fill the disk"
+    )
 
     # S3
     s3_endpoint: str | None = "http://127.0.0.1:9000"
@@ -110,6 +131,18 @@ class Settings(BaseSettings):
             if self.s3_secret_key == "S3RVER":
                 raise ValueError("set EVENTPIPE_S3_SECRET_KEY in production")
         return self
+
+    @property
+    def effective_rate_limit_per_s(self) -> float:
+        if self.rate_limit_per_s is not None:
+            return self.rate_limit_per_s
+        return PRODUCTION_RATE_LIMIT_PER_S if self.env == "production" else 0.0
+
+    @property
+    def effective_rate_limit_bytes_per_s(self) -> float:
+        if self.rate_limit_bytes_per_s is not None:
+            return self.rate_limit_bytes_per_s
+        return PRODUCTION_RATE_LIMIT_BYTES_PER_S if self.env == "production" else 0.0
 
     @property
     def write_key_map(self) -> dict[str, str]:

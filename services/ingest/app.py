@@ -32,6 +32,7 @@ from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics
 from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
 from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
 from eventpipe.ingest.routes import Route, add_tracking_routes
+from eventpipe.ingest.server import InFlightLimit
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
 
@@ -53,7 +54,12 @@ class Collector:
         self.publisher = publisher
         self.metrics = metrics
         self.keys = settings.write_key_map
-        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.limiter = RateLimiter(
+            settings.effective_rate_limit_per_s,
+            settings.rate_limit_burst,
+            settings.effective_rate_limit_bytes_per_s,
+            settings.rate_limit_bytes_burst,
+        )
         self.last_publish_failure = 0.0
         self.last_publish_success = 0.0
 
@@ -67,6 +73,11 @@ class Collector:
         if source is None:
             raise InvalidInput("unauthorized", "missing or unknown write key (HTTP Basic, key as user name)")
         return source
+
+    @staticmethod
+    def rate_limited(unit: str, wait: float) -> JSONResponse:
+        detail = f"over this write key's {unit} rate (per collector process)"
+        return error(429, "rate_limited", detail, retry_headers(wait))
 
     async def handle(
         self, request: Request, event_type: str | None, raw: bytes | None = None, importing: bool = False
@@ -93,6 +104,9 @@ class Collector:
         if source is None:  # browsers and mobile SDKs put the key in the body
             body_key = body.get("writeKey") if isinstance(body, dict) else None
             source = self.authenticate(None, body_key if isinstance(body_key, str) else None)
+        wait = self.limiter.bytes_retry_after(source, len(body_bytes), time.monotonic())
+        if wait > 0:
+            return self.rate_limited("bytes", wait)
 
         info = RequestInfo(
             received_at=utcnow(),
@@ -101,13 +115,17 @@ class Collector:
             max_event_bytes=settings.max_event_bytes,
             max_batch_events=settings.max_import_batch_events if importing else settings.max_batch_events,
             correct_skew=not importing,
+            max_request_bytes=settings.max_request_bytes,
+            max_batch_context_bytes=settings.max_batch_context_bytes,
         )
         collected = collect(body, event_type, info)
 
-        wait = self.limiter.retry_after(source, len(collected.records), time.monotonic())
+        # rejected events are charged too: each costs a dead-letter record
+        charged = len(collected.records) + len(collected.rejected)
+        wait = self.limiter.retry_after(source, charged, time.monotonic())
         if wait > 0:
-            self.metrics.events_rejected.labels("rate_limited").inc(len(collected.records))
-            return error(429, "rate_limited", "over this write key's event rate", retry_headers(wait))
+            self.metrics.events_rejected.labels("rate_limited").inc(charged)
+            return self.rate_limited("event", wait)
 
         topic = settings.events_topic
         records = [(topic, key, value) for key, value in collected.records]
@@ -204,6 +222,8 @@ def create_app(
         expose_headers=["Retry-After", "X-RateLimit-Reset"],
         max_age=86400,
     )
+    # outermost: over the limit costs no routing, CORS or metrics work
+    app.add_middleware(InFlightLimit, limit=settings.ingest_max_concurrency)
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:

@@ -28,7 +28,10 @@ def write_key_from_header(authorization: str | None) -> str | None:
 def source_for(write_key: str | None, keys: dict[str, str]) -> str | None:
     """The source a write key maps to, or None. Compares against every key, always."""
     found = None
-    candidate = (write_key or "").encode()
+    try:
+        candidate = (write_key or "").encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800" in a body's writeKey): no key has one
+        candidate = b""
     for key, source in keys.items():
         if hmac.compare_digest(candidate, key.encode()):
             found = source

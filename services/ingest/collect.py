@@ -2,6 +2,12 @@
 
 A single-event call with an invalid event raises ``InvalidInput`` (HTTP 400). A batch
 keeps its valid events and reports the rest per index; if none is valid it raises too.
+
+What a request publishes is bounded, not only what it sends: a batch-level ``context`` is
+copied into every event, so a 457-byte gzipped batch could otherwise publish 76 MB. The
+batch context has its own cap, and the published bytes (events and dead letters) may not
+exceed the request limit plus a fixed allowance per event for the fields the server
+stamps (``SERVER_FIELDS_BYTES``); past that the whole request is a 413 and nothing is sent.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ class Collected:
         self.sizes.append(len(value))
 
 
+# What normalisation adds to an event at most, beyond what the client sent: messageId,
+# receivedAt, timestamp, source, context.ip and the null fields (a unit test checks it).
+SERVER_FIELDS_BYTES = 384
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     received_at: datetime
@@ -52,6 +63,12 @@ class RequestInfo:
     max_event_bytes: int
     max_batch_events: int
     correct_skew: bool = True  # False for /v1/import: the client's timestamp is kept as sent
+    max_request_bytes: int = 500 * 1024
+    max_batch_context_bytes: int = 8 * 1024
+
+    def publish_budget(self, events: int) -> int:
+        """Bytes a request of ``events`` messages may publish, dead letters included."""
+        return self.max_request_bytes + SERVER_FIELDS_BYTES * events
 
     @property
     def received_text(self) -> str:
@@ -82,8 +99,9 @@ def _one(
         received_text=batch.get("receivedText"),
         correct_skew=info.correct_skew,
     )
+    value = encode_event(event, info.max_event_bytes)  # first: it refuses lone surrogates anywhere
     key = user_key(event)
-    return (key.encode() if key else None), encode_event(event, info.max_event_bytes), event
+    return (key.encode() if key else None), value, event
 
 
 def _batch_fields(body: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
@@ -91,12 +109,20 @@ def _batch_fields(body: dict[str, Any], info: RequestInfo) -> dict[str, Any]:
     if body.get("sentAt") is not None:
         try:
             fields["sentAt"] = parse_ts(body["sentAt"])
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:  # Overflow: an offset at year 1 or 9999
             raise InvalidInput("invalid_timestamp", "batch sentAt is not an ISO 8601 timestamp") from exc
     context = body.get("context")
     if context is not None:
         if not isinstance(context, dict):
             raise InvalidInput("invalid_field", "batch context must be a JSON object")
+        try:
+            size = len(orjson.dumps(context))
+        except (TypeError, orjson.JSONEncodeError) as exc:  # lone surrogates
+            raise InvalidInput("invalid_json", "batch context contains invalid unicode") from exc
+        if size > info.max_batch_context_bytes:  # it is copied into every event of the batch
+            raise PayloadTooLarge(
+                "context_too_large", f"batch context over {info.max_batch_context_bytes} bytes"
+            )
         fields["context"] = context
     return fields
 
@@ -116,11 +142,20 @@ def collect(body: Any, event_type: str | None, info: RequestInfo) -> Collected:
     if len(messages) > info.max_batch_events:
         raise PayloadTooLarge("too_many_events", f"batch over {info.max_batch_events} events")
     shared = _batch_fields(body, info)
+    budget = info.publish_budget(len(messages))
+    published = 0
     for index, message in enumerate(messages):
         try:
             out.add(*_one(message, None, info, shared))
+            published += out.sizes[-1]
         except InvalidInput as exc:
             out.rejected.append(Rejection(index, exc.reason, exc.detail, message))
+            published += len(dead_letter(out.rejected[-1], info))
+        if published > budget:  # checked as it grows: memory stays bounded by the budget
+            raise PayloadTooLarge(
+                "published_too_large",
+                f"batch expands to over {budget} bytes of events (batch context copied into each)",
+            )
     if not out.records:
         first = out.rejected[0]
         raise InvalidInput(first.reason, f"no valid event in batch; first: #{first.index}: {first.detail}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from eventpipe import logs
 from eventpipe.ingest.app import create_app
+from eventpipe.ingest.server import server_config
 from eventpipe.settings import get_settings
 
 
@@ -18,17 +20,10 @@ def app_factory() -> FastAPI:
 def serve(workers: int = 1) -> int:
     settings = get_settings()
     logs.configure()
-    uvicorn.run(
-        "eventpipe.ingest.main:app_factory",
-        factory=True,
-        host=settings.ingest_host,
-        port=settings.ingest_port,
-        workers=workers,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=30,  # SIGTERM: drain in-flight requests, then flush Kafka
-        limit_concurrency=settings.ingest_max_concurrency,  # beyond it: 503, not unbounded memory
-        timeout_keep_alive=5,
-        server_header=False,
-    )
-    return 0
+    config = server_config("eventpipe.ingest.main:app_factory", settings, factory=True, workers=workers)
+    server = uvicorn.Server(config)
+    if workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+    return 0 if workers > 1 or server.started else 1

@@ -121,6 +121,7 @@ class KafkaPythonPublisher(_ThreadedPublisher):
             enable_idempotence=True,
             linger_ms=5,
             batch_size=512 * 1024,
+            compression_type=None if settings.kafka_compression == "none" else settings.kafka_compression,
             max_request_size=1024 * 1024,
             max_block_ms=min(5000, timeout_ms),
             request_timeout_ms=max(1000, timeout_ms - 1000),
@@ -158,6 +159,7 @@ class ConfluentPublisher(_ThreadedPublisher):
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 1,  # latency bounds per-request throughput; librdkafka batches anyway
+                "compression.type": settings.kafka_compression,
                 "message.timeout.ms": int(settings.publish_timeout_s * 1000),
                 "queue.buffering.max.kbytes": 65536,
             },

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from eventpipe.ingest.app import create_app
+from eventpipe.ingest.server import server_config
 from eventpipe.settings import Settings
 
 
@@ -24,9 +25,8 @@ def free_port() -> int:
 def running_ingest(settings: Settings) -> Iterator[str]:
     """Yields the base URL of a collector serving ``settings``; stops it (SIGTERM-like) after."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
-    )
+    # the production server configuration (header deadline, in-flight limit), on a free port
+    config = server_config(create_app(settings), settings, host="127.0.0.1", port=port, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

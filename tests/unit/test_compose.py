@@ -145,7 +145,23 @@ def test_kafka_keeps_raw_events_a_week(spec: dict[str, Any]) -> None:
     env = spec["services"]["kafka"]["environment"]
     hours = int(re.sub(r"\$\{\w+:-(\d+)\}", r"\1", str(env["KAFKA_LOG_RETENTION_HOURS"])))
     assert hours >= 168
-    assert int(env["KAFKA_LOG_RETENTION_BYTES"]) == -1  # never deleted by size before S3 has them
+    # bounded by size as well (a flood must not fill the broker's disk), and the same bound
+    # for the topics kafka-init creates (topic configs override the broker default)
+    broker_bytes = int(re.sub(r"\$\{\w+:-(\d+)\}", r"\1", str(env["KAFKA_LOG_RETENTION_BYTES"])))
+    assert broker_bytes >= 1024**3
+    init = spec["services"]["kafka-init"]["environment"]
+    assert init["EVENTPIPE_KAFKA_RETENTION_BYTES"] == env["KAFKA_LOG_RETENTION_BYTES"]
+
+
+def test_topics_are_bounded_by_time_and_bytes() -> None:
+    from eventpipe.kafka_admin import topic_specs
+    from eventpipe.settings import Settings
+
+    for spec in topic_specs(Settings(kafka_retention_bytes=5 * 1024**3)):
+        assert int(spec.topic_configs["retention.ms"]) >= 7 * 24 * 3600 * 1000, spec.name
+        assert spec.topic_configs["retention.bytes"] == str(5 * 1024**3), spec.name
+    local = (ROOT / "deploy" / "kafka" / "server.properties.in").read_text()
+    assert int(re.search(r"^log\.retention\.bytes=(\d+)$", local, re.MULTILINE)[1]) > 0
 
 
 def test_no_secret_has_a_default() -> None:

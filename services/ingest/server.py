@@ -1,0 +1,111 @@
+"""How uvicorn serves the collector: a header-read deadline and a limit on requests in flight.
+
+uvicorn arms no timer on a connection until its first response, so a client that sends a
+request line and one header (or nothing) holds its socket forever; and its
+``limit_concurrency`` counts such idle connections, so 2,048 of them made ``/healthz`` and
+every good request a 503. Here a connection must complete its headers within
+``EVENTPIPE_HEADER_READ_TIMEOUT_S`` of connecting (or of its previous response), else it is
+closed; and the 503 limit counts requests the app is working on, not idle sockets.
+A proxy in front remains the first line (docs/runbook.md, "A proxy in front").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from eventpipe.settings import Settings
+
+DEFAULT_HEADER_READ_TIMEOUT_S = 10.0
+_TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """httptools' protocol, plus: headers not complete in time -> 408 and the socket closes."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.header_timeout_s = getattr(config, "header_read_timeout_s", DEFAULT_HEADER_READ_TIMEOUT_S)
+        self._header_deadline: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.write(_TIMEOUT_408)
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a socket that never sends a byte is cut too
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()  # the next request on a kept-alive connection
+
+    def on_headers_complete(self) -> None:
+        self._disarm()  # from here the app's own body-read deadline applies
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+class InFlightLimit:
+    """Pure ASGI: beyond ``limit`` HTTP requests being handled at once, answer 503 at once."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            body = json.dumps(
+                {"success": False, "error": "overloaded", "detail": "too many requests in flight, retry"}
+            ).encode()
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """The one uvicorn configuration of the collector (``eventpipe ingest`` and the tests)."""
+    options: dict[str, Any] = {
+        "host": settings.ingest_host,
+        "port": settings.ingest_port,
+        "access_log": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": 30,  # SIGTERM: drain in-flight requests, then flush Kafka
+        "timeout_keep_alive": 5,
+        "server_header": False,
+        "http": HeaderDeadlineProtocol,
+        # no limit_concurrency: uvicorn's counts idle sockets; the app's InFlightLimit does not
+        **overrides,
+    }
+    config = uvicorn.Config(app, **options)
+    # read by HeaderDeadlineProtocol; an attribute survives the pickling of --workers
+    config.header_read_timeout_s = settings.header_read_timeout_s  # type: ignore[attr-defined]
+    return config
