@@ -72,7 +72,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render.to_json(report.to_json()))
     else:
-        render.report_table(report, Console())
+        render.report_table(report, Console(emoji=False))
     return 0
 
 
@@ -90,7 +90,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render.experiments_json(items))
     else:
-        render.experiments_table(items, Console())
+        render.experiments_table(items, Console(emoji=False))
     return 0
 
 
@@ -106,7 +106,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(render.status_json(result))
     else:
-        render.status_table(result, Console())
+        render.status_table(result, Console(emoji=False))
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Presentation: rich tables for people, strict JSON for machines (NaN can never leak)."""
+"""Presentation: rich tables for people, strict JSON for machines (NaN can never leak).
+
+Every value that comes from event data goes through ``eventpipe.terminal.safe``: escaped
+markup, no control characters.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from rich.table import Table
 from eventpipe.reports.analysis import ALPHA, Report, verdict
 from eventpipe.reports.freshness import OK, STALE, UNKNOWN, Status
 from eventpipe.reports.warehouse import ExperimentSummary
+from eventpipe.terminal import safe
 
 _STATE_STYLE = {OK: "green", STALE: "yellow", UNKNOWN: "magenta"}
 
@@ -26,7 +31,8 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def report_table(report: Report, console: Console) -> None:
-    table = Table(title=f"{report.experiment} · goal {report.goal!r} · control {report.control!r}")
+    title = f"{report.experiment} · goal {report.goal!r} · control {report.control!r}"
+    table = Table(title=safe(title))
     for column in ("variant", "users", "converters", "rate", "lift", "95% CI of diff (pts)", "p-value"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for result in report.variants:
@@ -39,13 +45,13 @@ def report_table(report: Report, console: Console) -> None:
             p = _num(cmp.p_value, ".3g")
             if cmp.p_value is not None and cmp.p_value < ALPHA:
                 p = f"[bold]{p}[/bold]"
-        table.add_row(c.variant, str(c.users), str(c.converters), _num(c.rate, ".2%"), lift, ci, p)
+        table.add_row(safe(c.variant), str(c.users), str(c.converters), _num(c.rate, ".2%"), lift, ci, p)
     console.print(table)
     srm = _num(report.srm_p_value, ".3g")
-    console.print(f"[bold]Verdict:[/bold] {verdict(report)}")
+    console.print(f"[bold]Verdict:[/bold] {safe(verdict(report))}", highlight=False)  # no URL styling of data
     console.print(f"Sample ratio check: p={srm} (mismatch below 0.001)")
     for warning in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning[/yellow] {safe(warning)}", highlight=False)
 
 
 def experiments_table(items: list[ExperimentSummary], console: Console) -> None:
@@ -57,8 +63,8 @@ def experiments_table(items: list[ExperimentSummary], console: Console) -> None:
         table.add_column(column)
     for x in items:
         table.add_row(
-            x.experiment_id,
-            ", ".join(x.variants),
+            safe(x.experiment_id),
+            safe(", ".join(x.variants)),
             str(x.exposures),
             str(x.exposed_users),
             f"{x.first_exposure:%Y-%m-%d %H:%M}",
@@ -77,7 +83,7 @@ def status_table(status: Status, console: Console) -> None:
         table.add_column(column)
     for stage in status.stages:
         style = _STATE_STYLE.get(stage.state, "red")
-        table.add_row(stage.stage, f"[{style}]{stage.state}[/{style}]", stage.detail)
+        table.add_row(safe(stage.stage), f"[{style}]{safe(stage.state)}[/{style}]", safe(stage.detail))
     console.print(table)
     if status.days:
         days = "  ".join(f"{d:%m-%d} {state}" for d, state in status.days)
