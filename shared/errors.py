@@ -19,6 +19,10 @@ class PayloadTooLarge(InvalidInput):
     """A body or event over its size limit (HTTP 413)."""
 
 
+class ConfigurationError(EventpipeError):
+    """A setting that cannot work on this installation (raised at start-up)."""
+
+
 class PublishError(EventpipeError):
     """The broker did not confirm a record: its fate is unknown (HTTP 503)."""
 

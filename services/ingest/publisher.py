@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from eventpipe.errors import PublishError
+from eventpipe.errors import ConfigurationError, PublishError
 from eventpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -262,5 +262,19 @@ class LazyPublisher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+def require_codec(settings: Settings) -> None:
+    """A missing compression library is a set-up error, not a Kafka outage: refuse to start
+    (kafka-python would raise on every connection attempt and every request would be a 503)."""
+    if settings.kafka_client == "kafka-python" and settings.kafka_compression == "lz4":
+        from kafka.codec import has_lz4
+
+        if not has_lz4():
+            raise ConfigurationError(
+                "EVENTPIPE_KAFKA_COMPRESSION=lz4 needs the 'lz4' package: reinstall eventpipe "
+                "(.venv/bin/pip install -e .) or set EVENTPIPE_KAFKA_COMPRESSION=none"
+            )
+
+
 def create_publisher(settings: Settings) -> Publisher:
+    require_codec(settings)
     return LazyPublisher(settings)

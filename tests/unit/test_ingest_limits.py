@@ -122,3 +122,11 @@ def test_rate_limit_is_on_by_default_in_production_only():
     assert prod.effective_rate_limit_bytes_per_s > 0
     assert Settings().effective_rate_limit_per_s == 0
     assert prod.model_copy(update={"rate_limit_per_s": 0.0}).effective_rate_limit_per_s == 0  # explicit off
+
+
+def test_producer_compression_is_on_and_its_codec_installed():
+    from eventpipe.ingest.publisher import require_codec
+
+    settings = Settings()
+    assert settings.kafka_compression == "lz4"
+    require_codec(settings)  # the lz4 package is a dependency: this raises if it is missing
