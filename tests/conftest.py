@@ -10,9 +10,20 @@ from typing import Any
 
 import psycopg2
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from eventpipe.settings import Settings
 from tests.stack import Endpoints, isolated_settings, resolve
+
+# Property tests judge correctness, not speed. On a fresh clone Hypothesis first builds
+# its Unicode tables (cached in .hypothesis/), so the first st.text() draw of the run took
+# seconds and failed the too_slow health check; with the stack running beside the tests
+# any example can also overrun the 200 ms deadline. Neither says anything about the code.
+hypothesis_settings.register_profile(
+    "eventpipe", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+hypothesis_settings.load_profile("eventpipe")
 
 
 @pytest.fixture(scope="session")

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg2
 
+from eventpipe.clock import Clock, SystemClock
 from eventpipe.errors import StorageError, WarehouseError
 from eventpipe.loader import state
 from eventpipe.loader.batches import Batch, CorruptBatch
@@ -28,7 +29,7 @@ from eventpipe.loader.metrics import LoaderMetrics
 from eventpipe.loader.warehouse import Warehouse, loaded_keys, migrate, quarantine, quarantined_keys
 from eventpipe.s3 import s3_client
 from eventpipe.settings import Settings
-from eventpipe.timeutil import parse_ts, utcnow
+from eventpipe.timeutil import parse_ts
 
 log = logging.getLogger(__name__)
 LATENCY_SAMPLES = 100  # events per batch observed in the latency histogram
@@ -80,8 +81,10 @@ class Loader:
         metrics: LoaderMetrics | None = None,
         limits: Limits | None = None,
         before_commit: Callable[[], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings, self.limits = settings, limits or Limits()
+        self.clock = clock or SystemClock()
         self.metrics = metrics or LoaderMetrics()
         self.s3 = s3 if s3 is not None else s3_client(settings)
         self.wh = warehouse or Warehouse(settings, on_retry=self._count_retry)
@@ -100,7 +103,7 @@ class Loader:
         self.metrics.warehouse_up.set(1)
         newest = self.wh.run(lambda conn: state.newest_loaded(conn, self.wh.schema))
         if newest is not None:  # freshness survives restarts
-            self.metrics.freshness.set_function(lambda: max(0.0, (utcnow() - newest).total_seconds()))
+            self._track_freshness(newest)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -112,16 +115,17 @@ class Loader:
     def _add(self, candidate: Candidate) -> None:
         if candidate.key not in self.pending:
             self.pending[candidate.key] = candidate
-            self._first_seen.setdefault(candidate.key, time.monotonic())
+            self._first_seen.setdefault(candidate.key, self.clock.monotonic())
 
     def _scan(self) -> bool:
-        if time.monotonic() - self._last_scan < self.limits.scan_interval_s:
+        mono = self.clock.monotonic()
+        if mono - self._last_scan < self.limits.scan_interval_s:
             return False
-        self._last_scan = time.monotonic()
+        self._last_scan = mono
         since = self.wh.run(lambda conn: state.get_watermark(conn, self.wh.schema))
-        today = utcnow().date()
-        if since is not None and time.monotonic() - self._last_deep_scan >= self.limits.deep_scan_interval_s:
-            self._last_deep_scan = time.monotonic()
+        today = self.clock.now().date()
+        if since is not None and mono - self._last_deep_scan >= self.limits.deep_scan_interval_s:
+            self._last_deep_scan = mono
             since = min(since, today - timedelta(days=self.limits.deep_scan_days))
         try:
             for candidate in list_candidates(self.s3, self.settings, since, today):
@@ -208,7 +212,7 @@ class Loader:
         return len(result.loaded)
 
     def _record(self, table: str, batches: list[Batch], result: LoadResult) -> None:
-        now = utcnow()
+        now = self.clock.now()
         for batch in batches:
             self._forget(batch.key)
             if batch.key in result.loaded:
@@ -220,8 +224,11 @@ class Loader:
             else:
                 self.metrics.skipped.labels(table).inc()
         if result.newest_received_at is not None:
-            newest = result.newest_received_at
-            self.metrics.freshness.set_function(lambda: max(0.0, (utcnow() - newest).total_seconds()))
+            self._track_freshness(result.newest_received_at)
+
+    def _track_freshness(self, newest: datetime) -> None:
+        clock = self.clock
+        self.metrics.freshness.set_function(lambda: max(0.0, (clock.now() - newest).total_seconds()))
 
     def _quarantine(self, key: str, table: str, reason: str, detail: str) -> None:
         # the detail (a parser message) can quote payload values: it goes to the quarantine
@@ -233,7 +240,7 @@ class Loader:
 
     def _after_round(self, scanned: bool) -> None:
         alert_s = self.settings.unloaded_alert_minutes * 60
-        now, mono = utcnow(), time.monotonic()
+        now, mono = self.clock.now(), self.clock.monotonic()
         old = 0
         for key, candidate in self.pending.items():
             if candidate.modified is not None:

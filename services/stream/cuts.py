@@ -19,18 +19,16 @@ overlapping one.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from eventpipe.clock import SystemClock
 
-class Clock(Protocol):
+__all__ = ["Clock", "CutPolicy", "SystemClock"]
+
+
+class Clock(Protocol):  # the part of eventpipe.clock.Clock a cut needs
     def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from datetime import date
+from datetime import date, timedelta
 
 import orjson
 import pytest
@@ -13,6 +13,7 @@ from eventpipe.loader.runner import Limits, Loader
 from eventpipe.loader.warehouse import replace_day
 from eventpipe.timeutil import format_ts, parse_ts
 from tests.integration.test_loader_support import (
+    NOW,
     expected_events,
     loaded_events,
     put_bytes,
@@ -21,6 +22,7 @@ from tests.integration.test_loader_support import (
     write_agg,
     write_raw,
 )
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 SNAPSHOT = (
@@ -31,12 +33,20 @@ SNAPSHOT = (
 )
 
 
-def make_loader(settings, s3, **kw):
-    loader = Loader(
-        settings, s3=s3, limits=Limits(group_objects=3, scan_interval_s=0, deep_scan_interval_s=0), **kw
-    )
+def make_loader(settings, s3, clock=None, limits=None, **kw):
+    limits = limits or Limits(group_objects=3, scan_interval_s=0, deep_scan_interval_s=0)
+    loader = Loader(settings, s3=s3, limits=limits, clock=clock or ManualClock(NOW), **kw)
     loader.start()
     return loader
+
+
+def day(offset: int) -> date:
+    """The test data's day (NOW's) shifted by ``offset`` days."""
+    return (NOW + timedelta(days=offset)).date()
+
+
+def raw_object_key(at: date, hour: int, partition: int, offset: int = 0) -> str:
+    return f"raw/events/dt={at}/hr={hour:02}/events+{partition}+{offset:019}.jsonl.gz"
 
 
 def snapshot(settings):
@@ -69,13 +79,12 @@ def test_raw_batches_load_their_content_once(settings, s3, pg_schema):
 
 def test_earlier_copy_replaces_a_later_one(settings, s3, pg_schema):
     late = synthetic_events(users=2)[0]
-    early = dict(late, receivedAt="2026-11-20T11:00:00.000Z", source="early")
+    early = dict(late, receivedAt=f"{day(0)}T11:00:00.000Z", source="early")
     loader = make_loader(settings, s3)
     try:
         write_raw(s3, settings, [late], per_object=1)
         loader.run_once()
-        key = put_bytes(s3, settings, "raw/events/dt=2026-11-20/hr=11/events+1+0000000000000000000.jsonl.gz",
-                        gzip.compress(orjson.dumps(early)))  # fmt: skip
+        key = put_bytes(s3, settings, raw_object_key(day(0), 11, 1), gzip.compress(orjson.dumps(early)))
         assert key
         loader.run_once()
         assert loaded_events(settings) == {late["messageId"]: (late["type"], early["receivedAt"], "early")}
@@ -83,30 +92,54 @@ def test_earlier_copy_replaces_a_later_one(settings, s3, pg_schema):
         loader.close()
 
 
+def test_an_old_day_written_late_is_found_by_the_deep_scan(settings, s3, pg_schema):
+    """A stream catching up writes an object for a day far behind the listing watermark:
+    the regular scan (watermark - 1 .. today + 1) cannot see it, the next deep scan does."""
+    clock = ManualClock(NOW)
+    limits = Limits(scan_interval_s=0, deep_scan_interval_s=900, deep_scan_days=8)
+    loader = make_loader(settings, s3, clock=clock, limits=limits)
+    events = synthetic_events(users=3)
+    try:
+        write_raw(s3, settings, events, per_object=100)
+        loader.run_once()  # no watermark yet: the whole tree
+        loader.run_once()  # the first deep scan since start
+        old = dict(events[0], messageId="written-late", receivedAt=f"{day(-5)}T10:00:00.000Z")
+        put_bytes(s3, settings, raw_object_key(day(-5), 10, 2), gzip.compress(orjson.dumps(old)))
+        assert loader.run_once() == 0  # regular scans start the day before today
+        clock.advance(limits.deep_scan_interval_s - 1)
+        assert loader.run_once() == 0
+        clock.advance(1)
+        assert loader.run_once() == 1
+        assert loaded_events(settings)["written-late"] == (old["type"], old["receivedAt"], old["source"])
+    finally:
+        loader.close()
+
+
 def test_aggregate_deltas_add_up_and_final_days_are_respected(settings, s3, pg_schema):
-    row = {"day": "2026-11-19", "event": "Signed Up", "event_count": 3, "user_count": 2}
+    yesterday, today, tomorrow = day(-1), day(0), day(1)
+    row = {"day": str(yesterday), "event": "Signed Up", "event_count": 3, "user_count": 2}
     loader = make_loader(settings, s3)
     try:
-        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-19")], 0)
-        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-20")], 10)
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(yesterday))], 0)
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(today))], 10)
         loader.run_once()
         assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
             (6, 4, False)
         ]
-        # the nightly job makes the day final with cutoff 2026-11-20
+        # the nightly job makes the day final with cutoff today
         final = batch_from_rows(
             "corrections", "engagement_daily:final", [dict(row, event_count=5, user_count=3)]
         )
         loader.wh.run(
-            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, date(2026, 11, 19),
-                                  date(2026, 11, 20), {"engagement_daily": final})
+            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, yesterday, today,
+                                  {"engagement_daily": final})
         )  # fmt: skip
         assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
             (5, 3, True)
         ]
         # late deltas: received inside the cutoff -> already in the final row; after it -> added
-        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-20")], 20)
-        write_agg(s3, settings, "engagement_daily", [dict(row, received_day="2026-11-21")], 30)
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(today))], 20)
+        write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(tomorrow))], 30)
         loader.run_once()
         assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
             (8, 5, True)
@@ -114,25 +147,26 @@ def test_aggregate_deltas_add_up_and_final_days_are_respected(settings, s3, pg_s
         assert query(settings, "SELECT COUNT(*) FROM engagement_daily_deltas") == [(4,)]
         # replacing the day again keeps the kept late delta (received after the cutoff)
         loader.wh.run(
-            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, date(2026, 11, 19),
-                                  date(2026, 11, 20), {"engagement_daily": final})
+            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, yesterday, today,
+                                  {"engagement_daily": final})
         )  # fmt: skip
         assert query(settings, "SELECT event_count, user_count FROM engagement_daily") == [(8, 5)]
-        assert query(settings, "SELECT is_final, cutoff_day FROM day_status") == [(True, date(2026, 11, 20))]
+        assert query(settings, "SELECT is_final, cutoff_day FROM day_status") == [(True, today)]
     finally:
         loader.close()
 
 
 def test_experiment_rows_and_earliest_assignment(settings, s3, pg_schema):
-    exp = {"day": "2026-11-19", "experiment_id": "x", "variant": "a", "event": "Order Completed",
-           "received_day": "2026-11-19", "event_count": 2, "user_count": 1}  # fmt: skip
+    yesterday = str(day(-1))
+    exp = {"day": yesterday, "experiment_id": "x", "variant": "a", "event": "Order Completed",
+           "received_day": yesterday, "event_count": 2, "user_count": 1}  # fmt: skip
     a = {
         "experiment_id": "x",
         "user_key": "u1",
         "variant": "b",
-        "first_exposed_at": "2026-11-19T10:00:00.000Z",
+        "first_exposed_at": f"{yesterday}T10:00:00.000Z",
     }
-    earlier = dict(a, variant="a", first_exposed_at="2026-11-19T09:00:00.000Z")
+    earlier = dict(a, variant="a", first_exposed_at=f"{yesterday}T09:00:00.000Z")
     loader = make_loader(settings, s3)
     try:
         write_agg(s3, settings, "experiment_daily", [exp, dict(exp, variant="b")], 0)
@@ -155,14 +189,16 @@ def test_experiment_rows_and_earliest_assignment(settings, s3, pg_schema):
 def test_corrupt_objects_are_quarantined_and_the_rest_loads(settings, s3, pg_schema):
     events = synthetic_events(users=5)
     good = write_raw(s3, settings, events, per_object=50)
-    raw = "raw/events/dt=2026-11-20/hr=12/events+{}+0000000000000000000.jsonl.gz"
-    agg = "agg/engagement_daily/dt=2026-11-20/engagement_daily+5+0000000000000000000.jsonl.gz"
-    bad_time = orjson.dumps(dict(events[0], messageId="zz", timestamp="2026-13-45T00:00"))
+    today = day(0)
+    agg = f"agg/engagement_daily/dt={today}/engagement_daily+5+0000000000000000000.jsonl.gz"
+    bad_time = orjson.dumps(dict(events[0], messageId="zz", timestamp=f"{today:%Y}-13-45T00:00"))
+    bad_row = orjson.dumps({"day": str(today), "event": "x"}) + b"\n"
+    unfinished = b'{"messageId": "m1"\n'
     bad = {
-        "bad_gzip": put_bytes(s3, settings, raw.format(3), b"not gzip at all"),
-        "bad_shape": put_bytes(s3, settings, agg, gzip.compress(b'{"day": "2026-11-20", "event": "x"}\n')),
-        "bad_value": put_bytes(s3, settings, raw.format(6), gzip.compress(bad_time)),
-        "bad_json": put_bytes(s3, settings, raw.format(4), gzip.compress(b'{"messageId": "m1"\n')),
+        "bad_gzip": put_bytes(s3, settings, raw_object_key(today, 12, 3), b"not gzip at all"),
+        "bad_shape": put_bytes(s3, settings, agg, gzip.compress(bad_row)),
+        "bad_value": put_bytes(s3, settings, raw_object_key(today, 12, 6), gzip.compress(bad_time)),
+        "bad_json": put_bytes(s3, settings, raw_object_key(today, 12, 4), gzip.compress(unfinished)),
     }
     loader = make_loader(settings, s3)
     try:

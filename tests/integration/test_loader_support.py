@@ -4,7 +4,7 @@ to S3 in the contracts' format, and warehouse read-back."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg2
@@ -15,9 +15,11 @@ from eventpipe.rollup import dedup
 from eventpipe.s3 import gzip_json_rows
 from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
+from tests.support.clock import today_at_noon
 from tests.support.warehouse import drop_unique_constraints
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+# the day the test data lives on: today, so loaders on the real clock list it too
+NOW = today_at_noon()
 
 
 def synthetic_events(seed: int = 3, users: int = 40, now: datetime = NOW) -> list[dict[str, Any]]:
