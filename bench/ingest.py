@@ -8,7 +8,7 @@ import subprocess
 import uuid
 
 import orjson
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from bench.common import ROOT, VENV_BIN, process, python_exe, wrk
@@ -77,13 +77,14 @@ def kafka_ceiling(bootstrap: str, topic: str, record_size: int, records: int = 3
     return float(found[-1])
 
 
-def collector(kind: str, topic: str, bootstrap: str, client: str = "kafka-python"):
+def collector(kind: str, topic: str, bootstrap: str, client: str = "kafka-python", compression: str = "lz4"):
     port = free_port()
     env = {
         "EVENTPIPE_INGEST_PORT": str(port),
         "EVENTPIPE_EVENTS_TOPIC": topic,
         "EVENTPIPE_KAFKA_BOOTSTRAP": bootstrap,
         "EVENTPIPE_KAFKA_CLIENT": client,
+        "EVENTPIPE_KAFKA_COMPRESSION": compression,
     }
     if kind == "naive":
         args = [
@@ -125,6 +126,49 @@ def measure(kind: str, bootstrap: str, client: str = "kafka-python", seconds: in
     }
 
 
+def broker_bytes_per_event(bootstrap: str, topic: str) -> float:
+    """What the broker stores per event of ``topic``: its log size over its record count."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        size = sum(
+            part["partition_size"]
+            for broker in admin.describe_log_dirs()
+            for log_dir in broker["log_dirs"]
+            for found in log_dir["topics"]
+            if found["name"] == topic
+            for part in found["partitions"]
+        )
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        records = sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+        admin.close()
+    return size / max(records, 1)
+
+
+def compression(bootstrap: str = "127.0.0.1:9092", seconds: int = SECONDS) -> dict:
+    """The collector with lz4 (the default) and with none, side by side: throughput, p99, and
+    the bytes the broker stores per event (fresh topics, so only this run's records count)."""
+    out: dict[str, float] = {}
+    for codec in ("lz4", "none"):
+        topic = f"bench-compression-{codec}-{uuid.uuid4().hex[:8]}"
+        _topic(bootstrap, topic)
+        port, proc = collector("eventpipe", topic, bootstrap, compression=codec)
+        with proc:
+            batch = wrk(f"http://127.0.0.1:{port}/v1/batch", orjson.dumps({"batch": sample_events(BATCH)}),
+                        seconds, connections=8)  # fmt: skip
+        out[f"{codec}_batch_events_per_s"] = batch["requests_per_s"] * BATCH
+        out[f"{codec}_batch_p99_ms"] = batch["p99_ms"]
+        out[f"{codec}_broker_bytes_per_event"] = broker_bytes_per_event(bootstrap, topic)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.delete_topics([topic])  # a fresh topic per run: leave none behind
+        finally:
+            admin.close()
+    return out
+
+
 def run(bootstrap: str = "127.0.0.1:9092") -> dict:
     ours = measure("eventpipe", bootstrap, "kafka-python")
     confluent = measure("eventpipe", bootstrap, "confluent")
@@ -141,10 +185,15 @@ def run(bootstrap: str = "127.0.0.1:9092") -> dict:
         "confluent_batch_events_per_s": confluent["batch_events_per_s"],
         "confluent_batch_p99_ms": confluent["batch_p99_ms"],
         "confluent_single_requests_per_s": confluent["single_requests_per_s"],
+        **compression(bootstrap),
         "speedup_vs_baseline": ours["batch_events_per_s"] / baseline,
         "confluent_speedup_vs_baseline": confluent["batch_events_per_s"] / baseline,
     }
 
 
 if __name__ == "__main__":
-    print(orjson.dumps(run(), option=orjson.OPT_INDENT_2).decode())
+    import sys
+
+    # ``python -m bench.ingest compression``: only the lz4-vs-none comparison
+    result = compression() if sys.argv[1:] == ["compression"] else run()
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
