@@ -21,7 +21,7 @@ from eventpipe.loader.tables import TARGETS
 
 
 class CorruptBatch(EventpipeError):
-    """An object that can never load; ``reason`` is a stable code (bad_gzip, bad_json, bad_shape)."""
+    """An object that can never load; ``reason`` is a stable code (bad_gzip, too_large, bad_json, …)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -29,8 +29,22 @@ class CorruptBatch(EventpipeError):
         self.detail = detail
 
 
+# The stream writes objects of at most EVENTPIPE_ARCHIVE_MAX_BYTES (64 MiB) of lines; anything
+# that inflates beyond this cap is not ours, and must not take the loader's memory with it.
+MAX_OBJECT_BYTES = 256 * 1024 * 1024
+
+
+def _plain_path(key: str) -> bool:
+    """No ``.``/``..``/empty segments, backslashes or control characters: a key that a notice
+    names must mean what it says (``raw/events/../../corrections/…`` passed a prefix check)."""
+    segments_ok = all(part not in ("", ".", "..") for part in key.split("/"))
+    return segments_ok and "\\" not in key and key.isprintable()
+
+
 def table_of_key(key: str, prefix: str = "") -> str | None:
     """The target table of an S3 key (``raw/events/…`` -> events, ``agg/<t>/…`` -> t), else None."""
+    if not _plain_path(key):
+        return None
     if prefix:
         if not key.startswith(prefix):
             return None
@@ -85,12 +99,30 @@ class Batch:
         return [r for r in found if isinstance(r, str)]
 
 
-def parse_batch(key: str, shape: str, body: bytes) -> Batch:
-    """Decompress one object into its lines; raises ``CorruptBatch`` (bad_gzip, bad_json)."""
+def gunzip_capped(body: bytes, limit: int = MAX_OBJECT_BYTES) -> bytes:
+    """Every gzip member of ``body`` inflated, never more than ``limit`` bytes in memory;
+    raises ``CorruptBatch`` (``too_large``, ``bad_gzip``)."""
+    parts: list[bytes] = []
+    size, rest = 0, body
     try:
-        raw = gzip.decompress(body)
-    except (OSError, EOFError, zlib.error) as exc:
+        while rest:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            part = inflater.decompress(rest, limit - size + 1)
+            size += len(part)
+            if size > limit or inflater.unconsumed_tail:
+                raise CorruptBatch("too_large", f"inflates to over {limit} bytes")
+            if not inflater.eof:
+                raise CorruptBatch("bad_gzip", "truncated gzip member")
+            parts.append(part)
+            rest = inflater.unused_data
+    except zlib.error as exc:
         raise CorruptBatch("bad_gzip", f"{type(exc).__name__}: {exc}") from exc
+    return b"".join(parts)
+
+
+def parse_batch(key: str, shape: str, body: bytes, limit: int = MAX_OBJECT_BYTES) -> Batch:
+    """Decompress one object into its lines; raises ``CorruptBatch`` (bad_gzip, too_large, bad_json)."""
+    raw = gunzip_capped(body, limit)
     if b"\x01" in raw or b"\x02" in raw:  # never in valid JSON; the stage's CSV uses them
         raise CorruptBatch("bad_json", "raw control characters")
     # valid JSON has no raw CR inside strings: as whitespace it is safe to blank out

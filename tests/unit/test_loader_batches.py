@@ -63,3 +63,35 @@ def test_discovery_lists_from_the_watermark_with_a_day_of_slack():
     pending = [Candidate("k", "events", date(2026, 11, 17), None), Candidate("j", "events", None, None)]
     assert next_watermark(pending, date(2026, 11, 20)) == date(2026, 11, 17)
     assert next_watermark([], date(2026, 11, 20)) == date(2026, 11, 20)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "raw/events/../../corrections/dt=2026-11-20/engagement_daily.jsonl.gz",
+        "p/raw/events/../../../q/raw/events/dt=2026-11-20/hr=01/events+0+0000000000000000000.jsonl.gz",
+        "raw/events/./dt=2026-11-20/hr=01/events+0+0000000000000000000.jsonl.gz",
+        "raw/events//dt=2026-11-20/hr=01/events+0+0000000000000000000.jsonl.gz",
+        "raw/events/dt=2026-11-20\\..\\x.jsonl.gz",
+        "raw/events/dt=2026-11-20/hr=01/\x1b[2Jevents+0+0000000000000000000.jsonl.gz",
+    ],
+)
+def test_keys_that_read_as_other_paths_feed_no_table(key):
+    assert table_of_key(key, "p/" if key.startswith("p/") else "") is None
+
+
+def test_an_object_that_inflates_past_the_cap_is_too_large_not_read():
+    bomb = gzip.compress(b"\n" * (2 * 1024 * 1024))  # 2 MiB of lines in ~2 KB
+    with pytest.raises(CorruptBatch) as caught:
+        parse_batch("k", "events", bomb, limit=1024 * 1024)
+    assert caught.value.reason == "too_large"
+    assert parse_batch("k", "events", bomb, limit=4 * 1024 * 1024).rows == 0
+
+
+def test_every_gzip_member_is_read_under_one_cap():
+    two = gzip.compress(orjson.dumps(EVENT) + b"\n") + gzip.compress(
+        orjson.dumps({**EVENT, "messageId": "m2"})
+    )
+    assert parse_batch("k", "events", two).rows == 2
+    with pytest.raises(CorruptBatch):
+        parse_batch("k", "events", two, limit=len(orjson.dumps(EVENT)) + 5)
