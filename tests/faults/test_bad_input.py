@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import threading
@@ -162,9 +163,16 @@ def test_battery_gets_4xx_bounded_memory_nothing_in_kafka(collector: Pipeline) -
 
 
 def test_schemathesis_finds_no_5xx(collector: Pipeline, tmp_path: Path) -> None:
-    """Property-based requests from the collector's own OpenAPI spec: no operation answers 5xx."""
+    """Property-based requests from the collector's own OpenAPI spec: no operation answers 5xx.
+    The hooks put lone surrogates and calendar-edge datetimes into the bodies (tests/support/hostile.py)."""
     url = collector.ingest_url
     report = tmp_path / "schemathesis.txt"
+    hostile_log = tmp_path / "hostile.log"
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("schemathesis_hooks.py")),
+        "EVENTPIPE_HOSTILE_LOG": str(hostile_log),
+    }
     proc = subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "schemathesis"), "run", f"{url}/openapi.json",
@@ -172,12 +180,15 @@ def test_schemathesis_finds_no_5xx(collector: Pipeline, tmp_path: Path) -> None:
             "--request-timeout", "20", "--header", "Authorization: Basic ZGV2LXdyaXRlLWtleTo=",
             "--phases", "examples,coverage,fuzzing",
         ],
-        capture_output=True, text=True, timeout=420, cwd=tmp_path,
+        capture_output=True, text=True, timeout=420, cwd=tmp_path, env=env,
     )  # fmt: skip
     report.write_text(proc.stdout + proc.stderr)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert re.search(r"\b[1-9]\d* passed\b", proc.stdout), proc.stdout[-3000:]  # it really generated cases
+    sent = len(hostile_log.read_text().splitlines()) if hostile_log.exists() else 0
+    print(f"bodies with lone surrogates sent: {sent}")
+    assert sent >= 10, "the hostile hooks did not reach the requests"
 
 
 def test_flooding_key_gets_429_other_key_unaffected(shared: Settings, tmp_path: Path) -> None:
