@@ -233,7 +233,7 @@ prometheus_up() {
   say "starting Prometheus on 127.0.0.1:$PROM_PORT"
   spawn prometheus prometheus --config.file="$ROOT/deploy/prometheus/prometheus.yml" \
     --storage.tsdb.path="$LOCAL/prometheus" --web.listen-address=127.0.0.1:$PROM_PORT \
-    --web.enable-lifecycle --storage.tsdb.retention.time=35d
+    --storage.tsdb.retention.time=35d  # no --web.enable-lifecycle: /-/quit would be open to any local user; reload with SIGHUP
   wait_for prometheus 30 port_open $PROM_PORT
 }
 
