@@ -66,6 +66,17 @@ def agg_key(table: str, partition: int, first_offset: int, written: datetime) ->
     )
 
 
+def cut_agg_key(raw: str, table: str) -> str | None:
+    """The aggregate object of ``table`` cut together with the raw object ``raw`` (same
+    prefix, partition, first offset and date: contracts §3), or None for a non-raw key.
+    The nightly job records these as the batches its final rows already contain."""
+    found = _RAW_RE.search(raw)
+    if not found:
+        return None
+    written = datetime.fromisoformat(found["dt"])
+    return raw[: found.start()] + agg_key(table, int(found["partition"]), int(found["offset"]), written)
+
+
 def corrections_key(day: date, table: str) -> str:
     return f"{CORRECTIONS_PREFIX}dt={day:%Y-%m-%d}/{table}.jsonl.gz"
 

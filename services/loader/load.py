@@ -24,6 +24,7 @@ from eventpipe.loader.dialects.common import (
     ledger_insert,
     merge_add,
     newest_staged,
+    touch_final_days,
 )
 from eventpipe.loader.dialects.links import merge_identities
 from eventpipe.loader.tables import DELTAS, LOAD_LEDGER
@@ -47,6 +48,7 @@ def merge_statements(dialect: Any, schema: str, table: str, at: datetime) -> lis
     if table in DELTAS:
         return [
             deltas_insert(dialect, schema, table, at),
+            touch_final_days(dialect, schema, table, at),
             *counts_source(dialect, schema, table),
             merge_add(schema, table),
         ]

@@ -19,12 +19,14 @@ from eventpipe.loader.dialects.common import create_table, ident
 from eventpipe.loader.dialects.links import backfill_identities
 from eventpipe.loader.tables import (
     DAY_STATUS,
+    DAY_WATERMARK,
     ENGAGEMENT_DAILY,
     ENGAGEMENT_DELTAS,
     EVENTS,
     EXPERIMENT_ASSIGNMENTS,
     EXPERIMENT_DAILY,
     EXPERIMENT_DELTAS,
+    FINAL_BATCHES,
     FRESHNESS,
     IDENTITIES,
     LOAD_LEDGER,
@@ -51,9 +53,14 @@ def _v2(dialect: Any, schema: str) -> list[sql.Composed]:
     ]
 
 
+def _v3(dialect: Any, schema: str) -> list[sql.Composed]:
+    return [create_table(dialect, schema, t) for t in (FINAL_BATCHES, DAY_WATERMARK)]
+
+
 MIGRATIONS: list[Migration] = [
     (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
     (2, "identities: identity links of identify/alias events (persons)", _v2),
+    (3, "final days record the batches they contain; late deltas touch them", _v3),
 ]
 
 

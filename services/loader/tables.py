@@ -149,6 +149,25 @@ DAY_STATUS = Table(
     ),
     ("day",),
 )
+# What a final day's rows already contain (docs/contracts.md §6): the aggregate batches cut
+# with the raw objects the nightly job listed. A delta of a final day whose batch is not
+# here is added to the row and touches the day (``day_watermark.touched_at``).
+FINAL_BATCHES = Table(
+    "final_batches",
+    (Column("day", DATE, True), Column("batch_key", TEXT, True)),
+    ("day", "batch_key"),
+)
+DAY_WATERMARK = Table(  # one row per day made final since migration 3
+    "day_watermark",
+    (
+        Column("day", DATE, True),
+        Column("batches", BIGINT, True),  # raw objects listed (read or quarantined)
+        Column("recorded_at", TS, True),
+        Column("touched_at", TS),  # first delta added after the final rows, or NULL
+        Column("touched_received_day", DATE),  # newest received day of those deltas
+    ),
+    ("day",),
+)
 FRESHNESS = Table(  # per loaded table: newest receivedAt loaded, and when
     "freshness",
     (Column("table_name", ID, True), Column("newest_received_at", TS), Column("loaded_at", TS, True)),

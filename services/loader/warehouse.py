@@ -5,8 +5,8 @@ writing SQL against the loader's tables:
 
 - ``connect(settings)`` / ``Warehouse(settings)``: a connection (with retries) and dialect;
 - ``migrate(wh)``: create/upgrade the schema (idempotent);
-- ``replace_day(conn, dialect, schema, day, cutoff_day, corrections)``: the nightly
-  day replacement of contracts §6, in one transaction;
+- ``replace_day(conn, dialect, schema, day, cutoff_day, corrections, contained)``: the
+  nightly day replacement of contracts §6, in one transaction;
 - ``loaded_keys`` / ``quarantined_keys`` / ``quarantine``: ledger and quarantine look-ups.
 """
 
@@ -33,6 +33,8 @@ from eventpipe.loader.dialects.common import (
     mark_day_final,
     merge_add,
     quarantine_insert,
+    record_final_batches,
+    record_watermark,
 )
 from eventpipe.loader.dialects.links import retire_linked_assignments
 from eventpipe.loader.tables import AGGREGATES, LOAD_LEDGER, QUARANTINE
@@ -173,6 +175,8 @@ def replace_day(
     day: date,
     cutoff_day: date,
     corrections: Mapping[str, Batch],
+    contained: Sequence[str] | None,
+    objects: int = 0,
 ) -> None:
     """Make day ``day`` final, in one transaction (contracts §6).
 
@@ -180,15 +184,22 @@ def replace_day(
     rows for that day (a ``Batch`` of shape ``<table>:final``: totals, no received_day)
     and optionally ``experiment_assignments`` to its assignments. Build them with
     ``batches.parse_batch(key, "<table>:final", body)`` from ``corrections/dt=D/…`` or
-    ``batches.batch_from_rows``. For each aggregate table: day D's rows := corrected rows
-    (``is_final``) + the kept deltas of D received after ``cutoff_day``; assignments are
-    upserted (earliest wins); ``day_status(D)`` := final with ``cutoff_day``. Loads of
-    those tables wait for this transaction (same locks), so none is half-applied.
+    ``batches.batch_from_rows``. ``contained`` lists the aggregate batch keys whose events
+    the corrected rows contain (``keys.cut_agg_key`` of every raw object the job listed),
+    recorded in ``final_batches``; None if the caller recorded them in this transaction
+    (``record_final_batches``). For each aggregate table: day D's rows := corrected rows
+    (``is_final``) + the kept deltas of D whose batch is not contained; assignments are
+    upserted (earliest wins); ``day_status(D)`` := final with ``cutoff_day``, and its
+    ``day_watermark`` untouched. Loads of those tables wait for this transaction (same
+    locks), so none is half-applied.
     """
     at = utcnow()
     with conn, conn.cursor() as cur:
         for table in (*AGGREGATES, "experiment_assignments"):
             cur.execute(dialect.lock(schema, table))
+        if contained is not None:
+            for statement in record_final_batches(schema, day, contained):
+                cur.execute(statement)
         for table in AGGREGATES:
             shape = f"{table}:final"
             for statement in dialect.create_stage(shape):
@@ -199,7 +210,7 @@ def replace_day(
             for statement in (
                 delete_day(schema, table, day),
                 insert_final(dialect, schema, table),
-                *late_deltas_source(dialect, schema, table, day, cutoff_day),
+                *late_deltas_source(dialect, schema, table, day),
                 merge_add(schema, table),
             ):
                 cur.execute(statement)
@@ -213,7 +224,8 @@ def replace_day(
             ):
                 cur.execute(statement)
         cur.execute(retire_linked_assignments(schema, day + timedelta(days=1)))
-        for statement in mark_day_final(schema, day, cutoff_day, at):
+        final = (*mark_day_final(schema, day, cutoff_day, at), *record_watermark(schema, day, objects, at))
+        for statement in final:
             cur.execute(statement)
         for statement in dialect.drop_temps():
             cur.execute(statement)

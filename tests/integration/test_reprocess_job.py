@@ -46,16 +46,23 @@ def arrival_order(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(history, key=lambda e: e["receivedAt"])
 
 
-def archive(s3: Any, settings: Settings, history: list[dict[str, Any]], first_offset: int = 0) -> list[str]:
-    """Raw objects as the stream writes them: per partition in arrival order, cut at each
-    hour boundary, named by partition and first offset."""
-    keys, cuts = [], defaultdict(list)
-    offsets = defaultdict(lambda: first_offset)
+def stream_cuts(
+    history: list[dict[str, Any]], first_offset: int = 0
+) -> list[tuple[int, list[tuple[int, dict]]]]:
+    """The stream's cuts: per partition in arrival order, cut at each hour boundary of
+    ``receivedAt``; each cut is (partition, [(offset, event), ...]) in offset order."""
+    cuts, offsets = defaultdict(list), defaultdict(lambda: first_offset)
     for event in arrival_order(history):
         p = partition_of(event)
         cuts[(p, event["receivedAt"][:13])].append((offsets[p], event))
         offsets[p] += 1
-    for (p, _), batch in sorted(cuts.items()):
+    return [(p, batch) for (p, _), batch in sorted(cuts.items())]
+
+
+def archive(s3: Any, settings: Settings, history: list[dict[str, Any]], first_offset: int = 0) -> list[str]:
+    """Raw objects as the stream writes them, named by partition and first offset."""
+    keys = []
+    for p, batch in stream_cuts(history, first_offset):
         key = settings.s3_prefix + raw_key(parse_ts(batch[0][1]["receivedAt"]), p, batch[0][0])
         s3.put_object(Bucket=settings.s3_bucket, Key=key, Body=gzip_json_rows(e for _, e in batch))
         keys.append(key)
@@ -66,19 +73,17 @@ def stream_deltas(
     history: list[dict[str, Any]], states: dict[int, PartitionState] | None = None, first_offset: int = 0
 ) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
     """The stream's fold over ``history`` in arrival order: per table, (agg key, delta rows)
-    of one cut per partition. Pass ``states`` to continue a stream that already ran."""
+    of each cut, named like its raw object (contracts §3: same partition, first offset and
+    date). Pass ``states`` to continue a stream that already ran."""
     states = states if states is not None else {}
     out: dict[str, list] = {t: [] for t in TABLES}
-    by_partition = defaultdict(list)
-    for event in arrival_order(history):
-        by_partition[partition_of(event)].append(event)
-    for p, events in sorted(by_partition.items()):
+    for p, batch in stream_cuts(history, first_offset):
         deltas, state = Deltas(), states.setdefault(p, PartitionState())
-        for n, event in enumerate(events):
-            state.apply(first_offset + n, event, deltas)
-        written = parse_ts(events[-1]["receivedAt"])
+        for offset, event in batch:
+            state.apply(offset, event, deltas)
+        written = parse_ts(batch[0][1]["receivedAt"])
         for table in TABLES:
-            out[table].append((agg_key(table, p, first_offset, written), deltas.rows(table)))
+            out[table].append((agg_key(table, p, batch[0][0], written), deltas.rows(table)))
     return out
 
 

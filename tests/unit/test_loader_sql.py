@@ -55,12 +55,14 @@ def all_statements(dialect) -> list[sql.Composable]:
     out += [c.keys_in(schema, c.LOAD_LEDGER, ["a", "b"]), c.ledger_insert(schema, [("a", "events", 3)], AT)]
     out += c.quarantine_insert(schema, "k", "events", "bad_json", "line 3: oops 'quoted'", AT)
     for table in AGGREGATES:
-        day, cutoff = date(2026, 11, 19), date(2026, 11, 20)
+        day = date(2026, 11, 19)
         out += [c.delete_day(schema, table, day), c.insert_final(dialect, schema, table)]
-        out += [*c.late_deltas_source(dialect, schema, table, day, cutoff), c.merge_add(schema, table)]
+        out += [*c.late_deltas_source(dialect, schema, table, day), c.merge_add(schema, table)]
     out += c.earliest_wins(dialect, schema, "experiment_assignments", ASSIGNMENT_ORDER)
     out += c.mark_day_final(schema, date(2026, 11, 19), date(2026, 11, 20), AT)
     out.append(links.retire_linked_assignments(schema, date(2026, 11, 20)))
+    out += c.record_final_batches(schema, date(2026, 11, 19), ["agg/a", "agg/b", "agg/a"], chunk=1)
+    out += c.record_watermark(schema, date(2026, 11, 19), 2, AT)
     out += dialect.drop_temps()
     return out
 
@@ -138,7 +140,26 @@ def test_aggregate_merge_skips_deltas_inside_a_final_day():
         render(s) for s in c.counts_source(get_dialect("postgres"), "analytics", "engagement_daily")
     )
     assert 'LEFT JOIN "analytics"."day_status"' in text
-    assert 'NOT ds."is_final"' in text and 's."received_day" > ds."cutoff_day"' in text
+    assert 'NOT ds."is_final"' in text
+    # a final day with a watermark keeps exactly the deltas whose batch it did not contain
+    assert 'LEFT JOIN "analytics"."final_batches" AS fb ON fb."day" = s."day" AND fb."batch_key"' in text
+    assert '(wm."day" IS NOT NULL AND fb."batch_key" IS NULL)' in text
+    # days made final before the watermark existed keep the old cutoff rule
+    assert '(wm."day" IS NULL AND (ds."cutoff_day" IS NULL OR s."received_day" > ds."cutoff_day"))' in text
+
+
+def test_final_batches_are_recorded_once_each_in_chunks():
+    statements = [
+        render(s) for s in c.record_final_batches("analytics", date(2026, 11, 19), ["b", "a", "b"], 1)
+    ]
+    assert statements[0] == 'DELETE FROM "analytics"."final_batches" WHERE "day" = \'2026-11-19\'::date'
+    assert [s.rsplit("'", 2)[-2] for s in statements[1:]] == ["a", "b"]
+
+
+def test_a_load_touches_only_final_days_whose_batch_is_not_contained():
+    text = render(c.touch_final_days(get_dialect("postgres"), "analytics", "engagement_daily", AT))
+    assert text.startswith('UPDATE "analytics"."day_watermark" SET "touched_at" = COALESCE("touched_at", ')
+    assert 'WHERE ds."is_final" AND wm."day" IS NOT NULL AND fb."batch_key" IS NULL' in text
 
 
 def test_literals_are_quoted_not_formatted():

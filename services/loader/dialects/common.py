@@ -16,7 +16,9 @@ from psycopg2 import sql
 
 from eventpipe.loader.tables import (
     DAY_STATUS,
+    DAY_WATERMARK,
     DELTAS,
+    FINAL_BATCHES,
     FRESHNESS,
     IDENTITIES,
     LOAD_LEDGER,
@@ -134,26 +136,88 @@ def _grouped(select_from: sql.Composable, keys: Sequence[str], where: sql.Compos
     )
 
 
+def _with_final_state(source: sql.Composable, schema: str) -> sql.Composed:
+    """``source AS s`` joined with its day's status (``ds``), watermark (``wm``) and, when the
+    day is final, the recorded batch of the same key (``fb``)."""
+    return sql.SQL(
+        "{src} AS s LEFT JOIN {ds} AS ds ON ds.{d} = s.{d} LEFT JOIN {wm} AS wm ON wm.{d} = s.{d} "
+        "LEFT JOIN {fb} AS fb ON fb.{d} = s.{d} AND fb.{k} = s.{k}"
+    ).format(
+        src=source, ds=ident(schema, DAY_STATUS.name), wm=ident(schema, DAY_WATERMARK.name),
+        fb=ident(schema, FINAL_BATCHES.name), d=ident("day"), k=ident("batch_key"),
+    )  # fmt: skip
+
+
+# A delta is not inside its day's final rows: the day is not final; or it is final with a
+# watermark and the delta's batch is not one the job listed; or (days made final before
+# migration 3, no watermark) it was received after the cutoff day.
+_NOT_INSIDE_FINAL = sql.SQL(
+    "ds.{d} IS NULL OR NOT ds.{f} "
+    "OR (wm.{d} IS NOT NULL AND fb.{k} IS NULL) "
+    "OR (wm.{d} IS NULL AND (ds.{c} IS NULL OR s.{r} > ds.{c}))"
+).format(d=ident("day"), f=ident("is_final"), k=ident("batch_key"), c=ident("cutoff_day"),
+         r=ident("received_day"))  # fmt: skip
+
+
 def counts_source(dialect: Any, schema: str, table: str) -> list[sql.Composed]:
     """Staged deltas summed per row, minus those already inside a final day (contracts §5)."""
     keys = TARGETS[table].primary_key
-    source = sql.SQL("({}) AS s LEFT JOIN {} AS ds ON ds.{d} = s.{d}").format(
-        dialect.typed_source(table), ident(schema, DAY_STATUS.name), d=ident("day")
-    )
-    keep = sql.SQL("ds.{d} IS NULL OR NOT ds.{f} OR ds.{c} IS NULL OR s.{r} > ds.{c}").format(
-        d=ident("day"), f=ident("is_final"), c=ident("cutoff_day"), r=ident("received_day")
-    )
-    return dialect.temp_table(SRC, sql.SQL("AS {}").format(_grouped(source, keys, keep)))
+    source = _with_final_state(sql.SQL("({})").format(dialect.typed_source(table)), schema)
+    return dialect.temp_table(SRC, sql.SQL("AS {}").format(_grouped(source, keys, _NOT_INSIDE_FINAL)))
 
 
-def late_deltas_source(dialect: Any, schema: str, table: str, day: date, cutoff: date) -> list[sql.Composed]:
-    """Kept deltas of ``day`` received after the cutoff: not inside the final rows."""
+def touch_final_days(dialect: Any, schema: str, table: str, at: datetime) -> sql.Composed:
+    """Mark final days (with a watermark) that staged deltas reach from outside their final
+    rows: their event counts are added now, their user counts need the next nightly."""
+    wm = DAY_WATERMARK.name
+    touched = sql.SQL(
+        "SELECT s.{d}, MAX(s.{r}) AS {r} FROM {src} WHERE ds.{f} AND wm.{d} IS NOT NULL "
+        "AND fb.{k} IS NULL GROUP BY s.{d}"
+    ).format(
+        d=ident("day"), r=ident("received_day"), f=ident("is_final"), k=ident("batch_key"),
+        src=_with_final_state(sql.SQL("({})").format(dialect.typed_source(table)), schema),
+    )  # fmt: skip
+    return sql.SQL(
+        "UPDATE {t} SET {ta} = COALESCE({ta}, {at}), {tr} = CASE WHEN {tr} IS NULL OR {tr} < x.{r} "
+        "THEN x.{r} ELSE {tr} END FROM ({touched}) AS x WHERE {w}.{d} = x.{d}"
+    ).format(
+        t=ident(schema, wm), w=ident(wm), ta=ident("touched_at"), tr=ident("touched_received_day"),
+        at=sql.Literal(at), r=ident("received_day"), d=ident("day"), touched=touched,
+    )  # fmt: skip
+
+
+def late_deltas_source(dialect: Any, schema: str, table: str, day: date) -> list[sql.Composed]:
+    """Kept deltas of ``day`` whose batch the final rows do not contain (``final_batches``
+    of the day must be recorded first, in the same transaction)."""
     keys = TARGETS[table].primary_key
-    source = sql.SQL("{} AS s").format(ident(schema, DELTAS[table].name))
-    keep = sql.SQL("s.{} = {} AND s.{} > {}").format(
-        ident("day"), sql.Literal(day), ident("received_day"), sql.Literal(cutoff)
-    )
+    source = sql.SQL("{} AS s LEFT JOIN {} AS fb ON fb.{d} = s.{d} AND fb.{k} = s.{k}").format(
+        ident(schema, DELTAS[table].name), ident(schema, FINAL_BATCHES.name), d=ident("day"),
+        k=ident("batch_key"),
+    )  # fmt: skip
+    keep = sql.SQL("s.{} = {} AND fb.{} IS NULL").format(ident("day"), sql.Literal(day), ident("batch_key"))
     return dialect.temp_table(SRC, sql.SQL("AS {}").format(_grouped(source, keys, keep)))
+
+
+def record_final_batches(schema: str, day: date, keys: Sequence[str], chunk: int = 1000) -> list:
+    """The batches ``day``'s final rows contain, replacing any earlier record."""
+    t = ident(schema, FINAL_BATCHES.name)
+    unique = sorted(set(keys))
+    out = [sql.SQL("DELETE FROM {} WHERE {} = {}").format(t, ident("day"), sql.Literal(day))]
+    for at in range(0, len(unique), chunk):
+        rows = sql.SQL(", ").join(sql.SQL("({})").format(literals((day, k))) for k in unique[at : at + chunk])
+        out.append(sql.SQL("INSERT INTO {} ({}) VALUES {}").format(t, cols(FINAL_BATCHES.column_names), rows))
+    return out
+
+
+def record_watermark(schema: str, day: date, objects: int, at: datetime) -> list[sql.Composed]:
+    """``day`` final as of ``at``, untouched since."""
+    t = ident(schema, DAY_WATERMARK.name)
+    return [
+        sql.SQL("DELETE FROM {} WHERE {} = {}").format(t, ident("day"), sql.Literal(day)),
+        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            t, cols(DAY_WATERMARK.column_names), literals((day, objects, at, None, None))
+        ),
+    ]
 
 
 def merge_add(schema: str, table: str) -> sql.Composed:

@@ -2,8 +2,10 @@
 
 The replacement itself is the loader's ``eventpipe.loader.warehouse.replace_day`` (one
 implementation for both dialects, taking the same table locks as every load): day D's
-rows := corrected rows (``is_final``) + kept deltas of D received after D+L; assignments
-upserted, earliest wins; ``day_status(D)`` final with ``cutoff_day = D+L``. It is computed
+rows := corrected rows (``is_final``) + the kept deltas of D whose batch the job did not
+list (``final_batches``: the aggregate batches cut with the raw objects it read or skipped
+as quarantined); assignments upserted, earliest wins; ``day_status(D)`` final with
+``cutoff_day = D+L`` and an untouched ``day_watermark(D)``. It is computed
 from the corrections and the deltas only, never from the rows it replaces, so running it
 twice, or again after a crash (which rolled back), leaves what one clean run leaves.
 
@@ -22,6 +24,7 @@ from psycopg2 import sql
 
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.dialects import Dialect
+from eventpipe.loader.dialects.common import record_final_batches
 from eventpipe.loader.reprocess.drift import drift
 from eventpipe.loader.reprocess.rows import (
     ASSIGNMENTS,
@@ -50,14 +53,16 @@ def read_day(cur: Any, schema: str, table: str, day: date) -> dict[RowKey, Count
     return _sums(cur, query, (day,), len(dims))
 
 
-def late_deltas(cur: Any, schema: str, table: str, day: date, cutoff: date) -> dict[RowKey, Counts]:
-    """Deltas of ``day`` received after the cutoff: the late events the final rows lack."""
-    dims = sql.SQL(", ").join(map(sql.Identifier, DIMENSIONS[table]))
+def late_deltas(cur: Any, schema: str, table: str, day: date) -> dict[RowKey, Counts]:
+    """Deltas of ``day`` whose batch is not in ``final_batches``: the events the final rows
+    lack (the day's batches must be recorded first, in the same transaction)."""
+    dims = sql.SQL(", ").join(sql.Identifier("s", d) for d in DIMENSIONS[table])
     query = sql.SQL(
-        "SELECT {d}, sum(event_count), sum(user_count) FROM {t}"
-        " WHERE day = %s AND received_day > %s GROUP BY {d}"
-    ).format(d=dims, t=sql.Identifier(schema, f"{table}_deltas"))
-    return _sums(cur, query, (day, cutoff), len(DIMENSIONS[table]))
+        "SELECT {d}, sum(s.event_count), sum(s.user_count) FROM {t} AS s LEFT JOIN {fb} AS fb"
+        " ON fb.day = s.day AND fb.batch_key = s.batch_key"
+        " WHERE s.day = %s AND fb.batch_key IS NULL GROUP BY {d}"
+    ).format(d=dims, t=sql.Identifier(schema, f"{table}_deltas"), fb=sql.Identifier(schema, "final_batches"))
+    return _sums(cur, query, (day,), len(DIMENSIONS[table]))
 
 
 def replace_day(
@@ -68,10 +73,14 @@ def replace_day(
     lateness_days: int,
     corrections: Mapping[str, Sequence[dict[str, Any]]],
     keys: Mapping[str, str] | None = None,
+    contained: Sequence[str] = (),
+    objects: int = 0,
 ) -> Drift:
     """Make ``day`` final with ``corrections`` (table -> contracts §3 rows), in one
     transaction on ``conn``; returns the drift of each daily table's replaced rows.
-    ``keys`` names the correction objects in S3 (Redshift stages them from there)."""
+    ``keys`` names the correction objects in S3 (Redshift stages them from there);
+    ``contained`` the aggregate batches whose events the corrections contain, of the
+    ``objects`` raw objects the job listed."""
     cutoff = day + timedelta(days=lateness_days)
     keys = keys or {}
     batches = {
@@ -88,13 +97,14 @@ def replace_day(
         with conn.cursor() as cur:  # opens the transaction warehouse_replace_day commits
             for table in (*DAILY_TABLES, ASSIGNMENTS):
                 cur.execute(dialect.lock(schema, table))
+            for statement in record_final_batches(schema, day, contained):
+                cur.execute(statement)
             for table in DAILY_TABLES:
                 final = add_counts(
-                    daily_counts(table, corrections.get(table, ())),
-                    late_deltas(cur, schema, table, day, cutoff),
+                    daily_counts(table, corrections.get(table, ())), late_deltas(cur, schema, table, day)
                 )
                 report[table] = drift(read_day(cur, schema, table, day), final)
-        warehouse_replace_day(conn, dialect, schema, day, cutoff, batches)
+        warehouse_replace_day(conn, dialect, schema, day, cutoff, batches, None, objects)
     except BaseException:
         conn.rollback()
         raise

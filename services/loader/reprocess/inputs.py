@@ -60,6 +60,7 @@ class Inputs:
     lines: int = 0  # known for local inputs only
     skipped: list[SkippedObject] = field(default_factory=list)  # quarantined: left out, known
     corrupt: list[SkippedObject] = field(default_factory=list)  # refused, not quarantined
+    listed: list[str] = field(default_factory=list)  # every raw key of the window: the watermark
 
 
 def raw_objects(client: Any, settings: Settings, days: Iterable[date]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
 
 from eventpipe.errors import EventpipeError, StorageError
-from eventpipe.keys import corrections_key
+from eventpipe.keys import corrections_key, cut_agg_key
 from eventpipe.loader.reprocess.finalize import Drift, replace_day
 from eventpipe.loader.reprocess.inputs import (
     QUARANTINED,
@@ -37,7 +37,7 @@ from eventpipe.loader.reprocess.inputs import (
     s3_inputs,
 )
 from eventpipe.loader.reprocess.metrics import ReprocessMetrics, reprocess_metrics
-from eventpipe.loader.reprocess.rows import TABLES, window
+from eventpipe.loader.reprocess.rows import DAILY_TABLES, TABLES, window
 from eventpipe.loader.reprocess.runjob import Corrections, job_args, run_job
 from eventpipe.loader.warehouse import Warehouse, connect, loaded_keys, quarantined_keys
 from eventpipe.s3 import gzip_json_rows, s3_client
@@ -137,6 +137,7 @@ def _gather(
             inputs = download_inputs(client, settings, objects, tmp, progress, quarantined)
         else:
             inputs = s3_inputs(settings, objects, quarantined)
+        inputs.listed = keys
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"reading the raw archive for {day} failed: {exc}") from exc
     return client, inputs
@@ -218,7 +219,13 @@ def _run(
             keys = write_corrections(client, settings, day, corrections)
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"writing corrections for {day} failed: {exc}") from exc
-        drift = wh.run(lambda conn: replace_day(conn, wh.dialect, schema, day, lateness, corrections, keys))
+        # the watermark: every delta cut with a listed raw object is inside the final rows
+        contained = [k for raw in inputs.listed for t in DAILY_TABLES if (k := cut_agg_key(raw, t))]
+        drift = wh.run(
+            lambda conn: replace_day(
+                conn, wh.dialect, schema, day, lateness, corrections, keys, contained, len(inputs.listed)
+            )
+        )
     finally:
         wh.close()
     return DayResult(

@@ -32,6 +32,19 @@ def newest_due_day(now: datetime, lateness_days: int, hour_utc: int) -> date:
     return (now - timedelta(hours=hour_utc)).date() - timedelta(days=lateness_days + 1)
 
 
+def last_nightly(now: datetime, hour_utc: int) -> datetime:
+    """The most recent ``hour_utc`` o'clock at or before ``now``."""
+    today = now.replace(hour=hour_utc, minute=0, second=0, microsecond=0)
+    return today if today <= now else today - timedelta(days=1)
+
+
+def touched_lateness(day: date, touched_received_day: date | None, lateness_days: int) -> int:
+    """The lateness a rerun of a touched day needs to read every delta that touched it."""
+    if touched_received_day is None:
+        return lateness_days
+    return max(lateness_days, (touched_received_day - day).days)
+
+
 def candidate_days(now: datetime, lateness_days: int, hour_utc: int, lookback_days: int) -> list[date]:
     newest = newest_due_day(now, lateness_days, hour_utc)
     return [newest - timedelta(days=n) for n in reversed(range(lookback_days))]
@@ -57,27 +70,37 @@ class NightlyScheduler:
         self._next_check = 0.0
 
     def due_days(self, now: datetime | None = None) -> list[date]:
-        s = self.settings
-        days = candidate_days(
-            now or self.clock(), s.reprocess_lateness_days, s.reprocess_hour_utc, s.reprocess_lookback_days
-        )
+        return [day for day, _ in self.due(now)]
+
+    def due(self, now: datetime | None = None) -> list[tuple[date, int | None]]:
+        """Due days, oldest first, each with the lateness to run it with (None: the setting)."""
+        s, now = self.settings, now or self.clock()
+        days = candidate_days(now, s.reprocess_lateness_days, s.reprocess_hour_utc, s.reprocess_lookback_days)
         query = sql.SQL("SELECT day, is_final, finalized_at FROM {} WHERE day >= %s").format(
             sql.Identifier(s.warehouse_schema, "day_status")
         )
+        touched_query = sql.SQL(
+            "SELECT day, touched_received_day FROM {} WHERE touched_at IS NOT NULL AND touched_at < %s"
+        ).format(sql.Identifier(s.warehouse_schema, "day_watermark"))
         wh = Warehouse(s, application_name="eventpipe-reprocess-scheduler")
         try:
             rows = wh.run(lambda conn: _fetch(conn, query, (days[0],)))
+            since = last_nightly(now, s.reprocess_hour_utc)
+            touched = wh.run(lambda conn: _fetch(conn, touched_query, (since,)))
         finally:
             wh.close()
         final = {day for day, is_final, _ in rows if is_final}
         self._seed_last_success([at for _, is_final, at in rows if is_final and at is not None])
-        return [day for day in days if day not in final]
+        due: dict[date, int | None] = {day: None for day in days if day not in final}
+        for day, received in touched:
+            due[day] = touched_lateness(day, received, s.reprocess_lateness_days)
+        return sorted(due.items())
 
     def run_due(self, now: datetime | None = None) -> list[DayResult]:
         done = []
-        for day in self.due_days(now):
+        for day, lateness in self.due(now):
             try:
-                done.append(self.run(self.settings, day, registry=self.registry))
+                done.append(self.run(self.settings, day, lateness, registry=self.registry))
             except ReprocessBusy:
                 log.info("reprocess skipped: day already running", extra={"day": day.isoformat()})
             except Exception:  # counted and logged by run_day; retried next round
