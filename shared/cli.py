@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -44,6 +46,32 @@ def _create_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from eventpipe.loader.verify import print_table, verify_day
+    from eventpipe.loader.warehouse import Warehouse
+    from eventpipe.settings import get_settings
+
+    wh = Warehouse(get_settings(), application_name="eventpipe-verify")
+    try:
+        result = wh.run(lambda conn: verify_day(conn, wh.dialect, wh.schema, args.date))
+    finally:
+        wh.close()
+    if args.format == "json":
+        print(json.dumps(result.as_dict(), indent=2, allow_nan=False))
+    else:
+        print_table(result, Console(highlight=False))
+    return 0 if result.ok else 1
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     topics = admin.add_parser("create-topics", help="create the Kafka topics (idempotent)")
     topics.add_argument("--wait", type=float, default=30.0, help="seconds to wait for Kafka")
     topics.set_defaults(handler=_create_topics)
+
+    verify = sub.add_parser(
+        "verify",
+        help="recompute a day's aggregates from the events table and show every row that differs "
+        "(exit 0 only when none does)",
+    )
+    verify.add_argument("--date", type=_day, required=True, help="the day D (UTC), YYYY-MM-DD")
+    verify.add_argument("--format", choices=("table", "json"), default="table")
+    verify.set_defaults(handler=_verify)
 
     for register in _extensions():
         register(sub)

@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     reprocess_lookback_days: int = Field(3, ge=1, description="closed days the scheduler re-checks")
     reprocess_schedule_enabled: bool = Field(True, description="the loader runs the nightly itself")
     reprocess_mrjob_conf: str | None = Field(None, description="mrjob.conf for -r emr/hadoop")
+    verify_interval_s: float = Field(300.0, ge=0, description="verify today every N s; 0: off")
     emr_instance_type: str | None = Field(None, description="overrides mrjob.conf's instance_type")
     emr_core_instances: int | None = Field(None, ge=1, description="overrides num_core_instances")
     emr_log_uri: str | None = Field(None, description="s3:// URI for EMR logs (cloud_log_dir)")

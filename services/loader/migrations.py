@@ -54,13 +54,14 @@ def _v2(dialect: Any, schema: str) -> list[sql.Composed]:
 
 
 def _v3(dialect: Any, schema: str) -> list[sql.Composed]:
-    return [create_table(dialect, schema, t) for t in (FINAL_BATCHES, DAY_WATERMARK)]
+    tables = [create_table(dialect, schema, t) for t in (FINAL_BATCHES, DAY_WATERMARK)]
+    return tables + dialect.verify_indexes(schema)
 
 
 MIGRATIONS: list[Migration] = [
     (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
     (2, "identities: identity links of identify/alias events (persons)", _v2),
-    (3, "final days record the batches they contain; late deltas touch them", _v3),
+    (3, "final days record the batches they contain; late deltas touch them; verify indexes", _v3),
 ]
 
 

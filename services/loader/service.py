@@ -16,6 +16,7 @@ from eventpipe.loader.discovery import Notices
 from eventpipe.loader.metrics import LoaderMetrics
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
 from eventpipe.loader.runner import Loader
+from eventpipe.loader.verify_loop import DayVerifier
 from eventpipe.logs import configure
 from eventpipe.settings import Settings, get_settings
 
@@ -48,7 +49,9 @@ def run(settings: Settings, stop: threading.Event) -> None:
     metrics = LoaderMetrics()
     server, _ = start_http_server(settings.loader_port, addr=settings.loader_host, registry=metrics.registry)
     loader = Loader(settings, metrics=metrics, notices=_notices(settings))
-    nightly = NightlyScheduler(settings, registry=metrics.registry)  # issue 5: closed days, off-loop
+    verifier = DayVerifier(settings, registry=metrics.registry)  # issue 11: the numbers check themselves
+    # issue 5: closed days, off-loop; each day made final is verified right after
+    nightly = NightlyScheduler(settings, registry=metrics.registry, after_day=verifier.final_day)
     log.info(
         "loader started",
         extra={
@@ -63,6 +66,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
         last_kafka_try = time.monotonic()
         while not stop.is_set():
             nightly.tick()
+            verifier.tick()
             loader.run_forever(stop, max_rounds=120)
             if loader.notices is None and time.monotonic() - last_kafka_try > KAFKA_RETRY_S:
                 loader.notices, last_kafka_try = _notices(settings), time.monotonic()

@@ -15,7 +15,7 @@ from psycopg2 import extensions, sql
 
 from eventpipe.loader import migrations
 from eventpipe.loader.dialects import common as c
-from eventpipe.loader.dialects import get_dialect, links
+from eventpipe.loader.dialects import get_dialect, links, truth
 from eventpipe.loader.dialects.redshift import manifest
 from eventpipe.loader.load import ASSIGNMENT_ORDER, merge_statements
 from eventpipe.loader.tables import AGGREGATES, TARGETS
@@ -220,3 +220,19 @@ def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows
     assert name.startswith("eventpipe/p/manifests/") and orjson.loads(body)["entries"][0]["mandatory"] is True
     assert cur.sent[0].startswith('COPY "ep_stage"') and cur.sent[1] == "SELECT pg_last_copy_count()"
     assert cur.sent[2].startswith('UPDATE "ep_stage" SET "batch_key" = \'p/agg/a.jsonl.gz\'')
+
+
+@pytest.mark.parametrize("name", ["postgres", "redshift"])
+def test_verify_queries_parse_in_both_dialects(name):
+    dialect = redshift() if name == "redshift" else get_dialect(name)
+    found = truth.checks(dialect, "analytics", date(2026, 11, 19))
+    assert [c.table for c in found] == ["engagement_daily", "experiment_daily", "experiment_assignments"]
+    for check in found:
+        text = render(check.query)
+        assert not isinstance(sqlglot.parse_one(text, read=name), sqlglot.exp.Command), text
+        assert "FULL OUTER JOIN" in text and "'2026-11-19T00:00:00+00:00'::timestamptz" in text
+    texts = " ".join(render(c.query) for c in found)
+    if name == "redshift":  # SUPER navigation, never PostgreSQL's jsonb operators
+        assert 'JSON_TYPEOF("e"."properties"."experiment_id")' in texts and "->" not in texts
+    else:
+        assert 'jsonb_typeof("e"."properties" -> \'experiment_id\')' in texts

@@ -39,12 +39,21 @@ class Dialect(Protocol):
         """What makes ``identities`` fast to resolve an id with (migration 2)."""
         ...
 
+    def verify_indexes(self, schema: str) -> list[sql.Composed]:
+        """What keeps ``eventpipe verify`` of one day from scanning all ``events``."""
+        ...
+
     def typed_source(self, shape: str) -> sql.Composed:
         """A SELECT of the staged rows with the target's column names and types
         (plus ``batch_key``), whatever the dialect's staging layout is."""
         ...
 
     def merge_events(self, schema: str) -> list[sql.Composed]: ...
+
+    def json_id(self, column: sql.Composable, key: str) -> sql.Composable:
+        """``column``'s property ``key`` as text when it is a non-empty string or a number,
+        else NULL (``eventpipe.definitions._as_id``: objects, arrays, booleans are no id)."""
+        ...
 
     def drop_temps(self) -> list[sql.Composed]: ...
 

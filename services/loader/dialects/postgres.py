@@ -97,6 +97,18 @@ class PostgresDialect:
             )
         ]  # fmt: skip
 
+    def verify_indexes(self, schema: str) -> list[sql.Composed]:
+        # a day's events by timestamp; every exposure (assignments) without the other events
+        return [
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+                ident("events_timestamp_idx"), ident(schema, "events"), ident("timestamp")
+            ),
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}) WHERE {} = {}").format(
+                ident("events_exposure_idx"), ident(schema, "events"), ident("timestamp"), ident("event"),
+                sql.Literal("Experiment Viewed"),
+            ),
+        ]  # fmt: skip
+
     def lock(self, schema: str, table: str) -> sql.Composed:
         # self-conflicting, but readers (ACCESS SHARE) are never blocked by a load
         return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(schema, table))
@@ -165,6 +177,11 @@ class PostgresDialect:
                 ),
             )
         ]  # fmt: skip
+
+    def json_id(self, column: sql.Composable, key: str) -> sql.Composable:
+        return sql.SQL(
+            "CASE WHEN jsonb_typeof({c} -> {k}) IN ('string', 'number') THEN NULLIF({c} ->> {k}, '') END"
+        ).format(c=column, k=sql.Literal(key))
 
     def drop_temps(self) -> list[sql.Composed]:
         return []  # ON COMMIT DROP

@@ -87,6 +87,9 @@ class RedshiftDialect:
     def identity_indexes(self, schema: str) -> list[sql.Composed]:
         return []  # the sort key (table_options) serves
 
+    def verify_indexes(self, schema: str) -> list[sql.Composed]:
+        return []  # events are sorted by received_at, within seconds of timestamp for most rows
+
     def lock(self, schema: str, table: str) -> sql.Composed:
         # LOCK is ACCESS EXCLUSIVE here: lock the ledger, not the table dashboards read
         locked = SCHEMA_MIGRATIONS.name if table == SCHEMA_MIGRATIONS.name else LOAD_LEDGER.name
@@ -129,6 +132,14 @@ class RedshiftDialect:
     def merge_events(self, schema: str) -> list[sql.Composed]:
         # dedup the stage first (MERGE/INSERT would otherwise meet one key twice)
         return earliest_wins(self, schema, "events", ("received_at", "timestamp"))
+
+    def json_id(self, column: sql.Composable, key: str) -> sql.Composable:
+        # SUPER navigation; a string casts to its text, a number serialises as JSON does
+        value = sql.SQL("{}.{}").format(column, ident(key))
+        return sql.SQL(
+            "CASE WHEN JSON_TYPEOF({v}) = 'string' THEN NULLIF(CAST({v} AS VARCHAR), '') "
+            "WHEN JSON_TYPEOF({v}) = 'number' THEN JSON_SERIALIZE({v}) END"
+        ).format(v=value)
 
     def drop_temps(self) -> list[sql.Composed]:
         # temp tables live as long as the session: drop them (DROP is transactional; TRUNCATE is not)

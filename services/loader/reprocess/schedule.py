@@ -63,9 +63,10 @@ class NightlyScheduler:
         clock: Callable[[], datetime] = utcnow,
         run: Callable[..., DayResult] = run_day,
         check_every_s: float = 60.0,
+        after_day: Callable[[DayResult], None] | None = None,
     ) -> None:
         self.settings, self.registry, self.clock, self.run = settings, registry, clock, run
-        self.check_every_s = check_every_s
+        self.check_every_s, self.after_day = check_every_s, after_day
         self._thread: threading.Thread | None = None
         self._next_check = 0.0
 
@@ -103,8 +104,11 @@ class NightlyScheduler:
                 done.append(self.run(self.settings, day, lateness, registry=self.registry))
             except ReprocessBusy:
                 log.info("reprocess skipped: day already running", extra={"day": day.isoformat()})
+                continue
             except Exception:  # counted and logged by run_day; retried next round
                 break
+            if self.after_day is not None:  # e.g. verify the day just made final
+                self.after_day(done[-1])
         return done
 
     def tick(self, now: datetime | None = None) -> bool:
