@@ -47,8 +47,10 @@ def _create_topics(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import psycopg2
     from rich.console import Console
 
+    from eventpipe.errors import EventpipeError
     from eventpipe.loader.verify import print_table, verify_day
     from eventpipe.loader.warehouse import Warehouse
     from eventpipe.settings import get_settings
@@ -56,6 +58,9 @@ def _verify(args: argparse.Namespace) -> int:
     wh = Warehouse(get_settings(), application_name="eventpipe-verify")
     try:
         result = wh.run(lambda conn: verify_day(conn, wh.dialect, wh.schema, args.date))
+    except (EventpipeError, psycopg2.Error) as exc:  # not a verdict: nothing was compared
+        print(f"eventpipe verify: {str(exc).strip()}", file=sys.stderr)
+        return 2
     finally:
         wh.close()
     if args.format == "json":

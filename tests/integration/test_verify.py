@@ -206,3 +206,14 @@ def test_each_day_the_nightly_makes_final_is_verified(s3, settings, pg_schema):
 
 def _midday(day: date) -> datetime:
     return datetime.combine(day, time(12), tzinfo=UTC)
+
+
+def test_an_unreadable_warehouse_is_exit_2_not_a_verdict(settings, pg_schema, monkeypatch, capsys):
+    monkeypatch.setenv("EVENTPIPE_WAREHOUSE_DSN", settings.warehouse_dsn)
+    monkeypatch.setenv("EVENTPIPE_WAREHOUSE_SCHEMA", settings.warehouse_schema)  # never migrated
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["verify", "--date", str(DAY)]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "day_status" in capsys.readouterr().err
