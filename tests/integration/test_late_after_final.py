@@ -30,6 +30,7 @@ from tests.integration.test_reprocess_warehouse import (
     prepare,
     truth_rows,
 )
+from tests.integration.test_verify import load_events, verify
 
 pytestmark = pytest.mark.integration
 CUTOFF = DAY + timedelta(days=1)  # D+L with L = 1: "not ended yet" when the analyst runs
@@ -62,12 +63,14 @@ def touched(settings) -> list[tuple]:
 
 def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3, settings, pg_schema):
     states = prepare(settings, s3, IN_ORDER)
+    load_events(settings, IN_ORDER)
     run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     assert query(settings, "SELECT is_final, cutoff_day FROM day_status") == [(True, CUTOFF)]
     assert touched(settings) == [(DAY, False, None)]
 
     archive(s3, settings, LATE, first_offset=100)
     load_stream(settings, stream_deltas(LATE, states, first_offset=100))
+    load_events(settings, LATE)
     truth = truth_rows(IN_ORDER + LATE, DAY)
     rows = day_rows(dump(settings), DAY)
     # every engagement event counts at once (before the fix: the four were dropped)
@@ -76,6 +79,9 @@ def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3,
     # lacks that conversion until the nightly recomputes the day
     assert rows["experiment_daily"] != truth["experiment_daily"]
     assert touched(settings) == [(DAY, True, CUTOFF)]
+    # and `eventpipe verify` sees the same: engagement exact, the experiment row not yet
+    checked = verify(settings)
+    assert checked.differing["engagement_daily"] == [] and checked.differing["experiment_daily"] != []
 
     # a replay of the same batches adds nothing (the ledger)
     load_stream(settings, stream_deltas(LATE, {}, first_offset=100))
@@ -97,6 +103,7 @@ def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3,
     results = scheduler.run_due()
     assert [r.day for r in results if r.day == DAY] == [DAY]
     assert day_rows(dump(settings), DAY) == truth  # variants and users exact again
+    assert verify(settings).ok
     assert touched(settings) == [(DAY, False, None)]
     assert DAY not in scheduler.due_days()
 

@@ -8,11 +8,14 @@ the warehouse's rows: the check must be able to fail.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import psycopg2
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from prometheus_client import CollectorRegistry
 
 from eventpipe import cli
@@ -25,7 +28,17 @@ from eventpipe.loader.verify_loop import DayVerifier, verify_and_export
 from eventpipe.loader.warehouse import Warehouse
 from eventpipe.settings import get_settings
 from tests import reference
-from tests.integration.test_reprocess_warehouse import DAY, ev, exposure, prepare
+from tests.integration.test_reprocess_warehouse import (
+    DAY,
+    DAYS,
+    day_rows,
+    dump,
+    ev,
+    exposure,
+    prepare,
+    truth_rows,
+)
+from tests.unit.test_reprocess_histories import histories
 
 pytestmark = pytest.mark.integration
 NEXT = DAY + timedelta(days=1)
@@ -58,7 +71,8 @@ HISTORY = [
 def load_events(settings, history: list[dict[str, Any]]) -> None:
     wh = Warehouse(settings)
     try:
-        batch = batch_from_rows(f"{settings.s3_prefix}raw/test/events.jsonl.gz", "events", history)
+        key = f"{settings.s3_prefix}raw/test/events-{uuid.uuid4().hex[:8]}.jsonl.gz"  # one per call
+        batch = batch_from_rows(key, "events", history)
         wh.run(lambda conn: load_group(conn, wh.dialect, wh.schema, "events", [batch]))
     finally:
         wh.close()
@@ -217,3 +231,21 @@ def test_an_unreadable_warehouse_is_exit_2_not_a_verdict(settings, pg_schema, mo
     finally:
         get_settings.cache_clear()
     assert "day_status" in capsys.readouterr().err
+
+
+@hsettings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_events=60, max_lag_minutes=1439))
+def test_every_final_day_of_a_generated_history_verifies(s3, settings, pg_schema, history):
+    """The invariant (contracts §7) on generated histories: late, out of order, retried,
+    clocks ahead. The final rows equal the reference (what was sent) and verify agrees."""
+    example = settings.model_copy(update={"s3_prefix": f"{settings.s3_prefix}{uuid.uuid4().hex[:8]}/"})
+    execute(example, f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE; CREATE SCHEMA "{pg_schema}"')
+    prepare(example, s3, history)
+    load_events(example, history)
+    for day in DAYS:
+        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    state = dump(example)
+    for day in DAYS:
+        assert day_rows(state, day) == truth_rows(history, day), day
+        result = verify(example, day)
+        assert (result.day_state, result.ok) == ("final", True), result.as_dict()
