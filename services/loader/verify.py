@@ -3,28 +3,26 @@ to ``events`` (docs/contracts.md §8). The loader runs it on a schedule (``verif
 
 The truth is SQL of its own (``dialects.truth``), run in the warehouse, independent of the
 stream and of the nightly job; only differing rows travel back. Presentation: a rich table
-per table (event data escaped: an experiment id like ``[red]x`` is data, not markup) or
-JSON for scripts.
+per table (event data through ``eventpipe.terminal.safe``: an experiment id like ``[red]x``
+is data, not markup) or JSON for scripts.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from eventpipe.loader.dialects import Dialect
 from eventpipe.loader.dialects.truth import checks, day_state
+from eventpipe.terminal import safe
 from eventpipe.timeutil import format_ts
 
 FINAL, PROVISIONAL = "final", "provisional"
 TABLES = ("engagement_daily", "experiment_daily", "experiment_assignments")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -75,8 +73,10 @@ def verify_day(conn: Any, dialect: Dialect, schema: str, day: date) -> Verificat
     with conn, conn.cursor() as cur:
         cur.execute(day_state(schema, day))
         found = cur.fetchone()
-        result = Verification(day, FINAL if found and found[0] else PROVISIONAL)
-        for check in checks(dialect, schema, day):
+        final = bool(found and found[0])
+        result = Verification(day, FINAL if final else PROVISIONAL)
+        # final rows count persons (the nightly stitches); streamed rows raw ids (contracts §7)
+        for check in checks(dialect, schema, day, stitched=final):
             cur.execute(check.query)
             k, v = len(check.keys), len(check.values)
             result.differing[check.table] = [
@@ -91,8 +91,7 @@ def verify_day(conn: Any, dialect: Dialect, schema: str, day: date) -> Verificat
 
 
 def _text(value: Any) -> str:
-    """Event data for a rich table: control characters removed, markup escaped."""
-    return escape(_CONTROL.sub("", "" if value is None else str(value)))
+    return safe("" if value is None else value)
 
 
 def _values(side: dict[str, Any] | None) -> str:

@@ -249,3 +249,32 @@ def test_every_final_day_of_a_generated_history_verifies(s3, settings, pg_schema
         assert day_rows(state, day) == truth_rows(history, day), day
         result = verify(example, day)
         assert (result.day_state, result.ok) == ("final", True), result.as_dict()
+
+
+def anon(event: dict[str, Any], anonymous_id: str) -> dict[str, Any]:
+    return {**event, "userId": None, "anonymousId": anonymous_id}
+
+
+STITCHED = [  # one person: anonymous exposure and page view, then identify, then a conversion
+    anon(exposure("s1", "-", "08:00:00", "08:00:00", "a"), "a1"),
+    anon({**ev("s2", "-", "08:30:00", "08:30:00"), "type": "page", "event": None}, "a1"),
+    {**ev("s3", "u9", "09:00:00", "09:00:00"), "type": "identify", "event": None, "anonymousId": "a1"},
+    ev("s4", "u9", "10:00:00", "10:00:00"),
+]
+
+
+def test_final_days_count_persons_and_streamed_days_raw_ids(s3, settings, pg_schema):
+    prepare(settings, s3, STITCHED)
+    load_events(settings, STITCHED)
+    raw, persons = reference.truth(STITCHED, stitch=False), reference.truth(STITCHED)
+    assert raw["engagement_daily"][(DAY, "*")] == (3, 2) and persons["engagement_daily"][(DAY, "*")] == (3, 1)
+    assert verify(settings).ok  # the stream counts raw ids: a1 and u9
+    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    assert day_rows(dump(settings), DAY) == truth_rows(STITCHED, DAY)
+    assert verify(settings).ok  # the nightly counts persons: one
+    # a final day still counting raw ids is wrong, and verify says so with the person count
+    execute(settings, "UPDATE engagement_daily SET user_count = 2 WHERE day = %s AND event = '*'", DAY)
+    rows = verify(settings).differing["engagement_daily"]
+    assert [(r.key, r.stored, r.expected) for r in rows] == [
+        ({"event": "*"}, {"event_count": 3, "user_count": 2}, {"event_count": 3, "user_count": 1})
+    ]

@@ -225,7 +225,7 @@ def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows
 @pytest.mark.parametrize("name", ["postgres", "redshift"])
 def test_verify_queries_parse_in_both_dialects(name):
     dialect = redshift() if name == "redshift" else get_dialect(name)
-    found = truth.checks(dialect, "analytics", date(2026, 11, 19))
+    found = truth.checks(dialect, "analytics", date(2026, 11, 19), stitched=True)
     assert [c.table for c in found] == ["engagement_daily", "experiment_daily", "experiment_assignments"]
     for check in found:
         text = render(check.query)

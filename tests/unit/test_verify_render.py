@@ -26,7 +26,7 @@ def test_markup_in_event_data_is_printed_literally():
         "experiment_daily": [],
     }
     text = rendered(result)
-    assert "[bold]Ghost[/bold][31m" in text and "\x1b" not in text
+    assert "[bold]Ghost[/bold]\ufffd[31m" in text and "\x1b" not in text
     assert "event_count=4, user_count=2" in text and "(no row)" in text
     assert "rows differ" in text and "experiment_daily: all rows equal the definitions" in text
     assert not result.ok

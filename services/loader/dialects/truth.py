@@ -19,17 +19,25 @@ from psycopg2 import sql
 from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT
 from eventpipe.loader.dialects import Dialect
 from eventpipe.loader.dialects.common import cols, ident
+from eventpipe.loader.dialects.links import winning_links
 
 ENGAGEMENT_TYPES = ("track", "page", "screen")
 
 
-def person_key(alias: str) -> sql.Composable:
-    """Who a "user" is in every count verify makes: the raw user key (``userId``, else
-    ``anonymousId``; ``eventpipe.events.user_key``). The one place to switch to persons
-    (identity stitching) once links are in the warehouse."""
-    return sql.SQL("COALESCE(NULLIF({}, ''), {})").format(
-        ident(alias, "user_id"), ident(alias, "anonymous_id")
-    )
+def events_with_person(schema: str, stitched: bool) -> sql.Composable:
+    """Every event with its ``person``: who a "user" is in every count verify makes (the one
+    place that says it). Stitched (final days, contracts §7): the raw key followed along at
+    most two winning links of ``identities``, as the nightly and the reports count. Not
+    stitched (provisional days): the raw key (``userId``, else ``anonymousId``), as the
+    stream counts."""
+    raw = sql.SQL("COALESCE(NULLIF(e.{}, ''), e.{})").format(ident("user_id"), ident("anonymous_id"))
+    events = ident(schema, "events")
+    if not stitched:
+        return sql.SQL("SELECT e.*, {} AS person FROM {} AS e").format(raw, events)
+    return sql.SQL(
+        "SELECT e.*, COALESCE(l2.{u}, l1.{u}, {raw}) AS person FROM {events} AS e "
+        "LEFT JOIN ({links}) AS l1 ON l1.{a} = {raw} LEFT JOIN ({links}) AS l2 ON l2.{a} = l1.{u}"
+    ).format(u=ident("user_id"), a=ident("anonymous_id"), raw=raw, events=events, links=winning_links(schema))
 
 
 @dataclass(frozen=True)
@@ -60,30 +68,29 @@ def _exposure(dialect: Dialect, alias: str) -> tuple[sql.Composable, sql.Composa
     return experiment, variant
 
 
-def _day_events(dialect: Dialect, schema: str, day: date) -> sql.Composable:
+def _day_events(dialect: Dialect, events: sql.Composable, day: date) -> sql.Composable:
     """The day's engagement events: ``person, name, ts, exposure_experiment``."""
     start, end = _bounds(day)
     experiment, variant = _exposure(dialect, "e")
     return sql.SQL(
-        "SELECT {person} AS person, CASE WHEN e.type = 'track' THEN e.event ELSE e.type END AS name, "
+        "SELECT e.person, CASE WHEN e.type = 'track' THEN e.event ELSE e.type END AS name, "
         'e."timestamp" AS ts, CASE WHEN e.type = \'track\' AND e.event = {x} AND {var} IS NOT NULL '
-        "THEN {exp} END AS exposure_experiment FROM {events} AS e "
+        "THEN {exp} END AS exposure_experiment FROM ({events}) AS e "
         "WHERE e.type IN ({types}) AND e.\"timestamp\" >= {start} AND e.\"timestamp\" < {end}"
     ).format(
-        person=person_key("e"), x=sql.Literal(EXPOSURE_EVENT), var=variant, exp=experiment,
-        events=ident(schema, "events"), types=sql.SQL(", ").join(map(sql.Literal, ENGAGEMENT_TYPES)),
-        start=start, end=end,
+        x=sql.Literal(EXPOSURE_EVENT), var=variant, exp=experiment, events=events,
+        types=sql.SQL(", ").join(map(sql.Literal, ENGAGEMENT_TYPES)), start=start, end=end,
     )  # fmt: skip
 
 
-def _assignments(dialect: Dialect, schema: str, before: sql.Literal) -> sql.Composable:
+def _assignments(dialect: Dialect, events: sql.Composable, before: sql.Literal) -> sql.Composable:
     """Every person's earliest exposure per experiment before ``before`` (ties: lowest variant)."""
     experiment, variant = _exposure(dialect, "e")
     exposures = sql.SQL(
-        "SELECT {exp} AS experiment_id, {var} AS variant, {person} AS person, e.\"timestamp\" AS ts "
-        "FROM {events} AS e WHERE e.type = 'track' AND e.event = {x} AND e.\"timestamp\" < {before}"
+        "SELECT {exp} AS experiment_id, {var} AS variant, e.person, e.\"timestamp\" AS ts "
+        "FROM ({events}) AS e WHERE e.type = 'track' AND e.event = {x} AND e.\"timestamp\" < {before}"
     ).format(
-        exp=experiment, var=variant, person=person_key("e"), events=ident(schema, "events"),
+        exp=experiment, var=variant, events=events,
         x=sql.Literal(EXPOSURE_EVENT), before=before,
     )  # fmt: skip
     return sql.SQL(
@@ -119,19 +126,19 @@ def _stored(schema: str, table: str, columns: Sequence[str], day: date) -> sql.C
     )
 
 
-def engagement_check(dialect: Dialect, schema: str, day: date) -> Check:
+def engagement_check(dialect: Dialect, schema: str, day: date, stitched: bool) -> Check:
     keys, values = ("event",), ("event_count", "user_count")
     expected = sql.SQL(
         "SELECT d.name AS event, COUNT(*) AS event_count, COUNT(DISTINCT d.person) AS user_count "
         "FROM ({ev}) AS d WHERE d.name IS NOT NULL GROUP BY d.name "
         "UNION ALL SELECT {any}, COUNT(*), COUNT(DISTINCT d.person) FROM ({ev}) AS d "
         "WHERE d.name IS NOT NULL HAVING COUNT(*) > 0"
-    ).format(ev=_day_events(dialect, schema, day), any=sql.Literal(ANY_EVENT))
+    ).format(ev=_day_events(dialect, events_with_person(schema, stitched), day), any=sql.Literal(ANY_EVENT))
     stored = _stored(schema, "engagement_daily", (*keys, *values), day)
     return Check("engagement_daily", keys, values, _diff(stored, expected, keys, values))
 
 
-def experiment_check(dialect: Dialect, schema: str, day: date) -> Check:
+def experiment_check(dialect: Dialect, schema: str, day: date, stitched: bool) -> Check:
     """Each engagement event of the day counts under every experiment its person was
     assigned to at or before it; an exposure only under its own experiment."""
     keys, values = ("experiment_id", "variant", "event"), ("event_count", "user_count")
@@ -142,22 +149,22 @@ def experiment_check(dialect: Dialect, schema: str, day: date) -> Check:
         "AND d.ts >= a.first_exposed_at WHERE d.name IS NOT NULL "
         "AND (d.name <> {x} OR d.exposure_experiment = a.experiment_id) GROUP BY 1, 2, 3"
     ).format(
-        ev=_day_events(dialect, schema, day),
-        a=_assignments(dialect, schema, end),
+        ev=_day_events(dialect, events_with_person(schema, stitched), day),
+        a=_assignments(dialect, events_with_person(schema, stitched), end),
         x=sql.Literal(EXPOSURE_EVENT),
     )
     stored = _stored(schema, "experiment_daily", (*keys, *values), day)
     return Check("experiment_daily", keys, values, _diff(stored, expected, keys, values))
 
 
-def assignments_check(dialect: Dialect, schema: str, day: date) -> Check:
+def assignments_check(dialect: Dialect, schema: str, day: date, stitched: bool) -> Check:
     """Assignments whose first exposure falls on the day, on either side."""
     keys, values = ("experiment_id", "user_key"), ("variant", "first_exposed_at")
     start, end = _bounds(day)
     expected = sql.SQL(
         "SELECT a.experiment_id, a.person AS user_key, a.variant, a.first_exposed_at FROM ({a}) AS a "
         "WHERE a.first_exposed_at >= {start}"
-    ).format(a=_assignments(dialect, schema, end), start=start)
+    ).format(a=_assignments(dialect, events_with_person(schema, stitched), end), start=start)
     stored = sql.SQL("SELECT {} FROM {} WHERE {f} >= {start} AND {f} < {end}").format(
         cols((*keys, *values)), ident(schema, "experiment_assignments"), f=ident("first_exposed_at"),
         start=start, end=end,
@@ -165,10 +172,10 @@ def assignments_check(dialect: Dialect, schema: str, day: date) -> Check:
     return Check("experiment_assignments", keys, values, _diff(stored, expected, keys, values))
 
 
-def checks(dialect: Dialect, schema: str, day: date) -> list[Check]:
-    return [
-        builder(dialect, schema, day) for builder in (engagement_check, experiment_check, assignments_check)
-    ]
+def checks(dialect: Dialect, schema: str, day: date, stitched: bool) -> list[Check]:
+    """The day's checks; ``stitched``: users are persons (a final day), else raw ids."""
+    builders = (engagement_check, experiment_check, assignments_check)
+    return [builder(dialect, schema, day, stitched) for builder in builders]
 
 
 def day_state(schema: str, day: date) -> sql.Composed:
