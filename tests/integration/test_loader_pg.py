@@ -116,42 +116,51 @@ def test_an_old_day_written_late_is_found_by_the_deep_scan(settings, s3, pg_sche
 
 
 def test_aggregate_deltas_add_up_and_final_days_are_respected(settings, s3, pg_schema):
+    """A final day contains exactly the batches its job listed (issue 11): every other delta
+    of that day is added, whenever it was received, and touches the day."""
     yesterday, today, tomorrow = day(-1), day(0), day(1)
     row = {"day": str(yesterday), "event": "Signed Up", "event_count": 3, "user_count": 2}
     loader = make_loader(settings, s3)
     try:
-        write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(yesterday))], 0)
-        write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(today))], 10)
+        first = write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(yesterday))], 0)
+        second = write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(today))], 10)
         loader.run_once()
         assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
             (6, 4, False)
         ]
-        # the nightly job makes the day final with cutoff today
+        # the nightly job makes the day final (cutoff today); it listed a third cut whose
+        # aggregate batch the loader has not loaded yet
+        listed_not_loaded = write_agg(
+            s3, settings, "engagement_daily", [dict(row, received_day=str(today))], 40
+        )
+        contained = [first, second, listed_not_loaded]
         final = batch_from_rows(
             "corrections", "engagement_daily:final", [dict(row, event_count=5, user_count=3)]
         )
-        loader.wh.run(
+        replace = lambda: loader.wh.run(  # noqa: E731
             lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, yesterday, today,
-                                  {"engagement_daily": final})
+                                  {"engagement_daily": final}, contained)
         )  # fmt: skip
+        replace()
         assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
             (5, 3, True)
         ]
-        # late deltas: received inside the cutoff -> already in the final row; after it -> added
+        # deltas the job did not list are added, received inside the cutoff (20: the bug of
+        # issue 11, once dropped) or after it (30); the listed one (40) is already inside
         write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(today))], 20)
         write_agg(s3, settings, "engagement_daily", [dict(row, received_day=str(tomorrow))], 30)
         loader.run_once()
         assert query(settings, "SELECT event_count, user_count, is_final FROM engagement_daily") == [
-            (8, 5, True)
+            (11, 7, True)
         ]
-        assert query(settings, "SELECT COUNT(*) FROM engagement_daily_deltas") == [(4,)]
-        # replacing the day again keeps the kept late delta (received after the cutoff)
-        loader.wh.run(
-            lambda c: replace_day(c, loader.wh.dialect, settings.warehouse_schema, yesterday, today,
-                                  {"engagement_daily": final})
-        )  # fmt: skip
-        assert query(settings, "SELECT event_count, user_count FROM engagement_daily") == [(8, 5)]
+        assert query(settings, "SELECT COUNT(*) FROM engagement_daily_deltas") == [(5,)]
+        touched = "SELECT touched_at IS NOT NULL, touched_received_day FROM day_watermark"
+        assert query(settings, touched) == [(True, tomorrow)]
+        # replacing the day again keeps the deltas it does not contain, and clears the touch
+        replace()
+        assert query(settings, "SELECT event_count, user_count FROM engagement_daily") == [(11, 7)]
         assert query(settings, "SELECT is_final, cutoff_day FROM day_status") == [(True, today)]
+        assert query(settings, touched) == [(False, None)]
     finally:
         loader.close()
 
