@@ -10,7 +10,7 @@ import boto3
 import orjson
 from botocore.config import Config
 
-from eventpipe.settings import Settings
+from eventpipe.settings import Settings, reveal
 
 
 def s3_client(settings: Settings) -> Any:
@@ -19,7 +19,7 @@ def s3_client(settings: Settings) -> Any:
         endpoint_url=settings.s3_endpoint or None,
         region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
+        aws_secret_access_key=reveal(settings.s3_secret_key),
         config=Config(
             s3={"addressing_style": "path"},
             retries={"max_attempts": 3, "mode": "standard"},

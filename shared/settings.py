@@ -9,8 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eventpipe.errors import ConfigurationError
+from eventpipe.production import SERVICE_SECRETS, weak_secrets
 
 
 def parse_write_keys(raw: str) -> dict[str, str]:
@@ -37,7 +40,7 @@ class Settings(BaseSettings):
     # ingest
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(8080, ge=1, le=65535)
-    write_keys: str = "dev-write-key:dev"
+    write_keys: SecretStr = SecretStr("dev-write-key:dev")
     rate_limit_per_s: float | None = Field(
         None, ge=0, description="events/s per write key and process; 0 = off; unset: on in production"
     )
@@ -84,7 +87,7 @@ class Settings(BaseSettings):
     s3_bucket: str = "eventpipe"
     s3_region: str = "us-east-1"
     s3_access_key: str = "S3RVER"
-    s3_secret_key: str = "S3RVER"
+    s3_secret_key: SecretStr = SecretStr("S3RVER")
     s3_prefix: str = Field("", description="key prefix inside the bucket (tests isolate with it)")
 
     # stream
@@ -97,7 +100,8 @@ class Settings(BaseSettings):
     dedup_window_hours: int = Field(48, ge=48)
 
     # warehouse / loader
-    warehouse_dsn: str = "postgresql://eventpipe:eventpipe@127.0.0.1:5432/eventpipe"
+    # a str (psycopg2 takes it as is), kept out of repr() so it is never logged by accident
+    warehouse_dsn: str = Field("postgresql://eventpipe:eventpipe@127.0.0.1:5432/eventpipe", repr=False)
     warehouse_dialect: Literal["postgres", "redshift"] = "postgres"
     warehouse_schema: str = "public"
     redshift_iam_role: str | None = None
@@ -117,21 +121,34 @@ class Settings(BaseSettings):
 
     @field_validator("write_keys")
     @classmethod
-    def _check_write_keys(cls, value: str) -> str:
-        if not parse_write_keys(value):
+    def _check_write_keys(cls, value: SecretStr) -> SecretStr:
+        if not parse_write_keys(reveal(value)):
             raise ValueError("at least one write key is required (EVENTPIPE_WRITE_KEYS=key:source)")
         return value
 
     @model_validator(mode="after")
-    def _no_dev_defaults_in_production(self) -> Settings:
+    def _no_weak_secrets_in_production(self) -> Settings:
+        """Every secret given is judged by rule; the ones a service needs but left at their
+        development default are refused by ``require_secrets`` when that service starts."""
         if self.env == "production":
-            if "dev-write-key" in self.write_key_map:
-                raise ValueError("dev-write-key must not be used with EVENTPIPE_ENV=production")
-            if "eventpipe:eventpipe@" in self.warehouse_dsn:
-                raise ValueError("the development warehouse password must not be used in production")
-            if self.s3_secret_key == "S3RVER":
-                raise ValueError("set EVENTPIPE_S3_SECRET_KEY in production")
+            given = self.model_fields_set
+            problems = weak_secrets(
+                list(self.write_key_map) if "write_keys" in given else None,
+                reveal(self.s3_secret_key) if "s3_secret_key" in given else None,
+                self.warehouse_dsn if "warehouse_dsn" in given else None,
+            )
+            if problems:
+                raise ValueError("refused with EVENTPIPE_ENV=production: " + "; ".join(problems))
         return self
+
+    def require_secrets(self, service: str) -> None:
+        """In production, the secrets ``service`` uses must be set (never the development defaults)."""
+        if self.env != "production":
+            return
+        missing = [name for name in SERVICE_SECRETS[service] if name not in self.model_fields_set]
+        if missing:
+            names = ", ".join(f"EVENTPIPE_{name.upper()}" for name in missing)
+            raise ConfigurationError(f"{service} with EVENTPIPE_ENV=production needs {names} set")
 
     @property
     def effective_rate_limit_per_s(self) -> float:
@@ -147,7 +164,12 @@ class Settings(BaseSettings):
 
     @property
     def write_key_map(self) -> dict[str, str]:
-        return parse_write_keys(self.write_keys)
+        return parse_write_keys(reveal(self.write_keys))
+
+
+def reveal(value: SecretStr | str) -> str:
+    """A secret's text (``model_copy(update=…)`` in tests can leave a plain str)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 @lru_cache(maxsize=1)

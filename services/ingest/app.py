@@ -192,6 +192,7 @@ class StatusMetricsMiddleware:
 def create_app(
     settings: Settings, publisher_factory: Callable[[Settings], Publisher] = create_publisher
 ) -> FastAPI:
+    settings.require_secrets("ingest")
     metrics = IngestMetrics(EventNameLabels(settings.metrics_event_names, settings.metrics_top_events))
     state: dict[str, Collector] = {}
 

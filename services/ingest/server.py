@@ -21,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from eventpipe.settings import Settings
 
 DEFAULT_HEADER_READ_TIMEOUT_S = 10.0
+GRACEFUL_SHUTDOWN_S = 30  # SIGTERM: requests in flight finish, then the producer flushes (compose waits)
 _TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -98,7 +99,7 @@ def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Con
         "port": settings.ingest_port,
         "access_log": False,
         "log_config": None,
-        "timeout_graceful_shutdown": 30,  # SIGTERM: drain in-flight requests, then flush Kafka
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
         "timeout_keep_alive": 5,
         "server_header": False,
         "http": HeaderDeadlineProtocol,

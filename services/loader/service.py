@@ -81,5 +81,7 @@ def main() -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(get_settings(), stop)
+    settings = get_settings()
+    settings.require_secrets("loader")
+    run(settings, stop)
     return 0

@@ -25,6 +25,7 @@ def logging_config(level: str = "INFO") -> dict:
 
 def main() -> int:
     settings = StreamSettings()
+    settings.require_secrets("stream")
     app = create_app(settings)
     worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=logging_config())
     worker.execute_from_commandline()

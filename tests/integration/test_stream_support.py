@@ -22,7 +22,7 @@ import orjson
 
 from eventpipe.events import normalize, user_key
 from eventpipe.s3 import iter_gzip_lines, list_keys
-from eventpipe.settings import Settings
+from eventpipe.settings import Settings, reveal
 from eventpipe.synthetic import TrafficShape, messages
 from eventpipe.timeutil import parse_ts
 from tests.support.servers import free_port
@@ -36,7 +36,7 @@ def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
         "kafka_bootstrap": settings.kafka_bootstrap,
         "s3_endpoint": settings.s3_endpoint or "",
         "s3_access_key": settings.s3_access_key,
-        "s3_secret_key": settings.s3_secret_key,
+        "s3_secret_key": reveal(settings.s3_secret_key),
         "s3_bucket": settings.s3_bucket,
         "s3_prefix": settings.s3_prefix,
         "events_topic": settings.events_topic,

@@ -15,7 +15,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eventpipe.settings import Settings
+from pydantic import SecretStr
+
+from eventpipe.settings import Settings, reveal
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +30,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        env[f"EVENTPIPE_{name.upper()}"] = str(value)
+        env[f"EVENTPIPE_{name.upper()}"] = reveal(value) if isinstance(value, SecretStr) else str(value)
     return env
 
 

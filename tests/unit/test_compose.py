@@ -172,11 +172,33 @@ def test_no_secret_has_a_default() -> None:
         assert all(use.startswith(":?") for use in uses), f"{name} must be ${{{name}:?message}}"
 
 
-def test_env_example_lists_every_setting() -> None:
-    from eventpipe.settings import Settings
+def settings_classes() -> list[type]:
+    """Every pydantic-settings class in the code (shared settings and each service's own),
+    found by reading the sources, so a new subclass cannot be missed."""
+    import importlib
 
+    from pydantic_settings import BaseSettings
+
+    packages = {"shared": "eventpipe", "services/ingest": "eventpipe.ingest",
+                "services/stream": "eventpipe.stream", "services/loader": "eventpipe.loader"}  # fmt: skip
+    found: list[type] = []
+    for folder, package in packages.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if not re.search(r"^class \w+\(\w*Settings\):", path.read_text(), re.MULTILINE):
+                continue
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            module = importlib.import_module(".".join((package, *parts)))
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, BaseSettings):
+                    found += [value] if value.__module__ == module.__name__ else []
+    return found
+
+
+def test_env_example_lists_every_setting() -> None:
+    classes = settings_classes()
+    assert {c.__name__ for c in classes} >= {"Settings", "StreamSettings"}
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
-    settings = {f"EVENTPIPE_{name.upper()}" for name in Settings.model_fields}
+    settings = {f"EVENTPIPE_{name.upper()}" for cls in classes for name in cls.model_fields}
     assert settings - listed == set()
     code = "\n".join(line for line in COMPOSE.read_text().splitlines() if not line.lstrip().startswith("#"))
     compose_vars = set(re.findall(r"\$\{([A-Z][A-Z0-9_]+)", code))
