@@ -26,6 +26,7 @@ from eventpipe.loader.dialects.common import (
     newest_staged,
     touch_final_days,
 )
+from eventpipe.loader.dialects.late_links import touch_linked_days
 from eventpipe.loader.dialects.links import merge_identities
 from eventpipe.loader.tables import DELTAS, LOAD_LEDGER
 from eventpipe.timeutil import utcnow
@@ -44,7 +45,11 @@ class LoadResult:
 def merge_statements(dialect: Any, schema: str, table: str, at: datetime) -> list[Any]:
     """The statements that merge the stage into ``table`` (and keep deltas)."""
     if table == "events":
-        return [*dialect.merge_events(schema), *merge_identities(dialect, schema)]
+        return [
+            *dialect.merge_events(schema),
+            *merge_identities(dialect, schema),
+            touch_linked_days(dialect, schema, at),
+        ]
     if table in DELTAS:
         return [
             deltas_insert(dialect, schema, table, at),

@@ -58,10 +58,15 @@ def _v3(dialect: Any, schema: str) -> list[sql.Composed]:
     return tables + dialect.verify_indexes(schema)
 
 
+def _v4(dialect: Any, schema: str) -> list[sql.Composed]:
+    return dialect.raw_key_indexes(schema)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
     (2, "identities: identity links of identify/alias events (persons)", _v2),
     (3, "final days record the batches they contain; late deltas touch them; verify indexes", _v3),
+    (4, "index the raw user key: a late link touches the final days of its id", _v4),
 ]
 
 

@@ -125,3 +125,47 @@ def test_a_delta_received_after_the_window_stretches_the_recompute(s3, settings,
     assert touched(settings) == [(DAY, False, None)]
     load_stream(settings, stream_deltas(very_late, {}, first_offset=200))
     assert day_rows(dump(settings), DAY) == truth
+
+
+def anon(event: dict[str, Any], anonymous_id: str) -> dict[str, Any]:
+    return {**event, "userId": None, "anonymousId": anonymous_id}
+
+
+BEFORE_LINK = [  # two ids on day D that are one person, which nobody knows yet
+    anon(exposure("n1", "-", "08:00:00", "08:00:00", "b"), "a7"),
+    anon(ev("n2", "-", "08:30:00", "08:30:00", "Home"), "a7"),
+    ev("n3", "u7", "10:00:00", "10:00:00"),
+]
+LINK = received_on(  # the identify arrives two days later
+    {**ev("n4", "u7", "12:00:00", "12:00:00"), "type": "identify", "event": None, "anonymousId": "a7",
+     "timestamp": f"{DAY + timedelta(days=2)}T12:00:00.000Z"},
+    DAY + timedelta(days=2), "12:00:00",
+)  # fmt: skip
+
+
+def test_a_link_landing_after_final_touches_the_day_and_the_nightly_stitches_it(s3, settings, pg_schema):
+    prepare(settings, s3, BEFORE_LINK)
+    load_events(settings, BEFORE_LINK)
+    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    assert day_rows(dump(settings), DAY) == truth_rows(BEFORE_LINK, DAY)
+    assert touched(settings) == [(DAY, False, None)]
+
+    archive(s3, settings, [LINK], first_offset=300)
+    load_events(settings, [LINK])
+    history = [*BEFORE_LINK, LINK]
+    assert truth_rows(history, DAY) != truth_rows(BEFORE_LINK, DAY)  # the link changes D's users
+    assert touched(settings) == [(DAY, True, None)]  # the snapshot carries the link: no stretch
+    assert not verify(settings).ok  # D's final rows still count a7 and u7 apart
+
+    settings = settings.model_copy(update={"reprocess_lookback_days": 1})
+    scheduler = NightlyScheduler(settings, registry=CollectorRegistry(), clock=lambda: next_nightly(settings))
+    assert (DAY, 1) in scheduler.due()
+    scheduler.run_due()
+    assert day_rows(dump(settings), DAY) == truth_rows(history, DAY)
+    assert verify(settings).ok and touched(settings) == [(DAY, False, None)]
+
+
+def next_nightly(settings) -> datetime:
+    now = datetime.now(UTC)
+    at = now.replace(hour=settings.reprocess_hour_utc, minute=1, second=0, microsecond=0)
+    return at if at > now else at + timedelta(days=1)

@@ -39,6 +39,14 @@ class Dialect(Protocol):
         """What makes ``identities`` fast to resolve an id with (migration 2)."""
         ...
 
+    def utc_date(self, timestamp: sql.Composable) -> sql.Composable:
+        """The UTC calendar date of a ``timestamptz`` expression (whatever the session zone)."""
+        ...
+
+    def raw_key_indexes(self, schema: str) -> list[sql.Composed]:
+        """What finds the events of one raw user key (a late link's days, migration 4)."""
+        ...
+
     def verify_indexes(self, schema: str) -> list[sql.Composed]:
         """What keeps ``eventpipe verify`` of one day from scanning all ``events``."""
         ...

@@ -97,6 +97,17 @@ class PostgresDialect:
             )
         ]  # fmt: skip
 
+    def utc_date(self, timestamp: sql.Composable) -> sql.Composable:
+        return sql.SQL("CAST(({} AT TIME ZONE 'UTC') AS DATE)").format(timestamp)
+
+    def raw_key_indexes(self, schema: str) -> list[sql.Composed]:
+        # the expression exactly as truth.RAW_KEY writes it, so the planner can use it
+        return [
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ((COALESCE(NULLIF({}, ''), {})))").format(
+                ident("events_raw_key_idx"), ident(schema, "events"), ident("user_id"), ident("anonymous_id")
+            )
+        ]
+
     def verify_indexes(self, schema: str) -> list[sql.Composed]:
         # a day's events by timestamp; every exposure (assignments) without the other events
         return [

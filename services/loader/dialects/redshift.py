@@ -87,6 +87,12 @@ class RedshiftDialect:
     def identity_indexes(self, schema: str) -> list[sql.Composed]:
         return []  # the sort key (table_options) serves
 
+    def utc_date(self, timestamp: sql.Composable) -> sql.Composable:
+        return sql.SQL("CAST(CONVERT_TIMEZONE('UTC', {}) AS DATE)").format(timestamp)
+
+    def raw_key_indexes(self, schema: str) -> list[sql.Composed]:
+        return []  # no indexes; link events are rare, the scan is of two columns
+
     def verify_indexes(self, schema: str) -> list[sql.Composed]:
         return []  # events are sorted by received_at, within seconds of timestamp for most rows
 

@@ -22,6 +22,8 @@ from eventpipe.loader.dialects.common import cols, ident
 from eventpipe.loader.dialects.links import winning_links
 
 ENGAGEMENT_TYPES = ("track", "page", "screen")
+# an event's raw user key (``eventpipe.events.user_key``) as SQL over an ``events`` row ``e``
+RAW_KEY = sql.SQL("COALESCE(NULLIF(e.{}, ''), e.{})").format(ident("user_id"), ident("anonymous_id"))
 
 
 def events_with_person(schema: str, stitched: bool) -> sql.Composable:
@@ -30,8 +32,7 @@ def events_with_person(schema: str, stitched: bool) -> sql.Composable:
     most two winning links of ``identities``, as the nightly and the reports count. Not
     stitched (provisional days): the raw key (``userId``, else ``anonymousId``), as the
     stream counts."""
-    raw = sql.SQL("COALESCE(NULLIF(e.{}, ''), e.{})").format(ident("user_id"), ident("anonymous_id"))
-    events = ident(schema, "events")
+    raw, events = RAW_KEY, ident(schema, "events")
     if not stitched:
         return sql.SQL("SELECT e.*, {} AS person FROM {} AS e").format(raw, events)
     return sql.SQL(
