@@ -71,6 +71,9 @@ class Settings(BaseSettings):
         "Order Completed,Signed Up", description="comma-separated event names always given their own label"
     )
     metrics_top_events: int = Field(50, ge=0, le=500, description="further event names labelled; rest: other")
+    metrics_event_min_count: int = Field(
+        5, ge=1, description="events of a name in a 10-minute window before it may take a label slot"
+    )
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"

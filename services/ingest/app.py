@@ -193,7 +193,10 @@ def create_app(
     settings: Settings, publisher_factory: Callable[[Settings], Publisher] = create_publisher
 ) -> FastAPI:
     settings.require_secrets("ingest")
-    metrics = IngestMetrics(EventNameLabels(settings.metrics_event_names, settings.metrics_top_events))
+    names = EventNameLabels(
+        settings.metrics_event_names, settings.metrics_top_events, settings.metrics_event_min_count
+    )
+    metrics = IngestMetrics(names)
     state: dict[str, Collector] = {}
 
     @asynccontextmanager

@@ -2,28 +2,90 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 SIZE_BUCKETS = (256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
 
 
 class EventNameLabels:
-    """Bounded label values for per-event-name counters: the configured (critical) names,
-    then the first ``top`` other names seen (frequent names show up first), then ``other``.
-    Clients choose event names, so an unbounded label would let them blow up Prometheus."""
+    """Bounded label values for per-event-name counters: the configured (critical) names
+    always, then up to ``top`` other names, the rest ``other``. Clients choose event names, so
+    an unbounded label would let them blow up Prometheus.
 
-    def __init__(self, always: str, top: int) -> None:
-        self.allowed = {name.strip() for name in always.split(",") if name.strip()}
-        self.room = top
+    The ``top`` slots go to names seen often, not to the first ones seen: a name is labelled
+    once it was seen ``admit_after`` times in the current window, and when the slots are full
+    it takes the slot of the labelled name used least over this window and the last (whose
+    series is removed through ``on_evict``). So 60 junk names sent a few times cannot keep a
+    real, frequent event in ``other`` (they could until restart). Names are labelled from
+    their ``admit_after``-th event in a window on; the first few count as ``other``.
+    """
+
+    MAX_CANDIDATES = 10_000  # unlabelled names tracked per window (memory bound)
+
+    def __init__(
+        self,
+        always: str,
+        top: int,
+        admit_after: int = 5,
+        window_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.always = {name.strip() for name in always.split(",") if name.strip()}
+        self.top = top
+        self.admit_after = max(1, admit_after)
+        self.window_s = window_s
+        self.clock = clock
+        self.on_evict: Callable[[str], None] = lambda _name: None
+        self.labelled: dict[str, int] = {}  # name -> events this window
+        self.previous: dict[str, int] = {}  # labelled names' events in the last window
+        self.candidates: dict[str, int] = {}
+        self.window_started = clock()
 
     def label(self, name: str) -> str:
-        if name in self.allowed:
+        if name in self.always:
             return name
-        if self.room > 0 and len(name) <= 64:
-            self.room -= 1
-            self.allowed.add(name)
+        self._roll()
+        if name in self.labelled:
+            self.labelled[name] += 1
+            return name
+        if len(name) > 64 or self.top <= 0:
+            return "other"
+        if name not in self.candidates and len(self.candidates) >= self.MAX_CANDIDATES:
+            return "other"
+        seen = self.candidates[name] = self.candidates.get(name, 0) + 1
+        if seen >= self.admit_after and self._make_room(seen):
+            del self.candidates[name]
+            self.labelled[name] = seen
             return name
         return "other"
+
+    def _usage(self, name: str) -> int:
+        return self.labelled[name] + self.previous.get(name, 0)
+
+    def _make_room(self, seen: int) -> bool:
+        if len(self.labelled) < self.top:
+            return True
+        weakest = min(self.labelled, key=self._usage)
+        if self._usage(weakest) >= seen:
+            return False
+        del self.labelled[weakest]
+        self.previous.pop(weakest, None)
+        self.on_evict(weakest)
+        return True
+
+    def _roll(self) -> None:
+        now = self.clock()
+        if now - self.window_started < self.window_s:
+            return
+        recent = now - self.window_started < 2 * self.window_s
+        self.previous = dict(self.labelled) if recent else {}
+        self.labelled = dict.fromkeys(self.labelled, 0)
+        self.candidates.clear()
+        self.window_started = now
 
 
 class IngestMetrics:
@@ -46,10 +108,11 @@ class IngestMetrics:
         )
         self.events_by_name = Counter(
             "eventpipe_ingest_events_by_name_total",
-            "Accepted engagement events by name (bounded: configured + first N names, rest 'other')",
+            "Accepted engagement events by name (bounded: configured + the N most used names, rest 'other')",
             ["event"],
             registry=r,
         )
+        self.event_names.on_evict = self._forget_event_name
         self.events_rejected = Counter(
             "eventpipe_ingest_events_rejected_total",
             "Events refused, by reason",
@@ -84,3 +147,8 @@ class IngestMetrics:
             "1 when the broker answered the last probe",
             registry=r,
         )
+
+    def _forget_event_name(self, name: str) -> None:
+        """A name that lost its label slot: its series goes (Prometheus sees a counter end)."""
+        with contextlib.suppress(KeyError):
+            self.events_by_name.remove(name)

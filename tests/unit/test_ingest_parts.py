@@ -13,6 +13,7 @@ from eventpipe.errors import InvalidInput, PayloadTooLarge
 from eventpipe.ingest.auth import source_for, write_key_from_header
 from eventpipe.ingest.body import decode_body
 from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
+from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics
 from eventpipe.ingest.ratelimit import RateLimiter
 
 INFO = RequestInfo(datetime(2026, 11, 26, tzinfo=UTC), "dev", "127.0.0.1", 32 * 1024, 2500)
@@ -102,9 +103,7 @@ def test_oversized_event_is_rejected():
 
 
 def test_event_name_labels_are_bounded():
-    from eventpipe.ingest.metrics import EventNameLabels
-
-    labels = EventNameLabels("Order Completed", top=2)
+    labels = EventNameLabels("Order Completed", top=2, admit_after=1)
     assert [labels.label(n) for n in ("a", "b", "c", "Order Completed", "a", "x" * 100)] == [
         "a",
         "b",
@@ -113,3 +112,42 @@ def test_event_name_labels_are_bounded():
         "a",
         "other",
     ]
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_junk_names_cannot_squat_the_label_slots():
+    """60 junk names filled every slot for good before; a frequent real event now takes one."""
+    metrics = IngestMetrics(EventNameLabels("Order Completed", top=50, admit_after=5, clock=ManualClock()))
+    names = metrics.event_names
+    for junk in range(60):
+        for _ in range(5):
+            metrics.events_by_name.labels(names.label(f"junk-{junk}")).inc()
+    assert len(names.labelled) == 50
+    seen = [names.label("Checkout Started") for _ in range(10)]
+    assert seen[-1] == "Checkout Started", seen
+    assert seen.index("Checkout Started") <= 6  # from the first event that outnumbers the weakest
+    assert len(names.labelled) == 50  # still bounded: a junk name lost its slot...
+    exported = {s.labels["event"] for s in metrics.events_by_name.collect()[0].samples}
+    assert len({n for n in exported if n.startswith("junk-")}) < 50  # ...and its series
+
+
+def test_label_slots_go_to_recent_use_after_a_window():
+    clock = ManualClock()
+    names = EventNameLabels("", top=1, admit_after=2, window_s=600, clock=clock)
+    assert [names.label("old") for _ in range(3)] == ["other", "old", "old"]
+    clock.now = 2000  # two windows later: "old" was not used since
+    assert [names.label("new") for _ in range(3)] == ["other", "new", "new"]
+    assert names.label("old") == "other"
+
+
+def test_configured_names_always_have_their_label():
+    names = EventNameLabels("Order Completed", top=0)
+    assert names.label("Order Completed") == "Order Completed"
+    assert names.label("anything") == "other"
