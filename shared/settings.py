@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # ingest
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(8080, ge=1, le=65535)
+    ingest_ops_port: int = Field(
+        8081, ge=1, le=65535, description="production: /metrics, /docs, /openapi.json only here (internal)"
+    )
     write_keys: SecretStr = SecretStr("dev-write-key:dev")
     rate_limit_per_s: float | None = Field(
         None, ge=0, description="events/s per write key and process; 0 = off; unset: on in production"

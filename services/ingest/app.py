@@ -32,7 +32,7 @@ from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics
 from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
 from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
 from eventpipe.ingest.routes import Route, add_tracking_routes
-from eventpipe.ingest.server import InFlightLimit
+from eventpipe.ingest.server import InFlightLimit, OpsPortOnly, ops_port
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
 
@@ -226,6 +226,7 @@ def create_app(
         expose_headers=["Retry-After", "X-RateLimit-Reset"],
         max_age=86400,
     )
+    app.add_middleware(OpsPortOnly, ops_port=ops_port(settings))
     # outermost: over the limit costs no routing, CORS or metrics work
     app.add_middleware(InFlightLimit, limit=settings.ingest_max_concurrency)
 

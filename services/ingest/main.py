@@ -8,7 +8,7 @@ from uvicorn.supervisors import Multiprocess
 
 from eventpipe import logs
 from eventpipe.ingest.app import create_app
-from eventpipe.ingest.server import server_config
+from eventpipe.ingest.server import listening_sockets, server_config
 from eventpipe.settings import get_settings
 
 
@@ -22,8 +22,9 @@ def serve(workers: int = 1) -> int:
     logs.configure()
     config = server_config("eventpipe.ingest.main:app_factory", settings, factory=True, workers=workers)
     server = uvicorn.Server(config)
+    sockets = listening_sockets(settings)  # in production: the ops port too
     if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        Multiprocess(config, sockets=sockets).run()
     else:
-        server.run()
+        server.run(sockets=sockets)
     return 0 if workers > 1 or server.started else 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import uvicorn
@@ -90,6 +91,48 @@ class InFlightLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+# Served only on EVENTPIPE_INGEST_OPS_PORT in production: they tell traffic, sources and event
+# names to whoever asks, and the public port answers every origin (CORS *).
+OPS_PATHS = ("/metrics", "/docs", "/redoc", "/openapi.json")
+
+
+class OpsPortOnly:
+    """Pure ASGI: with ``ops_port`` set, the ops paths answer 404 on any other port."""
+
+    def __init__(self, app: Any, ops_port: int | None) -> None:
+        self.app = app
+        self.ops_port = ops_port
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.ops_port is not None and scope["path"].startswith(OPS_PATHS):
+            server = scope.get("server") or (None, None)
+            if server[1] != self.ops_port:
+                body = b'{"success":false,"error":"not_found","detail":"Not Found"}'
+                await send({"type": "http.response.start", "status": 404,
+                            "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+def ops_port(settings: Settings) -> int | None:
+    """The separate ops port, used with EVENTPIPE_ENV=production only."""
+    return settings.ingest_ops_port if settings.env == "production" else None
+
+
+def listening_sockets(settings: Settings) -> list[socket.socket]:
+    """The public port, and in production the ops port beside it (same host)."""
+    ports = [settings.ingest_port] + ([ops] if (ops := ops_port(settings)) is not None else [])
+    sockets = []
+    for port in ports:
+        sock = socket.socket(socket.AF_INET6 if ":" in settings.ingest_host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.ingest_host, port))
+        sock.set_inheritable(True)  # --workers: the worker processes accept on it
+        sockets.append(sock)
+    return sockets
 
 
 def server_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:

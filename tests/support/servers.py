@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from eventpipe.ingest.app import create_app
-from eventpipe.ingest.server import server_config
+from eventpipe.ingest.server import listening_sockets, server_config
 from eventpipe.settings import Settings
 
 
@@ -25,10 +25,12 @@ def free_port() -> int:
 def running_ingest(settings: Settings) -> Iterator[str]:
     """Yields the base URL of a collector serving ``settings``; stops it (SIGTERM-like) after."""
     port = free_port()
-    # the production server configuration (header deadline, in-flight limit), on a free port
+    settings = settings.model_copy(update={"ingest_host": "127.0.0.1", "ingest_port": port})
+    # the production server configuration (header deadline, in-flight limit, ops port), on free ports
     config = server_config(create_app(settings), settings, host="127.0.0.1", port=port, lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    sockets = listening_sockets(settings)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:

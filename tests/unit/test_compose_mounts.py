@@ -134,3 +134,13 @@ def test_stop_grace_period_is_above_the_collectors_drain(spec: dict[str, Any]) -
 def test_conditional_put_is_on_where_the_store_honours_it(spec: dict[str, Any]) -> None:
     assert spec["services"]["stream"]["environment"]["EVENTPIPE_S3_CONDITIONAL_PUT"] == "true"
     assert "EVENTPIPE_S3_CONDITIONAL_PUT" in (ROOT / ".env.example").read_text()
+
+
+def test_prometheus_scrapes_the_collectors_ops_port_which_is_not_published(spec: dict[str, Any]) -> None:
+    from eventpipe.settings import Settings
+
+    ops = Settings().ingest_ops_port
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.docker.yml").read_text())
+    ingest_job = next(job for job in scrape["scrape_configs"] if job["job_name"] == "ingest")
+    assert ingest_job["static_configs"][0]["targets"] == [f"ingest:{ops}"]
+    assert not [p for p in spec["services"]["ingest"].get("ports", []) if str(p).endswith(f":{ops}")]
