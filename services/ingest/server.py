@@ -1,7 +1,8 @@
 """How uvicorn serves the collector: a header-read deadline and a limit on requests in flight.
 
-uvicorn arms no timer on a connection until its first response, so a client that sends a
-request line and one header (or nothing) holds its socket forever; and its
+uvicorn arms no timer on a connection until its first response (a request-start timeout is
+still an open item of uvicorn, encode/uvicorn#157), so a client that sends a request line and
+one header (or nothing) holds its socket forever; and its
 ``limit_concurrency`` counts such idle connections, so 2,048 of them made ``/healthz`` and
 every good request a 503. Here a connection must complete its headers within
 ``EVENTPIPE_HEADER_READ_TIMEOUT_S`` of connecting (or of its previous response), else it is
