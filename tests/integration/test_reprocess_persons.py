@@ -1,0 +1,63 @@
+"""The nightly reprocess on multi-id histories, end to end on the real S3 API server and
+PostgreSQL: the history is archived, streamed (raw ids) and loaded into ``events`` (which
+derives ``identities``); every day is reprocessed with the inline runner; final rows and
+``experiment_assignments`` then count persons exactly like the independent reference."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from prometheus_client import CollectorRegistry
+
+from eventpipe.loader.batches import batch_from_rows
+from eventpipe.loader.load import load_group
+from eventpipe.loader.reprocess.pipeline import run_day
+from eventpipe.loader.warehouse import Warehouse
+from tests.integration.test_reprocess_warehouse import (
+    day_rows,
+    dump,
+    prepare,
+    truth_assignments,
+    truth_rows,
+    warehouse_assignments,
+)
+from tests.support.identities import stitched_histories
+
+pytestmark = pytest.mark.integration
+START = datetime(2026, 11, 24, tzinfo=UTC)
+DAYS = [date(2026, 11, 24) + timedelta(days=n) for n in range(4)]
+
+
+def load_events(settings: Any, history: list[dict[str, Any]]) -> None:
+    wh = Warehouse(settings)
+    try:
+        batch = batch_from_rows(settings.s3_prefix + "raw/events/all.jsonl.gz", "events", history)
+        wh.run(lambda conn: load_group(conn, wh.dialect, wh.schema, "events", [batch]))
+    finally:
+        wh.close()
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(history=stitched_histories(start=START, people=8))
+def test_final_rows_and_assignments_count_persons(s3, settings, pg_schema, history):
+    example = settings.model_copy(
+        update={"s3_prefix": f"{settings.s3_prefix}{uuid.uuid4().hex[:8]}/", "warehouse_schema": pg_schema}
+    )
+    with psycopg2.connect(example.warehouse_dsn) as conn, conn.cursor() as cur:  # fresh tables per example
+        cur.execute(
+            psycopg2.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg2.sql.Identifier(pg_schema))
+        )
+    conn.close()
+    prepare(example, s3, history)
+    load_events(example, history)
+    for day in DAYS:  # the nightly order: oldest first
+        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    once = dump(example)
+    for day in DAYS:
+        assert day_rows(once, day) == truth_rows(history, day), day
+    assert warehouse_assignments(once, DAYS[-1]) == truth_assignments(history, DAYS[-1])
