@@ -254,18 +254,23 @@ def warehouse(settings: Any, pg_schema: str) -> Any:
     """The per-test schema, migrated by the loader and holding a little of every table."""
     from eventpipe.loader.dialects import get_dialect
     from eventpipe.loader.migrations import migrate
+    from eventpipe.reports.views import ensure_report_views
 
     conn = psycopg2.connect(settings.warehouse_dsn)
     migrate(conn, get_dialect("postgres"), pg_schema)
+    ensure_report_views(conn, pg_schema)  # the experiment panels read them (persons)
     with conn, conn.cursor() as cur:
         cur.execute("SET search_path TO %s", (pg_schema,))
         cur.execute(
-            """INSERT INTO events (message_id, type, event, user_id, source, timestamp, received_at)
-               SELECT m, t, e, u, 'dev', ts, ts FROM (VALUES
-                 ('m1', 'track', 'Experiment Viewed', 'u1', timestamptz '2026-01-05 10:00Z'),
-                 ('m2', 'track', 'Order Completed', 'u1', timestamptz '2026-01-05 11:00Z'),
-                 ('m3', 'track', 'Experiment Viewed', 'u2', timestamptz '2026-01-05 12:00Z'),
-                 ('m4', 'page', NULL, 'u2', now())) AS v (m, t, e, u, ts)"""
+            """INSERT INTO events
+                 (message_id, type, event, user_id, source, timestamp, received_at, properties)
+               SELECT m, t, e, u, 'dev', ts, ts, p::jsonb FROM (VALUES
+                 ('m1', 'track', 'Experiment Viewed', 'u1', timestamptz '2026-01-05 10:00Z',
+                  '{"experiment_id": "checkout-redesign", "variation_id": "control"}'),
+                 ('m2', 'track', 'Order Completed', 'u1', timestamptz '2026-01-05 11:00Z', NULL),
+                 ('m3', 'track', 'Experiment Viewed', 'u2', timestamptz '2026-01-05 12:00Z',
+                  '{"experiment_id": "checkout-redesign", "variation_id": "treatment"}'),
+                 ('m4', 'page', NULL, 'u2', now(), NULL)) AS v (m, t, e, u, ts, p)"""
         )
         cur.execute(
             """INSERT INTO engagement_daily (day, event, event_count, user_count, is_final)
