@@ -29,7 +29,12 @@ from eventpipe.loader.dialects.links import winning_links
 
 EXPOSURE_EVENT = "Experiment Viewed"
 RAW_KEY = sql.SQL("coalesce(nullif(e.user_id, ''), e.anonymous_id)")
-USER_KEY = sql.SQL("e.person")  # columns of ``person_events``
+PERSON, RAW = "person", "raw_key"  # the id columns of ``person_events``
+USER_KEY = sql.SQL("e.person")
+
+
+def _key(key: str) -> sql.Composable:
+    return sql.SQL("e.{}").format(sql.Identifier(key))
 
 
 def table(schema: str, name: str) -> sql.Composable:
@@ -37,9 +42,9 @@ def table(schema: str, name: str) -> sql.Composable:
 
 
 def person_events(schema: str) -> sql.Composable:
-    """Every event with its ``person`` (two hops along the winning links)."""
+    """Every event with its ``person`` (two hops along the winning links) and ``raw_key``."""
     return sql.SQL(
-        "SELECT e.*, coalesce(l2.user_id, l1.user_id, {raw}) AS person FROM {events} e "
+        "SELECT e.*, coalesce(l2.user_id, l1.user_id, {raw}) AS person, {raw} AS raw_key FROM {events} e "
         "LEFT JOIN ({links}) l1 ON l1.anonymous_id = {raw} "
         "LEFT JOIN ({links}) l2 ON l2.anonymous_id = l1.user_id"
     ).format(raw=RAW_KEY, events=table(schema, "events"), links=winning_links(schema))
@@ -66,7 +71,7 @@ def _exposure_variant() -> sql.Composable:
     return sql.SQL("coalesce({}, {})").format(_prop("variation_id"), _prop("variation_name"))
 
 
-def exposures(schema: str) -> sql.Composable:
+def exposures(schema: str, key: str = PERSON) -> sql.Composable:
     """Every valid exposure: ``message_id, experiment_id, variant, user_key, timestamp, received_at``."""
     return sql.SQL(
         "SELECT x.* FROM (SELECT e.message_id, {exp} AS experiment_id, {var} AS variant, "
@@ -76,13 +81,13 @@ def exposures(schema: str) -> sql.Composable:
     ).format(
         exp=_exposure_experiment(),
         var=_exposure_variant(),
-        uk=USER_KEY,
+        uk=_key(key),
         events=_events(schema),
         exposure=sql.Literal(EXPOSURE_EVENT),
     )
 
 
-def assignments(schema: str) -> sql.Composable:
+def assignments(schema: str, key: str = PERSON) -> sql.Composable:
     """``experiment_id, user_key, variant, first_exposed_at``: each person's earliest
     exposure per experiment (ties: lowest variant, as ``eventpipe.rollup.assign``)."""
     return sql.SQL(
@@ -90,11 +95,11 @@ def assignments(schema: str) -> sql.Composable:
         'SELECT x.experiment_id, x.user_key, x.variant, x."timestamp" AS first_exposed_at, '
         'ROW_NUMBER() OVER (PARTITION BY x.experiment_id, x.user_key ORDER BY x."timestamp", x.variant) '
         "AS rn FROM ({exposures}) x) r WHERE r.rn = 1"
-    ).format(exposures=exposures(schema))
+    ).format(exposures=exposures(schema, key))
 
 
-def _assignments(schema: str) -> sql.Composable:
-    return sql.SQL("({})").format(assignments(schema))
+def _assignments(schema: str, key: str = PERSON) -> sql.Composable:
+    return sql.SQL("({})").format(assignments(schema, key))
 
 
 def _goal_match(experiment: sql.Composable, goal: sql.Composable) -> sql.Composable:
@@ -110,8 +115,11 @@ def _goal_match(experiment: sql.Composable, goal: sql.Composable) -> sql.Composa
     )
 
 
-def variant_counts(schema: str, experiment: sql.Composable, goal: sql.Composable) -> sql.Composable:
-    """``variant, users, converters, rate`` of one experiment and goal, by variant."""
+def variant_counts(
+    schema: str, experiment: sql.Composable, goal: sql.Composable, key: str = PERSON
+) -> sql.Composable:
+    """``variant, users, converters, rate`` of one experiment and goal, by variant; ``key``
+    ``RAW`` counts raw ids instead of persons (what an unstitched pipeline would say)."""
     return sql.SQL(
         'WITH goal AS (SELECT {uk} AS user_key, max(e."timestamp") AS last_at FROM {events} e '
         "WHERE {match} GROUP BY 1) "
@@ -121,10 +129,10 @@ def variant_counts(schema: str, experiment: sql.Composable, goal: sql.Composable
         "FROM {assignments} a LEFT JOIN goal g ON g.user_key = a.user_key "
         "WHERE a.experiment_id = {experiment} GROUP BY a.variant ORDER BY a.variant"
     ).format(
-        uk=USER_KEY,
+        uk=_key(key),
         events=_events(schema),
         match=_goal_match(experiment, goal),
-        assignments=_assignments(schema),
+        assignments=_assignments(schema, key),
         experiment=experiment,
     )
 
@@ -187,3 +195,12 @@ def experiment_known(schema: str, experiment: sql.Composable) -> sql.Composable:
         exposures=exposures(schema),
         experiment=experiment,
     )
+
+
+def daily_users(schema: str) -> sql.Composable:
+    """``day, persons, raw_ids``: distinct engaged persons and raw ids per day (DAU)."""
+    return sql.SQL(
+        "SELECT (e.\"timestamp\" AT TIME ZONE 'UTC')::date AS day, count(DISTINCT e.person)::bigint, "
+        "count(DISTINCT e.raw_key)::bigint FROM {events} e WHERE e.type IN ('track', 'page', 'screen') "
+        "GROUP BY 1 ORDER BY 1"
+    ).format(events=_events(schema))

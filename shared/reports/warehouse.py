@@ -85,10 +85,19 @@ def experiment_start(conn: Any, schema: str, experiment: str) -> datetime | None
     return first
 
 
-def variant_counts(conn: Any, schema: str, experiment: str, goal: str) -> list[VariantCounts]:
-    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sql.Placeholder("goal"))
+def variant_counts(
+    conn: Any, schema: str, experiment: str, goal: str, key: str = sqlbuild.PERSON
+) -> list[VariantCounts]:
+    """Per variant: persons and converters (``key=sqlbuild.RAW``: raw ids instead)."""
+    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sql.Placeholder("goal"), key)
     rows = _rows(conn, query, {"experiment": experiment, "goal": goal})
     return [VariantCounts(variant, int(users), int(converters)) for variant, users, converters, _ in rows]
+
+
+def daily_users(conn: Any, schema: str) -> list[tuple[date, int, int]]:
+    """``(day, persons, raw ids)`` engaged per day: what stitching changes in DAU."""
+    _require(conn, schema, "events", "identities")
+    return [(day, int(persons), int(raw)) for day, persons, raw in _rows(conn, sqlbuild.daily_users(schema))]
 
 
 def multi_exposure(conn: Any, schema: str, experiment: str) -> MultiExposure:

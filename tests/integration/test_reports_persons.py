@@ -22,6 +22,7 @@ from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.dialects import get_dialect
 from eventpipe.loader.load import load_group
 from eventpipe.loader.migrations import migrate
+from eventpipe.reports import stitching
 from eventpipe.reports import warehouse as wh
 from eventpipe.reports.views import ensure_report_views
 from eventpipe.settings import Settings
@@ -46,16 +47,21 @@ def load(conn: Any, schema: str, events: list[dict[str, Any]], key: str) -> None
     load_group(conn, POSTGRES, schema, "events", [batch_from_rows(key, "events", events)])
 
 
-def expected(events: list[dict[str, Any]], goal: str = GOAL) -> dict[str, tuple[int, int]]:
-    """variant -> (persons, converters) by the reference's persons and assignments."""
+def expected(
+    events: list[dict[str, Any]], goal: str = GOAL, stitch: bool = True
+) -> dict[str, tuple[int, int]]:
+    """variant -> (persons, converters) by the reference's persons and assignments (raw ids
+    unless ``stitch``)."""
     kept = reference.deduplicate(events)
-    person = reference.persons(kept)
+    person = reference.persons(kept) if stitch else (lambda e: e.get("userId") or e["anonymousId"])
     goals: dict[str, list[str]] = defaultdict(list)
     for e in kept:
         if (e.get("event") if e["type"] == "track" else e["type"]) == goal:
             goals[person(e)].append(e["timestamp"])
     out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for (experiment, who), (variant, first) in reference.truth(events)["experiment_assignments"].items():
+    for (experiment, who), (variant, first) in reference.truth(events, stitch)[
+        "experiment_assignments"
+    ].items():
         if experiment == EXPERIMENT:
             out[variant][0] += 1
             out[variant][1] += any(at >= first for at in goals[who])
@@ -82,6 +88,18 @@ def test_report_counts_persons_like_the_reference_whatever_order_links_load_in(
         load(conn, pg_schema, history[n::objects], f"raw/events/{n}.jsonl.gz")
     assert found(conn, pg_schema) == expected(history)
     assert found(conn, pg_schema, "page") == expected(history, "page")
+    drift = stitching.experiment_drift(conn, pg_schema, EXPERIMENT, GOAL)
+    raw = expected(history, stitch=False)
+    assert {d.variant: d.raw_ids for d in drift if d.raw_ids} == {v: n for v, (n, _) in raw.items()}
+    assert {d.variant: d.raw_rate for d in drift if d.raw_ids} == {v: c / n for v, (n, c) in raw.items()}
+    dau = {
+        k[0]: users for k, (_, users) in reference.truth(history)["engagement_daily"].items() if k[1] == "*"
+    }
+    dau_raw = {
+        k[0]: users for k, (_, users) in reference.truth(history, stitch=False)["engagement_daily"].items()
+        if k[1] == "*"
+    }  # fmt: skip
+    assert wh.daily_users(conn, pg_schema) == [(d, dau[d], dau_raw[d]) for d in sorted(dau)]
 
 
 def test_a_link_that_lands_re_attributes_at_once(conn: Any, pg_schema: str) -> None:
