@@ -153,6 +153,7 @@ class Collector:
                 metrics.events_by_name.labels(metrics.event_names.label(name)).inc()
         for rejection in collected.rejected:
             self.metrics.events_rejected.labels(rejection.reason).inc()
+            self.metrics.deadletters.labels(rejection.reason).inc()
         # receivedAt: the server time stamped on every accepted event of this request, so a
         # client (and the fault suite's oracle) can recompute each corrected timestamp itself
         answer = {"success": True, "accepted": len(collected.records), "receivedAt": info.received_text}

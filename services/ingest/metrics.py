@@ -119,6 +119,12 @@ class IngestMetrics:
             ["reason"],
             registry=r,
         )
+        self.deadletters = Counter(
+            "eventpipe_ingest_deadletters_total",
+            "Invalid events of accepted batches published to the dead-letter topic, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.publish_failures = Counter(
             "eventpipe_ingest_publish_failures_total",
             "Publishes the broker did not confirm",

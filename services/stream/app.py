@@ -18,6 +18,7 @@ from faust.app.base import BootStrategy
 from prometheus_client import generate_latest
 
 from eventpipe.settings import Settings
+from eventpipe.stream.deadletters import DeadLetterArchiver
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.pipeline import Pipeline
 
@@ -34,6 +35,7 @@ class _WebOnly(BootStrategy):
 class StreamApp(faust.App):
     BootStrategy = _WebOnly
     pipeline: Pipeline
+    archiver: DeadLetterArchiver
     metrics: StreamMetrics
 
 
@@ -57,6 +59,8 @@ def create_app(settings: Settings) -> StreamApp:
     app.metrics = StreamMetrics()
     app.pipeline = Pipeline(settings, app.metrics, loop=app.loop, beacon=app.beacon)
     app.service(app.pipeline)
+    app.archiver = DeadLetterArchiver(settings, app.metrics, loop=app.loop, beacon=app.beacon)
+    app.service(app.archiver)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

@@ -59,5 +59,11 @@ class StreamMetrics:
             ["partition"],
             registry=r,
         )
+        self.deadletters = Counter(
+            "eventpipe_stream_deadletters_archived_total",
+            "Dead letters (events the collector rejected) archived to S3 rejected/ingest/, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.s3_up = Gauge("eventpipe_stream_s3_up", "0 while S3 writes are failing", registry=r)
         self.s3_up.set(1)
