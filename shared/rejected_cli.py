@@ -16,8 +16,6 @@ import orjson
 from eventpipe.rejected import Query, Rejected
 from eventpipe.timeutil import parse_ts
 
-CONTROL = dict.fromkeys([*range(32), 127], " ")
-
 
 def _since(text: str) -> datetime:
     try:
@@ -37,11 +35,11 @@ def _items(args: argparse.Namespace, ids: frozenset[str] = frozenset()) -> list[
 
 
 def _clean(value: Any, width: int = 60) -> str:
-    """Event data is text, never markup or terminal control (rich renders `[...]`)."""
-    from rich.markup import escape
+    """Event data is text, never markup or terminal control (``eventpipe.terminal``)."""
+    from eventpipe.terminal import printable, safe
 
-    text = str(value if value is not None else "").translate(CONTROL)
-    return escape(text if len(text) <= width else text[: width - 1] + "…")
+    text = printable(value if value is not None else "")
+    return safe(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def _what(item: Rejected) -> str:

@@ -103,3 +103,13 @@ def test_replay_plan_fixes_keeps_ids_places_in_time_and_holds_back_the_invalid()
     # the client's 5 s delay, against the original receipt (not the replay's)
     assert message["timestamp"] == "2026-11-26T23:59:54.000Z"
     assert "event" not in no_event.message  # the fix worked on a copy
+
+
+def test_hostile_event_data_is_listed_as_text():
+    from rich.console import Console
+
+    from eventpipe.rejected_cli import _clean
+
+    console = Console(record=True, width=200)
+    console.print(_clean("[/bold][link=http://x]Order\x1b[31m"))
+    assert console.export_text().strip() == "[/bold][link=http://x]Order\ufffd[31m"
