@@ -6,7 +6,7 @@ STACK := scripts/stack.sh
 PYTEST := $(VENV)/bin/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status demo test test-unit test-integration test-e2e test-faults test-rules bench lint format
+.PHONY: help install up down status demo test test-unit test-integration test-e2e test-faults test-rules test-calendar bench lint format
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -46,6 +46,11 @@ test-e2e: ## end-to-end tests through the whole local pipeline (and the real SDK
 test-faults: ## every fault-injection scenario and the bad-input battery (~25 min; make test runs the CI subset)
 	@$(STACK) up kafka postgres s3
 	@EVENTPIPE_FAULTS=all $(PYTEST) -q -p no:cacheprovider tests/faults
+
+test-calendar: ## unit + integration tiers with the clock 31 days ahead: no test may depend on the day it runs
+	@$(STACK) up tools
+	@$(STACK) up kafka postgres s3 prometheus
+	@$(PY) -m tests.support.calendar --days-ahead 31 tests/unit tests/integration
 
 test-rules: ## promtool: config, alert rules and their unit tests
 	@$(STACK) up tools

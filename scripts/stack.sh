@@ -246,6 +246,7 @@ tools_up() {
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v docker-compose >/dev/null || missing+=(docker-compose)
   command -v wrk >/dev/null || missing+=(wrk)
+  command -v faketime >/dev/null || missing+=(faketime)  # make test-calendar's shifted s3rver
   command -v chromium >/dev/null || missing+=(chromium)
   command -v node >/dev/null || missing+=(nodejs npm)
   if [[ ${#missing[@]} -gt 0 ]]; then
