@@ -92,11 +92,7 @@ def _scrape(port: int) -> tuple[float, float]:
 
 def _worker_rate(settings: Settings, total: int, cap_s: float) -> float:
     port = free_port()
-    env = {
-        f"EVENTPIPE_{name.upper()}": str(value)
-        for name, value in settings.model_dump().items()
-        if value is not None and not isinstance(value, dict | list)
-    }
+    env = settings.environment()
     env["EVENTPIPE_STREAM_WEB_PORT"] = str(port)
     args = [python_exe(), "-m", "eventpipe.stream.worker"]
     with process(args, env, f"http://127.0.0.1:{port}/metrics"):

@@ -9,7 +9,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FieldSerializationInfo,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eventpipe.errors import ConfigurationError
@@ -167,6 +174,24 @@ class Settings(BaseSettings):
         if self.rate_limit_bytes_per_s is not None:
             return self.rate_limit_bytes_per_s
         return PRODUCTION_RATE_LIMIT_BYTES_PER_S if self.env == "production" else 0.0
+
+    @field_serializer("write_keys", "s3_secret_key", when_used="json")
+    def _secret_json(self, value: SecretStr | str, info: FieldSerializationInfo) -> str:
+        """Masked in JSON, unless ``model_dump_json(context={"reveal_secrets": True})`` (a child
+        process that must see the same settings)."""
+        if isinstance(info.context, dict) and info.context.get("reveal_secrets"):
+            return reveal(value)
+        return "**********"
+
+    def environment(self) -> dict[str, str]:
+        """``EVENTPIPE_*`` variables that make a child process see exactly these settings."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is not None:
+                env[f"EVENTPIPE_{name.upper()}"] = (
+                    reveal(value) if isinstance(value, SecretStr) else str(value)
+                )
+        return env
 
     @property
     def write_key_map(self) -> dict[str, str]:

@@ -45,7 +45,9 @@ def test_kill_9_between_copy_and_commit_then_restart(settings, s3, pg_schema):
     events = synthetic_events(users=20)
     keys = write_raw(s3, settings, events, per_object=100)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, settings.model_dump_json()], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, settings.model_dump_json(context={"reveal_secrets": True})],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout is not None

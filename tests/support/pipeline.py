@@ -15,9 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import SecretStr
-
-from eventpipe.settings import Settings, reveal
+from eventpipe.settings import Settings
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,12 +24,7 @@ EVENTPIPE = str(ROOT / ".venv" / "bin" / "eventpipe")
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process see exactly ``settings``."""
-    env = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        env[f"EVENTPIPE_{name.upper()}"] = reveal(value) if isinstance(value, SecretStr) else str(value)
-    return env
+    return settings.environment()
 
 
 def http_ok(url: str) -> bool:

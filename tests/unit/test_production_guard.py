@@ -75,3 +75,13 @@ def test_dsn_passwords_in_both_forms():
     assert dsn_password("postgresql://u:p%40ss@h/db") == "p@ss"
     assert dsn_password("host=h password=x1 user=u") == "x1"
     assert dsn_password("postgresql://u@h/db") is None
+
+
+def test_a_child_process_can_be_handed_the_same_settings():
+    settings = Settings(**STRONG)
+    assert settings.environment()["EVENTPIPE_S3_SECRET_KEY"] == STRONG["s3_secret_key"]
+    assert settings.environment()["EVENTPIPE_WRITE_KEYS"] == STRONG["write_keys"]
+    assert STRONG["s3_secret_key"] not in settings.model_dump_json()  # masked by default
+    again = Settings.model_validate_json(settings.model_dump_json(context={"reveal_secrets": True}))
+    assert again.write_key_map == settings.write_key_map
+    assert again.environment() == settings.environment()
