@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         10_000, ge=1, description="events per /v1/import batch (the byte limits still apply)"
     )
     max_json_depth: int = 32
+    tracking_plan: str | None = Field(
+        None, description="JSON Schemas per track event name: a folder of *.json or one YAML file"
+    )
+    tracking_plan_modes: str = Field(
+        "", description="source:reject|flag,...: what a violation does per source (unlisted: unchecked)"
+    )
     publish_timeout_s: float = Field(10.0, gt=0, description="below any HTTP client's timeout")
     body_read_timeout_s: float = Field(30.0, gt=0, description="slow-body (slowloris) cut-off -> 408")
     ingest_max_concurrency: int = Field(2048, ge=1, description="requests in flight; beyond: 503")

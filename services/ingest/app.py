@@ -33,6 +33,7 @@ from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publi
 from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
 from eventpipe.ingest.routes import Route, add_tracking_routes
 from eventpipe.ingest.server import InFlightLimit, OpsPortOnly, ops_port
+from eventpipe.ingest.trackingplan import TrackingPlan
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
 
@@ -54,6 +55,7 @@ class Collector:
         self.publisher = publisher
         self.metrics = metrics
         self.keys = settings.write_key_map
+        self.plan = TrackingPlan.load(settings.tracking_plan, settings.tracking_plan_modes)
         self.limiter = RateLimiter(
             settings.effective_rate_limit_per_s,
             settings.rate_limit_burst,
@@ -115,6 +117,7 @@ class Collector:
             max_event_bytes=settings.max_event_bytes,
             max_batch_events=settings.max_import_batch_events if importing else settings.max_batch_events,
             correct_skew=not importing,
+            plan=self.plan,
             max_request_bytes=settings.max_request_bytes,
             max_batch_context_bytes=settings.max_batch_context_bytes,
         )

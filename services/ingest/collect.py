@@ -21,6 +21,7 @@ import orjson
 from eventpipe.definitions import engagement_name
 from eventpipe.errors import InvalidInput, PayloadTooLarge
 from eventpipe.events import normalize, user_key
+from eventpipe.ingest.trackingplan import TrackingPlan
 from eventpipe.timeutil import format_ts, parse_ts
 
 
@@ -62,6 +63,7 @@ class RequestInfo:
     client_ip: str | None
     max_event_bytes: int
     max_batch_events: int
+    plan: TrackingPlan | None = None  # optional tracking plan (trackingplan.py)
     correct_skew: bool = True  # False for /v1/import: the client's timestamp is kept as sent
     max_request_bytes: int = 500 * 1024
     max_batch_context_bytes: int = 8 * 1024
@@ -99,6 +101,8 @@ def _one(
         received_text=batch.get("receivedText"),
         correct_skew=info.correct_skew,
     )
+    if info.plan is not None:
+        info.plan.apply(event)  # a violation of a rejecting source is an invalid event
     value = encode_event(event, info.max_event_bytes)  # first: it refuses lone surrogates anywhere
     key = user_key(event)
     return (key.encode() if key else None), value, event
