@@ -60,7 +60,8 @@ def _csv_rows(events: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _drop(settings: Settings, schemas: list[str]) -> None:
+def drop_schemas(settings: Settings, schemas: list[str]) -> None:
+    """Drop the benchmark's own schemas (the loader and report benchmarks)."""
     conn = psycopg2.connect(settings.warehouse_dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -124,9 +125,9 @@ def run(repeats: int = 2) -> dict[str, float]:
                     loader_s.append(_loader_seconds(settings, s3))
                 else:
                     copy_s.append(_copy_seconds(settings, payload))
-                _drop(base, [settings.warehouse_schema])
+                drop_schemas(base, [settings.warehouse_schema])
     finally:
-        _drop(base, schemas)
+        drop_schemas(base, schemas)
         for key in keys:
             s3.delete_object(Bucket=base.s3_bucket, Key=key)
     best_loader, best_copy = min(loader_s), min(copy_s)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from eventpipe.definitions import canonical_first
-from eventpipe.events import user_key
+from eventpipe.identity import Links
 from eventpipe.loader.reprocess.rows import (
     ASSIGNMENTS,
     DAILY_TABLES,
@@ -93,17 +93,18 @@ def generate(workdir: Path, n: int, seed: int = 11) -> list[Path]:
 
 
 def ceiling(paths: list[Path], day: date = DAY) -> dict[str, list[dict[str, Any]]]:
-    """The same computation in one process: dedup, per-user rollup, row sums."""
+    """The same computation in one process: dedup, links, per-person rollup, row sums."""
     kept: dict[str, dict[str, Any]] = {}
     for path in paths:
         for line in gzip.decompress(path.read_bytes()).splitlines():
             event = orjson.loads(line)
             mid = event["messageId"]
             kept[mid] = canonical_first(kept[mid], event) if mid in kept else event
+    links = Links.from_events(kept.values())  # the job's snapshot is empty here
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in kept.values():
         if matters_for(event, day):
-            by_user[user_key(event)].append(event)
+            by_user[links.person(event)].append(event)
     sums: dict[tuple, list] = {}
     for user, events in by_user.items():
         for key, value in user_contributions(user, rollup_user(events, days={day}), {}, day):
