@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, ENGAGEMENT, EXPERIMENT
 from tests import reference
@@ -55,6 +55,11 @@ def persons_view(corrections: dict, snapshot: list[dict], person: Any) -> dict:
 def test_job_steps_count_persons_like_the_reference(history):
     window, visible, snapshot = split(history)
     old = visible[: len(visible) - len(window)]  # split() returns old + window
+    # documented limit (docs/contracts.md §7): a link that arrives after the snapshot and
+    # displaces the winning link of an id (same id, earlier timestamp) does not move the
+    # assignments decided before the window (the snapshot keeps only their person)
+    before, now = reference.links(reference.deduplicate(old)), reference.links(reference.deduplicate(visible))
+    assume(all(now[i] == user for i, user in before.items()))
     out = run_steps(job_lines(window, snapshot, identities_snapshot(old)))
     want, got, person = expected(visible), as_found(out, snapshot), resolver(visible)
     assert got[ENGAGEMENT] == want[ENGAGEMENT]
