@@ -220,8 +220,11 @@ s3_up() {
   fi
   mkdir -p "$LOCAL/s3"
   say "starting the S3 API server (s3rver) on 127.0.0.1:$S3_PORT"
-  spawn s3 node "$dir/node_modules/s3rver/bin/s3rver.js" -d "$LOCAL/s3" -a 127.0.0.1 -p $S3_PORT \
-    --silent --no-vhost-buckets --configure-bucket "${EVENTPIPE_S3_BUCKET:-eventpipe}"
+  # s3rver's ListObjectsV2 continuation token is DES-encrypted, which Node's OpenSSL 3 only
+  # offers through its legacy provider: without it every listing of >1000 keys is a 500
+  NODE_OPTIONS=--openssl-legacy-provider \
+    spawn s3 node "$dir/node_modules/s3rver/bin/s3rver.js" -d "$LOCAL/s3" -a 127.0.0.1 -p $S3_PORT \
+      --silent --no-vhost-buckets --configure-bucket "${EVENTPIPE_S3_BUCKET:-eventpipe}"
   wait_for s3 30 port_open $S3_PORT
 }
 

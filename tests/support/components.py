@@ -213,6 +213,8 @@ class S3Server(Component):
 
     def command(self) -> list[str]:
         return [
+            # the legacy provider: s3rver's continuation tokens use DES (scripts/stack.sh)
+            "env", "NODE_OPTIONS=--openssl-legacy-provider",
             "node", str(S3RVER), "-d", str(self.data), "-a", "127.0.0.1", "-p", str(self.port),
             "--configure-bucket", self.bucket, "--silent", "--no-vhost-buckets",
         ]  # fmt: skip
