@@ -8,8 +8,8 @@ names to schemas. A schema describes a track call's ``properties``. Events whose
 plan does not list pass. What a violation does is a per-source setting
 (``EVENTPIPE_TRACKING_PLAN_MODES=web:reject,ios:flag``): ``reject`` makes it an invalid event
 (a 400 alone, a dead letter in a batch, so it is kept in S3 rejected/ with the schema error),
-``flag`` accepts it with the errors in ``context.trackingPlan.violations``. Sources not
-listed are not checked.
+``flag`` accepts it with the errors in its top-level ``trackingPlanViolations`` (the
+warehouse's ``events.tracking_plan_violations``). Sources not listed are not checked.
 """
 
 from __future__ import annotations
@@ -102,4 +102,4 @@ class TrackingPlan:
             return
         if mode == "reject":
             raise InvalidInput("tracking_plan", "; ".join(found))
-        event["context"] = {**event["context"], "trackingPlan": {"violations": found}}
+        event["trackingPlanViolations"] = found

@@ -33,14 +33,21 @@ from eventpipe.loader.tables import (
     LOADER_STATE,
     QUARANTINE,
     SCHEMA_MIGRATIONS,
+    TRACKING_PLAN_VIOLATIONS,
+    Table,
 )
 
 log = logging.getLogger(__name__)
 Migration = tuple[int, str, Callable[[Any, str], list[sql.Composed]]]
+# ``events`` as migration 1 shipped it: columns added later come from their own migration
+# (Redshift has no ADD COLUMN IF NOT EXISTS, so a fresh warehouse must not have them yet)
+_EVENTS_V1 = Table(
+    EVENTS.name, tuple(c for c in EVENTS.columns if c != TRACKING_PLAN_VIOLATIONS), EVENTS.primary_key
+)
 
 
 def _v1(dialect: Any, schema: str) -> list[sql.Composed]:
-    tables = (EVENTS, ENGAGEMENT_DAILY, EXPERIMENT_DAILY, EXPERIMENT_ASSIGNMENTS, ENGAGEMENT_DELTAS,
+    tables = (_EVENTS_V1, ENGAGEMENT_DAILY, EXPERIMENT_DAILY, EXPERIMENT_ASSIGNMENTS, ENGAGEMENT_DELTAS,
               EXPERIMENT_DELTAS, LOAD_LEDGER, DAY_STATUS, FRESHNESS, LOADER_STATE, QUARANTINE)  # fmt: skip
     return [create_table(dialect, schema, t) for t in tables] + dialect.indexes(schema)
 
@@ -62,11 +69,16 @@ def _v4(dialect: Any, schema: str) -> list[sql.Composed]:
     return dialect.raw_key_indexes(schema)
 
 
+def _v5(dialect: Any, schema: str) -> list[sql.Composed]:
+    return [dialect.add_column(schema, EVENTS, TRACKING_PLAN_VIOLATIONS)]
+
+
 MIGRATIONS: list[Migration] = [
     (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
     (2, "identities: identity links of identify/alias events (persons)", _v2),
     (3, "final days record the batches they contain; late deltas touch them; verify indexes", _v3),
     (4, "index the raw user key: a late link touches the final days of its id", _v4),
+    (5, "events.tracking_plan_violations: the errors of events a tracking plan flagged", _v5),
 ]
 
 

@@ -40,6 +40,10 @@ class Table:
         return next(c for c in self.columns if c.name == name)
 
 
+# a flagging tracking plan's errors (services/ingest/trackingplan.py); NULL when none.
+# Added by migration 5: migration 1 creates ``events`` without it
+TRACKING_PLAN_VIOLATIONS = Column("tracking_plan_violations", JSON, json_key="trackingPlanViolations")
+
 EVENTS = Table(
     "events",
     (
@@ -61,6 +65,7 @@ EVENTS = Table(
         Column("group_id", ID, json_key="groupId"),
         Column("previous_id", ID, json_key="previousId"),
         Column("integrations", JSON),
+        TRACKING_PLAN_VIOLATIONS,
     ),
     ("message_id",),
 )

@@ -6,9 +6,12 @@ import gzip
 from datetime import date, timedelta
 
 import orjson
+import psycopg2
 import pytest
 
 from eventpipe.loader.batches import batch_from_rows
+from eventpipe.loader.dialects import get_dialect
+from eventpipe.loader.migrations import migrate
 from eventpipe.loader.runner import Limits, Loader
 from eventpipe.loader.warehouse import replace_day
 from eventpipe.timeutil import format_ts, parse_ts
@@ -220,3 +223,23 @@ def test_corrupt_objects_are_quarantined_and_the_rest_loads(settings, s3, pg_sch
         assert loader.run_once() == 0 and not loader.pending  # quarantined objects are not retried
     finally:
         loader.close()
+
+
+def test_migration_5_adds_the_violations_column_to_a_warehouse_created_before_it(settings, pg_schema):
+    postgres = get_dialect("postgres")
+    conn = psycopg2.connect(settings.warehouse_dsn)
+    try:
+        migrate(conn, postgres, pg_schema)
+        with conn, conn.cursor() as cur:  # the warehouse as migrations 1-4 left it
+            cur.execute(f'ALTER TABLE "{pg_schema}".events DROP COLUMN tracking_plan_violations')
+            cur.execute(f'DELETE FROM "{pg_schema}".schema_migrations WHERE version = 5')
+        assert migrate(conn, postgres, pg_schema) == [5]
+        assert migrate(conn, postgres, pg_schema) == []
+    finally:
+        conn.close()
+    column = query(
+        settings,
+        "SELECT is_nullable, data_type FROM information_schema.columns "
+        f"WHERE table_schema = '{pg_schema}' AND column_name = 'tracking_plan_violations'",
+    )
+    assert column == [("YES", "jsonb")]

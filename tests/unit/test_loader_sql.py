@@ -128,6 +128,21 @@ def test_redshift_types_and_no_upsert_syntax():
     assert "ON CONFLICT" not in loads and "ROW_NUMBER() OVER" in loads
 
 
+def test_tracking_plan_violations_are_added_by_one_migration_and_staged_by_both_dialects():
+    for dialect in (redshift(), get_dialect("postgres")):
+        ddl = [render(s) for _, _, build in migrations.MIGRATIONS for s in build(dialect, "analytics")]
+        adds = [text for text in ddl if '"tracking_plan_violations"' in text]
+        assert len(adds) == 1 and adds[0].startswith('ALTER TABLE "analytics"."events" ADD COLUMN '), adds
+        assert adds[0].endswith("SUPER" if dialect.name == "redshift" else "JSONB")
+    stage = " ".join(render(s) for s in redshift().create_stage("events"))
+    copy, _ = redshift().stage_statements("events", "raw/events/x.jsonl.gz")
+    assert '"trackingplanviolations" SUPER' in stage and '"trackingplanviolations"' in render(copy)
+    source = render(get_dialect("postgres").typed_source("events"))
+    assert "\"doc\" -> 'trackingPlanViolations', 'null'::jsonb) AS \"tracking_plan_violations\"" in source
+    merge = " ".join(render(s) for s in get_dialect("postgres").merge_events("analytics"))
+    assert '"tracking_plan_violations" = s."tracking_plan_violations"' in merge
+
+
 def test_postgres_events_merge_keeps_the_earlier_copy():
     text = render(get_dialect("postgres").merge_events("analytics")[0])
     assert text.startswith('MERGE INTO "analytics"."events" USING (SELECT')

@@ -83,12 +83,11 @@ def test_flag_mode_accepts_and_says_why_unlisted_sources_are_not_checked(folder)
     plan = TrackingPlan.load(str(folder), "web:reject,ios:flag")
     flagged = collect(track("Order Completed", {"revenue": "ten"}), "track", info(plan, "ios"))
     event = orjson.loads(flagged.records[0][1])
-    assert event["context"]["trackingPlan"] == {
-        "violations": ["properties.revenue: 'ten' is not of type 'number'"]
-    }
+    assert event["trackingPlanViolations"] == ["properties.revenue: 'ten' is not of type 'number'"]
+    assert "trackingPlan" not in event["context"]  # one place: the field the loader stores
     clean = orjson.loads(
         collect(track("Order Completed", {"revenue": 1}), "track", info(plan, "ios")).records[0][1]
     )
-    assert "trackingPlan" not in clean["context"]
+    assert "trackingPlanViolations" not in clean
     unchecked = collect(track("Order Completed", {}), "track", info(plan, "server"))
     assert len(unchecked.records) == 1 and not unchecked.rejected

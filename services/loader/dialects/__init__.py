@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from psycopg2 import sql
 
-from eventpipe.loader.tables import Table
+from eventpipe.loader.tables import Column, Table
 
 
 class Dialect(Protocol):
@@ -22,6 +22,10 @@ class Dialect(Protocol):
     def default_of(self, default: str) -> sql.Composable: ...
 
     def table_options(self, table: Table) -> sql.Composable: ...
+
+    def add_column(self, schema: str, table: Table, column: Column) -> sql.Composed:
+        """``ALTER TABLE … ADD COLUMN`` of a column an existing warehouse lacks."""
+        ...
 
     def lock(self, schema: str, table: str) -> sql.Composed:
         """Serialises writers of ``table`` (loads and day replacements) until commit."""

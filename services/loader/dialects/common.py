@@ -24,6 +24,7 @@ from eventpipe.loader.tables import (
     LOAD_LEDGER,
     QUARANTINE,
     TARGETS,
+    Column,
     Table,
 )
 
@@ -48,15 +49,17 @@ def literals(values: Iterable[Any]) -> sql.Composed:
     return sql.SQL(", ").join(sql.Literal(v) for v in values)
 
 
+def column_def(dialect: Any, c: Column) -> sql.Composed:
+    parts = [ident(c.name), dialect.type_of(c.kind)]
+    if c.default:
+        parts.append(sql.SQL("DEFAULT {}").format(dialect.default_of(c.default)))
+    if c.not_null:
+        parts.append(sql.SQL("NOT NULL"))
+    return sql.SQL(" ").join(parts)
+
+
 def create_table(dialect: Any, schema: str, table: Table, with_pk: bool = True) -> sql.Composed:
-    defs = []
-    for c in table.columns:
-        parts = [ident(c.name), dialect.type_of(c.kind)]
-        if c.default:
-            parts.append(sql.SQL("DEFAULT {}").format(dialect.default_of(c.default)))
-        if c.not_null:
-            parts.append(sql.SQL("NOT NULL"))
-        defs.append(sql.SQL(" ").join(parts))
+    defs = [column_def(dialect, c) for c in table.columns]
     if with_pk and table.primary_key:
         defs.append(sql.SQL("PRIMARY KEY ({})").format(cols(table.primary_key)))
     return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(

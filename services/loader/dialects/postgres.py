@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import errors, sql
 
-from eventpipe.loader.dialects.common import STAGE, cols, ident
+from eventpipe.loader.dialects.common import STAGE, cols, column_def, ident
 from eventpipe.loader.tables import (
     BIGINT,
     BOOL,
@@ -27,6 +27,7 @@ from eventpipe.loader.tables import (
     JSON,
     TEXT,
     TS,
+    Column,
     Table,
     line_columns,
 )
@@ -119,6 +120,11 @@ class PostgresDialect:
                 sql.Literal("Experiment Viewed"),
             ),
         ]  # fmt: skip
+
+    def add_column(self, schema: str, table: Table, column: Column) -> sql.Composed:
+        return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
+            ident(schema, table.name), column_def(self, column)
+        )
 
     def lock(self, schema: str, table: str) -> sql.Composed:
         # self-conflicting, but readers (ACCESS SHARE) are never blocked by a load

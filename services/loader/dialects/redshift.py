@@ -19,7 +19,7 @@ import orjson
 import psycopg2
 from psycopg2 import sql
 
-from eventpipe.loader.dialects.common import SRC, STAGE, earliest_wins, ident
+from eventpipe.loader.dialects.common import SRC, STAGE, column_def, earliest_wins, ident
 from eventpipe.loader.tables import (
     BIGINT,
     BOOL,
@@ -31,6 +31,7 @@ from eventpipe.loader.tables import (
     SCHEMA_MIGRATIONS,
     TEXT,
     TS,
+    Column,
     Table,
     line_columns,
 )
@@ -95,6 +96,12 @@ class RedshiftDialect:
 
     def verify_indexes(self, schema: str) -> list[sql.Composed]:
         return []  # events are sorted by received_at, within seconds of timestamp for most rows
+
+    def add_column(self, schema: str, table: Table, column: Column) -> sql.Composed:
+        # no IF NOT EXISTS here: the migration lock and its transaction make it run once
+        return sql.SQL("ALTER TABLE {} ADD COLUMN {}").format(
+            ident(schema, table.name), column_def(self, column)
+        )
 
     def lock(self, schema: str, table: str) -> sql.Composed:
         # LOCK is ACCESS EXCLUSIVE here: lock the ledger, not the table dashboards read
