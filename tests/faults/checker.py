@@ -1,12 +1,18 @@
 """The fault-suite checker: what the warehouse must hold after a run of ``LoadGenerator``.
 
-After the faults stop and the pipeline settles:
+The truth is computed from what the load generator SENT (``tests/faults/expected.py``:
+payloads, the ``receivedAt`` of each 2xx answer, an independent skew formula), never from
+the warehouse's own rows. After the faults stop and the pipeline settles:
 
 - every ``ok`` id (2xx) is in ``events`` exactly once (``lost`` counts the missing);
 - no ``failed`` id (4xx) is anywhere: not in ``events``, not in the raw S3 archive;
 - ``unknown`` ids (timeout/5xx/connection error) are there at most once;
-- after ``eventpipe reprocess`` of every day the events fall on, the aggregate tables equal
-  ``tests/reference.py``'s truth recomputed from the warehouse's own ``events`` rows.
+- every stored row equals the payload sent, field by field (``fields_differing``);
+- the streamed aggregates, before any reprocess, equal ``tests/reference.py``'s truth over
+  the sent events per raw id, as the stream counts (``streamed_equal``; exact for in-order
+  input, whatever was killed);
+- after ``eventpipe reprocess`` of every day, they equal its per-person truth (``final_equal``).
+Aggregates are compared as lists of rows, so a duplicated row shows.
 
 ``Checker.check(...)`` returns a ``Result`` (one row of docs/reliability.md) and appends
 it to ``$EVENTPIPE_FAULTS_RESULTS`` (default ``.local/faults/results.jsonl``).
@@ -30,10 +36,12 @@ from psycopg2 import sql
 
 from eventpipe.s3 import iter_gzip_lines, list_keys, s3_client
 from eventpipe.settings import Settings
-from eventpipe.timeutil import format_ts
+from tests.faults.aggregates import AggregateRows, aggregate_rows, compare, settled_compare, truth_rows
+from tests.faults.expected import COLUMNS, Expectation, expectation, group_rows
 from tests.faults.load import FAILED, OK, UNKNOWN, Outcomes
-from tests.reference import truth
+from tests.faults.warehouse import query, table
 from tests.support.pipeline import EVENTPIPE, ROOT, settings_env
+from tests.support.sent import iso_ms
 
 RESULTS = Path(os.environ.get("EVENTPIPE_FAULTS_RESULTS", ROOT / ".local" / "faults" / "results.jsonl"))
 
@@ -50,8 +58,12 @@ class Result:
     failed_stored: int  # failed ids found in events or raw/
     unknown_stored: int  # unknown ids that made it (once)
     final_equal: bool | None  # aggregates == truth after reprocess (None: not checked)
+    fields_differing: int = 0  # stored rows whose fields differ from the payload sent
+    streamed_equal: bool | None = None  # aggregates == truth before any reprocess
+    streamed_required: bool = True  # False: input out of order (retries, broker outage)
     mismatches: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)  # that the fault hit its dangerous moment
     seconds: float = 0.0
 
     @property
@@ -60,6 +72,8 @@ class Result:
             self.lost == 0
             and self.duplicated == 0
             and self.failed_stored == 0
+            and self.fields_differing == 0
+            and (self.streamed_equal is not False or not self.streamed_required)
             and self.final_equal is not False
         )
 
@@ -67,22 +81,10 @@ class Result:
         return (
             f"{self.scenario}: sent={self.sent} ok={self.ok} failed={self.failed} unknown={self.unknown} "
             f"lost={self.lost} duplicated={self.duplicated} failed_stored={self.failed_stored} "
-            f"final_equal={self.final_equal} statuses={self.statuses} {self.mismatches[:5]}"
+            f"fields_differing={self.fields_differing} streamed_equal={self.streamed_equal} "
+            f"final_equal={self.final_equal} statuses={self.statuses} evidence={self.evidence} "
+            f"{self.mismatches[:8]}"
         )
-
-
-def query(settings: Settings, statement: sql.Composable, args: Any = None) -> list[tuple]:
-    conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=5)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
-def table(settings: Settings, name: str) -> sql.Composable:
-    return sql.Identifier(settings.warehouse_schema, name)
 
 
 def event_id_counts(settings: Settings) -> Counter:
@@ -174,63 +176,28 @@ def reprocess(settings: Settings, days: list[date], log: Path, timeout_s: float 
             raise AssertionError(f"reprocess of {day} exited with {proc.returncode}:\n{tail}")
 
 
-def warehouse_events(settings: Settings) -> list[dict[str, Any]]:
-    """The ``events`` rows read back as the event dicts the reference truth takes."""
-    rows = query(
-        settings,
-        sql.SQL(
-            "SELECT message_id, type, event, user_id, anonymous_id, previous_id, timestamp, received_at, "
-            "properties FROM {}"
-        ).format(table(settings, "events")),
-    )
-    return [
-        {
-            "messageId": mid, "type": kind, "event": event, "userId": uid, "anonymousId": aid,
-            "previousId": previous, "timestamp": format_ts(ts), "receivedAt": format_ts(received),
-            "properties": props,
-        }
-        for mid, kind, event, uid, aid, previous, ts, received, props in rows
-    ]  # fmt: skip
+def stored_rows(settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Every ``events`` row by message_id, timestamps rendered as the contract writes them."""
+    try:
+        rows = query(
+            settings,
+            sql.SQL("SELECT message_id, {} FROM {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), table(settings, "events")
+            ),
+        )
+    except psycopg2.errors.UndefinedTable:
+        return {}
+    rendered = []
+    for mid, *values in rows:
+        row = dict(zip(COLUMNS, values, strict=True))
+        for column in ("timestamp", "received_at", "sent_at", "original_timestamp"):
+            row[column] = iso_ms(row[column]) if row[column] is not None else None
+        rendered.append({"message_id": mid, **row})
+    return group_rows(rendered)
 
 
 def event_days(events: list[dict[str, Any]]) -> list[date]:
     return sorted({date.fromisoformat(e["timestamp"][:10]) for e in events})
-
-
-def warehouse_aggregates(settings: Settings) -> dict[str, dict]:
-    eng = query(
-        settings,
-        sql.SQL("SELECT day, event, event_count, user_count FROM {}").format(
-            table(settings, "engagement_daily")
-        ),
-    )
-    exp = query(
-        settings,
-        sql.SQL("SELECT day, experiment_id, variant, event, event_count, user_count FROM {}").format(
-            table(settings, "experiment_daily")
-        ),
-    )
-    asg = query(
-        settings,
-        sql.SQL("SELECT experiment_id, user_key, variant, first_exposed_at FROM {}").format(
-            table(settings, "experiment_assignments")
-        ),
-    )
-    return {
-        "engagement_daily": {(d, e): (c, u) for d, e, c, u in eng if c or u},
-        "experiment_daily": {(d, x, v, e): (c, u) for d, x, v, e, c, u in exp if c or u},
-        "experiment_assignments": {(x, k): (v, format_ts(t)) for x, k, v, t in asg},
-    }
-
-
-def compare(expected: dict[str, dict], actual: dict[str, dict], limit: int = 20) -> list[str]:
-    diffs: list[str] = []
-    for name, want in expected.items():
-        got = actual[name]
-        for key in sorted(set(want) | set(got), key=str):
-            if want.get(key) != got.get(key):
-                diffs.append(f"{name}{key}: truth={want.get(key)} warehouse={got.get(key)}")
-    return diffs[:limit] + ([f"... {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
 # ---------------------------------------------------------------- the check
@@ -238,6 +205,8 @@ class Checker:
     def __init__(self, settings: Settings, scenario: str, logs: Path) -> None:
         self.settings, self.scenario, self.logs = settings, scenario, logs
         self.started = time.monotonic()
+        self.expected: AggregateRows = {}  # the truth from what was sent, after check()
+        self.expectation = Expectation()
 
     def check(
         self,
@@ -246,7 +215,11 @@ class Checker:
         reprocess_days: bool = True,
         settle_s: float = 180.0,
         check_raw: bool = True,
+        in_order: bool = True,
+        evidence: list[str] | None = None,
     ) -> Result:
+        """``in_order=False``: the input reached Kafka out of order (client retries, a
+        broker outage), so the streamed aggregates are reported but need not be exact."""
         counts = settle(self.settings, outcomes, settle_s)
         ok, failed, unknown = (outcomes.ids(x) for x in (OK, FAILED, UNKNOWN))
         stored = set(counts)
@@ -254,6 +227,10 @@ class Checker:
         if check_raw:
             failed_stored |= failed & set(raw_ids(self.settings))
         mine = ok | failed | unknown
+        self.expectation = sent = expectation(
+            outcomes, {m: r for m, r in stored_rows(self.settings).items() if m in mine}
+        )
+        self.expected = truth_rows(sent.events)
         result = Result(
             self.scenario,
             outcomes.sent,
@@ -265,18 +242,24 @@ class Checker:
             failed_stored=len(failed_stored),
             unknown_stored=len(unknown & stored),
             final_equal=None,
+            fields_differing=len(sent.differing),
+            streamed_required=in_order,
             statuses=dict(outcomes.statuses),
+            evidence=list(evidence or []),
         )
         if result.lost:
             result.mismatches.append(f"lost e.g. {sorted(ok - stored)[:5]}")
         if result.failed_stored:
             result.mismatches.append(f"failed but stored e.g. {sorted(failed_stored)[:5]}")
+        result.mismatches += sent.lines()
+        streamed = settled_compare(self.settings, truth_rows(sent.events, stitch=False))
+        result.streamed_equal = not streamed
+        result.mismatches += [f"streamed {d}" for d in streamed]
         if reprocess_days:
-            events = warehouse_events(self.settings)
-            reprocess(self.settings, event_days(events), self.logs / "reprocess.log")
-            diffs = compare(truth(events), warehouse_aggregates(self.settings))
-            result.final_equal = not diffs
-            result.mismatches += diffs
+            reprocess(self.settings, event_days(sent.events), self.logs / "reprocess.log")
+            final = compare(self.expected, aggregate_rows(self.settings))
+            result.final_equal = not final
+            result.mismatches += [f"final {d}" for d in final]
         result.seconds = round(time.monotonic() - self.started, 1)
         record(result)
         return result

@@ -1,7 +1,7 @@
 """Fixtures of the fault suite.
 
-``make test`` (plain ``pytest tests``) runs only the scenarios marked ``ci`` (the fast
-subset); ``make test-faults`` sets ``EVENTPIPE_FAULTS=all`` and runs every scenario.
+``make test`` (so CI) and ``make test-faults`` set ``EVENTPIPE_FAULTS=all`` and run every
+scenario; a plain ``pytest tests`` runs only those marked ``ci`` (the fast subset).
 Non-destructive scenarios use the shared local stack with per-test topics, S3 prefix and
 warehouse schema; destructive ones (stopping Kafka, S3 or PostgreSQL) start their own
 copies (``tests/support/components.py``) and never touch the shared stack.

@@ -3,8 +3,16 @@
 Each event gets a unique ``messageId`` (``<run>-<n>``); a request's answer classifies all
 of its events: ``ok`` (2xx: durably in Kafka), ``failed`` (4xx: refused, must never
 appear downstream) or ``unknown`` (timeout, 5xx, connection error: may or may not be
-stored). The generator stops at ``count`` events or ``duration_s`` seconds, whichever
-comes first, and paces itself to spread the events over ``duration_s``.
+stored). What was sent is kept (``Outcomes.messages``) with the ``receivedAt`` each 2xx
+answer reported, so the checker computes the truth from what was SENT, not from what the
+pipeline stored.
+
+The plan is fixed up front: ``count`` events, paced over ``duration_s``, each user's
+events on one sender thread in order (so the stream sees every user in order), and every
+``refused_every``-th request of a thread followed by a request of valid events with an
+unknown write key (401: ``failed`` ids that must never be stored). At the end the
+generator fails the test if a sender thread raised, if anything planned was not sent, or
+if less than ``min_ok_share`` of the planned events were acknowledged.
 """
 
 from __future__ import annotations
@@ -13,9 +21,11 @@ import itertools
 import threading
 import time
 import uuid
-from collections import Counter
+import zlib
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -25,6 +35,7 @@ from eventpipe.synthetic import TrafficShape, messages
 OK, FAILED, UNKNOWN = "ok", "failed", "unknown"
 # an id retried by a client keeps its best outcome: one 2xx makes it ok for good
 RANK = {FAILED: 0, UNKNOWN: 1, OK: 2}
+REFUSED_KEY = "no-such-write-key"
 
 
 @dataclass
@@ -34,14 +45,34 @@ class Outcomes:
     requests: int = 0
     # (sent at, answered at, status) per request, time.monotonic(): which answers fell in an outage
     timeline: list[tuple[float, float, str]] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # payload sent, by id
+    received: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # 2xx receivedAt
+    # wall-clock (time.time()) windows of attempts whose answer was unknown: a stored copy of
+    # such an id carries a receivedAt no answer told, but it must lie inside one of them
+    unknown_windows: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, ids: list[str], outcome: str, status: str, sent_at: float = 0.0) -> None:
+    def record(
+        self,
+        batch: list[dict[str, Any]],
+        outcome: str,
+        status: str,
+        sent_at: float = 0.0,
+        *,
+        received_at: str | None = None,
+        wall: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
         with self.lock:
             self.requests += 1
             self.statuses[status] += 1
             self.timeline.append((sent_at, time.monotonic(), status))
-            for mid in ids:
+            for message in batch:
+                mid = message["messageId"]
+                self.messages.setdefault(mid, message)
+                if received_at is not None:
+                    self.received[mid].add(received_at)
+                if outcome == UNKNOWN:
+                    self.unknown_windows[mid].append(wall)
                 old = self.by_id.get(mid)
                 if old is None or RANK[outcome] > RANK[old]:
                     self.by_id[mid] = outcome
@@ -50,6 +81,11 @@ class Outcomes:
         """Statuses of requests both sent and answered inside ``[start, end]``."""
         with self.lock:
             return Counter(status for sent, done, status in self.timeline if start <= sent and done <= end)
+
+    def in_flight_at(self, moment: float) -> Counter:
+        """Statuses of requests sent before ``moment`` (monotonic) and answered after it."""
+        with self.lock:
+            return Counter(status for sent, done, status in self.timeline if sent < moment < done)
 
     def ids(self, outcome: str) -> set[str]:
         with self.lock:
@@ -86,30 +122,88 @@ def event_stream(run_id: str, seed: int = 11) -> Iterator[dict[str, Any]]:
             yield msg
 
 
+def client_skew_s(message: dict[str, Any]) -> float:
+    """A fixed clock error per user (as a device's clock is off), up to 5 minutes either way."""
+    return zlib.crc32(message["anonymousId"].encode()) % 600_001 / 1000 - 300
+
+
+def stamp_sent_at(batch: list[dict[str, Any]]) -> None:
+    """``sentAt`` = the sending device's clock now, as an SDK sets it when it flushes.
+
+    The synthetic sessions carry the ``sentAt`` of a flush at the end of each session; sent
+    here all at once, the skew correction would fold a user's two sessions onto the same
+    minutes (each corrected to end "now") and the input would no longer be in order. With
+    ``sentAt`` stamped at the real send, a user's corrected timestamps keep the order of
+    their client timestamps (gaps of seconds against jitter of milliseconds)."""
+    now = datetime.now(UTC)
+    for message in batch:
+        device_now = now + timedelta(seconds=client_skew_s(message))
+        message["sentAt"] = (
+            device_now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{device_now.microsecond // 1000:03d}Z"
+        )
+
+
 def send_batch(
     client: httpx.Client, url: str, write_key: str, batch: list[dict[str, Any]], outcomes: Outcomes
 ) -> str:
-    ids = [m["messageId"] for m in batch]
-    sent_at = time.monotonic()
+    sent_at, wall_start = time.monotonic(), time.time()
     try:
         response = client.post(f"{url}/v1/batch", json={"batch": batch}, auth=(write_key, ""))
     except httpx.TimeoutException:
-        outcomes.record(ids, UNKNOWN, "timeout", sent_at)
+        outcomes.record(batch, UNKNOWN, "timeout", sent_at, wall=(wall_start, time.time()))
         return UNKNOWN
     except httpx.TransportError as exc:
-        outcomes.record(ids, UNKNOWN, type(exc).__name__, sent_at)
+        outcomes.record(batch, UNKNOWN, type(exc).__name__, sent_at, wall=(wall_start, time.time()))
         return UNKNOWN
     outcome = classify(response.status_code)
-    if outcome == OK and response.json().get("rejected"):
-        raise AssertionError(f"valid events rejected: {response.text[:500]}")
-    outcomes.record(ids, outcome, str(response.status_code), sent_at)
+    received_at = None
+    if outcome == OK:
+        answer = response.json()
+        if answer.get("rejected"):
+            raise AssertionError(f"valid events rejected: {response.text[:500]}")
+        received_at = answer["receivedAt"]
+    outcomes.record(
+        batch,
+        outcome,
+        str(response.status_code),
+        sent_at,
+        received_at=received_at,
+        wall=(wall_start, time.time()),
+    )
     return outcome
+
+
+@dataclass
+class Request:
+    due: int  # index of its first event in the plan: due at due / planned * duration
+    batch: list[dict[str, Any]]
+    write_key: str
+
+
+def plan_lanes(
+    accepted: list[dict[str, Any]], refused: Iterator[dict[str, Any]], lanes: int, batch_size: int, every: int
+) -> list[list[Request]]:
+    """Each user's events on one lane in their order; a refused request after every
+    ``every``-th request of a lane (none if ``every`` is 0)."""
+    per_lane: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in range(lanes)]
+    for index, message in enumerate(accepted):
+        per_lane[zlib.crc32(message["anonymousId"].encode()) % lanes].append((index, message))
+    plan: list[list[Request]] = []
+    for items in per_lane:
+        requests: list[Request] = []
+        for n, start in enumerate(range(0, len(items), batch_size)):
+            chunk = items[start : start + batch_size]
+            requests.append(Request(chunk[0][0], [m for _, m in chunk], ""))
+            if every and n % every == every - 1:
+                requests.append(Request(chunk[-1][0], [next(refused) for _ in range(5)], REFUSED_KEY))
+        plan.append(requests)
+    return plan
 
 
 class LoadGenerator:
     """``with LoadGenerator(url, count=..., duration_s=...) as load: <inject faults>``;
-    the block's end waits for the load to finish. ``retries`` re-sends an unknown batch
-    with the same messageIds (as an SDK does) up to that many times."""
+    the block's end waits for the load to finish and checks it ran as planned. ``retries``
+    re-sends an unknown batch with the same messageIds (as an SDK does) up to that many times."""
 
     def __init__(
         self,
@@ -123,109 +217,93 @@ class LoadGenerator:
         timeout_s: float = 15.0,
         retries: int = 0,
         run_id: str | None = None,
+        refused_every: int = 10,
+        min_ok_share: float = 0.5,
     ) -> None:
         self.url, self.count, self.duration_s = url, count, duration_s
-        self.batch_size, self.concurrency, self.write_key = batch_size, concurrency, write_key
-        self.timeout_s, self.retries = timeout_s, retries
+        self.timeout_s, self.retries, self.min_ok_share = timeout_s, retries, min_ok_share
         self.run_id = run_id or uuid.uuid4().hex[:8]
         self.outcomes = Outcomes()
-        self.sent_messages: dict[str, dict[str, Any]] = {}
-        self._events = event_stream(self.run_id)
-        self._taken = 0
-        self._lock = threading.Lock()
+        events = event_stream(self.run_id)
+        accepted = [next(events) for _ in range(count)]
+        self.lanes = plan_lanes(
+            accepted, event_stream(self.run_id + "r"), concurrency, batch_size, refused_every
+        )
+        for lane in self.lanes:
+            for request in lane:
+                request.write_key = request.write_key or write_key
+        self.planned = {m["messageId"] for lane in self.lanes for r in lane for m in r.batch}
+        self.errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.started = self.finished = 0.0
 
-    def _next_batch(self) -> list[dict[str, Any]] | None:
-        with self._lock:
-            elapsed = time.monotonic() - self.started
-            if self._taken >= self.count or elapsed > self.duration_s or self._stop.is_set():
-                return None
-            # pace: the n-th event is due at n / count of the duration
-            due = self.started + self._taken / self.count * self.duration_s
-            n = min(self.batch_size, self.count - self._taken)
-            batch = [next(self._events) for _ in range(n)]
-            self._taken += n
-            for m in batch:
-                self.sent_messages[m["messageId"]] = m
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        return batch
+    def _worker(self, lane: list[Request]) -> None:
+        try:
+            timeout = httpx.Timeout(self.timeout_s, connect=3.0)
+            with httpx.Client(timeout=timeout) as client:
+                for request in lane:
+                    delay = self.started + request.due / self.count * self.duration_s - time.monotonic()
+                    if self._stop.wait(max(0.0, delay)):
+                        return
+                    self._send(client, request)
+        except BaseException as exc:  # re-raised by join(): a dead sender must fail the test
+            self.errors.append(exc)
 
-    def _worker(self) -> None:
-        timeout = httpx.Timeout(self.timeout_s, connect=3.0)
-        with httpx.Client(timeout=timeout) as client:
-            while (batch := self._next_batch()) is not None:
-                for attempt in range(self.retries + 1):
-                    outcome = send_batch(client, self.url, self.write_key, batch, self.outcomes)
-                    if outcome != UNKNOWN or self._stop.is_set():
-                        break
-                    if attempt < self.retries:
-                        time.sleep(min(2.0, 0.2 * 2**attempt))
-                if outcome == UNKNOWN and not self.retries:
-                    time.sleep(0.2)  # a down collector: do not spin
+    def _send(self, client: httpx.Client, request: Request) -> None:
+        stamp_sent_at(request.batch)  # once: a retry re-sends the very same messages
+        for attempt in range(self.retries + 1):
+            outcome = send_batch(client, self.url, request.write_key, request.batch, self.outcomes)
+            if outcome != UNKNOWN or self._stop.is_set():
+                return
+            if attempt < self.retries:
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+        time.sleep(0.2)  # a down collector: do not spin
 
     def start(self) -> LoadGenerator:
         self.started = time.monotonic()
-        for i in range(self.concurrency):
-            t = threading.Thread(target=self._worker, name=f"load-{i}", daemon=True)
+        for i, lane in enumerate(self.lanes):
+            t = threading.Thread(target=self._worker, args=(lane,), name=f"load-{i}", daemon=True)
             t.start()
             self._threads.append(t)
         return self
 
     def join(self) -> Outcomes:
-        # the bound: duration plus one full retry schedule of one request
+        """Waits (bounded: the duration, an outage's backlog and one retry schedule) and
+        checks that the load ran as planned."""
+        deadline = self.started + self.duration_s + 120 + (self.retries + 2) * (self.timeout_s + 3)
         for t in self._threads:
-            t.join(timeout=self.duration_s + (self.retries + 2) * (self.timeout_s + 3))
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout_s + 5)
         self.finished = time.monotonic()
+        if self.errors:
+            raise AssertionError(f"a sender thread raised: {self.errors[0]!r}") from self.errors[0]
+        unsent = self.planned - set(self.outcomes.by_id)
+        assert not unsent, f"{len(unsent)} planned events never sent, e.g. {sorted(unsent)[:3]}"
+        ok = len(self.outcomes.ids(OK))
+        assert ok >= self.min_ok_share * self.count, (
+            f"only {ok} of {self.count} events acknowledged (< {self.min_ok_share:.0%}): "
+            f"{dict(self.outcomes.statuses)}"
+        )
         return self.outcomes
 
     def __enter__(self) -> LoadGenerator:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:  # the block failed: stop, and let its own error show
+            self._stop.set()
+            return
         self.join()
 
     def wait_for_ok(self, n: int, timeout_s: float = 30.0) -> None:
         """Block until at least ``n`` events were acknowledged (a fault then hits a live load)."""
         deadline = time.monotonic() + timeout_s
         while self.outcomes.counts()[OK] < n:
+            if self.errors:
+                raise AssertionError(f"a sender thread raised: {self.errors[0]!r}") from self.errors[0]
             if time.monotonic() > deadline:
                 raise AssertionError(f"load did not reach {n} ok events: {self.outcomes.statuses}")
             time.sleep(0.1)
-
-
-def retry_storm(
-    pipe: Any, *, count: int, copies: int, kill_collector_after: int, batch_size: int = 20
-) -> Outcomes:
-    """``copies`` clients send every batch (same messageIds), each retrying its unknowns up
-    to 5 times, racing one another; the collector is killed -9 once mid-storm and restarted."""
-    events = event_stream(uuid.uuid4().hex[:8])
-    batches = [[next(events) for _ in range(batch_size)] for _ in range(count // batch_size)]
-    outcomes = Outcomes()
-    url = pipe.ingest_url
-
-    def client(offset: int) -> None:
-        with httpx.Client(timeout=httpx.Timeout(15.0, connect=3.0)) as http:
-            for i in range(len(batches)):
-                batch = batches[(i + offset) % len(batches)]
-                for attempt in range(6):
-                    if send_batch(http, url, "dev-write-key", batch, outcomes) != UNKNOWN:
-                        break
-                    time.sleep(min(2.0, 0.25 * 2**attempt))
-
-    threads = [threading.Thread(target=client, args=(k * 7,), daemon=True) for k in range(copies)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    while outcomes.counts()[OK] < kill_collector_after and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pipe.kill("ingest")
-    time.sleep(1)
-    pipe.restart("ingest")
-    for t in threads:
-        t.join(timeout=180)
-    return outcomes

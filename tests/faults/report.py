@@ -11,9 +11,11 @@ from tests.faults.checker import RESULTS
 
 HEADER = (
     "| scenario | sent | ok | failed | unknown | lost | duplicated | failed stored | unknown stored "
-    "| final counts = truth | answers (status × requests) |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    "| rows ≠ payload | streamed = truth (before reprocess) | final = truth (after reprocess) "
+    "| answers (status × requests) |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"
 )
+YES_NO = {True: "yes", False: "**no**", None: "n/a"}
 
 
 def rows(path: Path) -> list[dict]:
@@ -25,17 +27,35 @@ def rows(path: Path) -> list[dict]:
     return sorted(latest.values(), key=lambda r: (len(r["scenario"].split()[0]), r["scenario"]))
 
 
+def streamed(row: dict) -> str:
+    text = YES_NO[row.get("streamed_equal")]
+    if row.get("streamed_equal") is False and not row.get("streamed_required", True):
+        return "no (out-of-order input: not required)"
+    return text
+
+
 def table(path: Path = RESULTS) -> str:
     lines = [HEADER]
     for r in rows(path):
-        final = {True: "yes", False: "**no**", None: "n/a"}[r["final_equal"]]
         answers = ", ".join(f"{k}×{v}" for k, v in sorted(r["statuses"].items()))
         lines.append(
             f"| {r['scenario']} | {r['sent']} | {r['ok']} | {r['failed']} | {r['unknown']} | {r['lost']} "
-            f"| {r['duplicated']} | {r['failed_stored']} | {r['unknown_stored']} | {final} | {answers} |"
+            f"| {r['duplicated']} | {r['failed_stored']} | {r['unknown_stored']} "
+            f"| {r.get('fields_differing', 'n/a')} "
+            f"| {streamed(r)} | {YES_NO[r['final_equal']]} | {answers} |"
         )
     return "\n".join(lines)
 
 
+def evidence(path: Path = RESULTS) -> str:
+    """Per scenario, what shows its fault hit the dangerous moment."""
+    return "\n".join(
+        f"- {r['scenario']}: {'; '.join(r['evidence'])}" for r in rows(path) if r.get("evidence")
+    )
+
+
 if __name__ == "__main__":
-    print(table(Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS))
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
+    print(table(source))
+    print()
+    print(evidence(source))

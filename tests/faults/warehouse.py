@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg2
+from psycopg2 import sql
 
 from eventpipe.settings import Settings
 from tests.support.warehouse import drop_unique_constraints
+
+
+def query(settings: Settings, statement: sql.Composable, args: Any = None) -> list[tuple]:
+    conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def table(settings: Settings, name: str) -> sql.Composable:
+    return sql.Identifier(settings.warehouse_schema, name)
+
 
 CONTRACT_TABLES = ("events", "engagement_daily", "experiment_daily", "experiment_assignments", "load_ledger")
 
