@@ -26,10 +26,10 @@ status: ## what is running
 demo: up ## bring the stack up, send realistic traffic, print the resulting tables
 	@$(VENV)/bin/eventpipe demo
 
-test: ## the whole suite (starts the whole stack: dashboards are checked against live metrics)
+test: ## the whole suite, every fault scenario included (starts the whole stack: dashboards are checked against live metrics)
 	@$(STACK) up tools
 	@$(STACK) up
-	@$(PYTEST) -q -p no:cacheprovider tests
+	@EVENTPIPE_FAULTS=all $(PYTEST) -q -p no:cacheprovider tests
 
 test-unit: ## unit tests only (no network)
 	@$(STACK) venv
@@ -43,7 +43,7 @@ test-e2e: ## end-to-end tests through the whole local pipeline (and the real SDK
 	@$(STACK) up tools kafka postgres s3 prometheus
 	@$(PYTEST) -q tests/e2e
 
-test-faults: ## every fault-injection scenario and the bad-input battery (~25 min; make test runs the CI subset)
+test-faults: ## every fault-injection scenario and the bad-input battery alone (~30 min; make test runs them too)
 	@$(STACK) up kafka postgres s3
 	@EVENTPIPE_FAULTS=all $(PYTEST) -q -p no:cacheprovider tests/faults
 
