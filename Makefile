@@ -43,7 +43,7 @@ test-e2e: ## end-to-end tests through the whole local pipeline (and the real SDK
 	@$(STACK) up tools kafka postgres s3 prometheus
 	@$(PYTEST) -q tests/e2e
 
-test-faults: ## every fault-injection scenario and the bad-input battery alone (~30 min; make test runs them too)
+test-faults: ## every fault-injection scenario and the bad-input battery alone (~35 min; make test runs them too)
 	@$(STACK) up kafka postgres s3
 	@EVENTPIPE_FAULTS=all $(PYTEST) -q -p no:cacheprovider tests/faults
 
