@@ -13,8 +13,8 @@ def today_at_noon() -> datetime:
 
 
 class ManualClock:
-    def __init__(self, start: datetime) -> None:
-        self._now, self._mono = start, 1000.0
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now, self._mono = start or today_at_noon(), 1000.0
 
     def now(self) -> datetime:
         return self._now

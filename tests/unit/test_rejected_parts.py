@@ -12,16 +12,9 @@ from eventpipe.rejected import Query, parse_line
 from eventpipe.replay import plan
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.deadletters import LetterCut, letter_line
+from tests.support.clock import ManualClock
 
 RECEIVED = datetime(2026, 11, 26, 23, 59, 59, tzinfo=UTC)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 def letter(offset: int, received: datetime = RECEIVED, reason: str = "missing_user") -> dict:
@@ -30,8 +23,8 @@ def letter(offset: int, received: datetime = RECEIVED, reason: str = "missing_us
     return letter_line(2, offset, orjson.dumps(value), 0)
 
 
-def cut(clock: FakeClock | None = None) -> LetterCut:
-    return LetterCut(2, CutPolicy(10_000, 1 << 20, 5.0, clock or FakeClock()))
+def cut(clock: ManualClock | None = None) -> LetterCut:
+    return LetterCut(2, CutPolicy(10_000, 1 << 20, 5.0, clock or ManualClock()))
 
 
 def test_objects_are_named_by_first_offset_and_day_and_never_span_a_day():
@@ -47,15 +40,15 @@ def test_objects_are_named_by_first_offset_and_day_and_never_span_a_day():
 
 
 def test_a_replay_ends_where_the_written_object_ended_whatever_the_clock_says():
-    clock = FakeClock()
+    clock = ManualClock()
     first = cut(clock)
     for offset in (40, 41, 42):
         first.add(letter(offset), 10)
-    clock.now = 10.0
+    clock.advance(10.0)
     assert first.policy.expired()  # the wall clock cut it at 42 ...
     written = first.obj()
 
-    replay = cut(FakeClock())  # ... a replay reads further before its clock runs out, but is told
+    replay = cut(ManualClock())  # ... a replay reads further before its clock runs out, but is told
     replay.policy.force(42)
     reasons = [replay.add(letter(offset), 10) for offset in (40, 41, 42)]
     assert reasons == [None, None, "replay"]

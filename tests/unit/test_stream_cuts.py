@@ -11,24 +11,17 @@ import orjson
 from eventpipe.stream.batch import PartitionBatch, parse_event
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.timeutil import format_ts
+from tests.support.clock import ManualClock
 
 T0 = datetime(2026, 11, 26, 9, 59, 58, tzinfo=UTC)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-def policy(clock: FakeClock, max_events: int = 3, max_bytes: int = 1000) -> CutPolicy:
+def policy(clock: ManualClock, max_events: int = 3, max_bytes: int = 1000) -> CutPolicy:
     return CutPolicy(max_events=max_events, max_bytes=max_bytes, max_age_s=10, clock=clock)
 
 
 def test_count_bytes_and_hour_cuts() -> None:
-    p = policy(FakeClock())
+    p = policy(ManualClock())
     assert [p.before(o, "2026-11-26T10", 10) or p.add(o, "2026-11-26T10", 10) for o in range(3)] == [
         None,
         None,
@@ -42,13 +35,13 @@ def test_count_bytes_and_hour_cuts() -> None:
 
 
 def test_time_bound_uses_the_clock_and_is_ignored_while_replaying() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     p = policy(clock)
     assert not p.expired()
     p.add(7, "2026-11-26T10", 10)
-    clock.now += 9.9
+    clock.advance(9.9)
     assert not p.expired()
-    clock.now += 0.1
+    clock.advance(0.1)
     assert p.expired()
     p.force(9)  # an object of this cut exists: cut exactly where it ended
     assert not p.expired()
@@ -78,7 +71,7 @@ def fill(batch: PartitionBatch, values: list[bytes], first_offset: int = 0) -> l
 
 def test_a_replayed_cut_rewrites_the_same_objects() -> None:
     values = [event(n, T0 + timedelta(seconds=n / 10)) for n in range(5)]
-    first_run = PartitionBatch(2, policy(FakeClock(), max_events=100))
+    first_run = PartitionBatch(2, policy(ManualClock(), max_events=100))
     fill(first_run, values[:4])  # ...then the flush interval ran out
     written = {o.key: o for o in first_run.objects(False, T0)}
     raw = next(o for o in written.values() if o.table == "events")
@@ -86,7 +79,7 @@ def test_a_replayed_cut_rewrites_the_same_objects() -> None:
     assert raw.metadata["last-offset"] == "3" and raw.metadata["count"] == "4"
     assert gzip.decompress(raw.body).splitlines() == values[:4]  # the Kafka values, unchanged
 
-    replay = PartitionBatch(2, policy(FakeClock(), max_events=100))
+    replay = PartitionBatch(2, policy(ManualClock(), max_events=100))
     replay.policy.force(int(raw.metadata["last-offset"]))
     assert fill(replay, values[:4]) == [None, None, None, "replay"]
     again = {o.key: o for o in replay.objects(False, T0)}
@@ -97,7 +90,7 @@ def test_a_replayed_cut_rewrites_the_same_objects() -> None:
 
 
 def test_bad_records_go_to_rejected_and_do_not_stop_the_batch() -> None:
-    batch = PartitionBatch(0, policy(FakeClock(), max_events=100))
+    batch = PartitionBatch(0, policy(ManualClock(), max_events=100))
     bad = [b"not json", b"[1]", orjson.dumps({"type": "page"}), None]
     reasons = fill(batch, [bad[0], event(1, T0), bad[1], bad[2]], first_offset=10)
     assert reasons == [None, None, None, None]

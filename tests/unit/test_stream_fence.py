@@ -21,7 +21,8 @@ from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.pipeline import Owned, Pipeline
 from eventpipe.stream.settings import StreamSettings
 from eventpipe.stream.storage import UNRECORDED, ObjectExists, S3Writer
-from tests.unit.test_stream_cuts import FakeClock, event, fill
+from tests.support.clock import ManualClock
+from tests.unit.test_stream_cuts import event, fill
 
 T0 = datetime(2026, 11, 26, 9, 0, 1, tzinfo=UTC)
 TP = TopicPartition("events", 1)
@@ -99,7 +100,7 @@ def values(n: int, first: int = 0) -> list[bytes]:
 
 
 def open_cut(n: int, first: int = 0) -> Owned:
-    batch = PartitionBatch(TP.partition, CutPolicy(1000, 1 << 20, 10, FakeClock()))
+    batch = PartitionBatch(TP.partition, CutPolicy(1000, 1 << 20, 10, ManualClock()))
     fill(batch, values(n, first), first_offset=first)
     return Owned(TP, batch, verify=False, next_offset=first + n)
 
