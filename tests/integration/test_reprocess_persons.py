@@ -5,11 +5,9 @@ derives ``identities``); every day is reprocessed with the inline runner; final 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from prometheus_client import CollectorRegistry
@@ -27,6 +25,7 @@ from tests.integration.test_reprocess_warehouse import (
     warehouse_assignments,
 )
 from tests.support.identities import stitched_histories
+from tests.support.warehouse import fresh_example
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 24, tzinfo=UTC)
@@ -45,14 +44,7 @@ def load_events(settings: Any, history: list[dict[str, Any]]) -> None:
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(history=stitched_histories(start=START, people=8))
 def test_final_rows_and_assignments_count_persons(s3, settings, pg_schema, history):
-    example = settings.model_copy(
-        update={"s3_prefix": f"{settings.s3_prefix}{uuid.uuid4().hex[:8]}/", "warehouse_schema": pg_schema}
-    )
-    with psycopg2.connect(example.warehouse_dsn) as conn, conn.cursor() as cur:  # fresh tables per example
-        cur.execute(
-            psycopg2.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg2.sql.Identifier(pg_schema))
-        )
-    conn.close()
+    example = fresh_example(settings, pg_schema)
     prepare(example, s3, history)
     load_events(example, history)
     for day in DAYS:  # the nightly order: oldest first

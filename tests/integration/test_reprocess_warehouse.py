@@ -5,7 +5,6 @@ reprocessed with the inline runner and the warehouse is compared with the refere
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from eventpipe.stream.fold import TABLES, PartitionState
 from eventpipe.timeutil import format_ts
 from tests import reference
 from tests.integration.test_reprocess_job import archive, stream_deltas
+from tests.support.warehouse import fresh_example
 from tests.unit.test_reprocess_histories import DAY, histories
 
 pytestmark = pytest.mark.integration
@@ -119,14 +119,7 @@ DAYS = [DAY + timedelta(days=n) for n in range(-3, 2)]
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories(max_events=60, max_lag_minutes=1439))
 def test_every_reprocessed_day_equals_the_truth_and_twice_is_once(s3, settings, pg_schema, history):
-    example = settings.model_copy(
-        update={"s3_prefix": f"{settings.s3_prefix}{uuid.uuid4().hex[:8]}/", "warehouse_schema": pg_schema}
-    )
-    with psycopg2.connect(example.warehouse_dsn) as conn, conn.cursor() as cur:  # fresh tables per example
-        cur.execute(
-            psycopg2.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg2.sql.Identifier(pg_schema))
-        )
-    conn.close()
+    example = fresh_example(settings, pg_schema)
     prepare(example, s3, history)
     for day in DAYS:  # the nightly order: oldest first
         run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())

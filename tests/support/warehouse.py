@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg2
 from psycopg2 import sql
 
+from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
 
 
@@ -16,6 +18,18 @@ def query(dsn: str, statement: sql.Composable, params: tuple = ()) -> list[tuple
         rows = cur.fetchall()
     conn.close()
     return rows
+
+
+def fresh_example(settings: Settings, schema: str) -> Settings:
+    """Settings for one Hypothesis example: an S3 prefix of its own and the schema emptied
+    (function-scoped fixtures run once per test, not once per example)."""
+    example = settings.model_copy(
+        update={"s3_prefix": f"{settings.s3_prefix}{uuid.uuid4().hex[:8]}/", "warehouse_schema": schema}
+    )
+    with psycopg2.connect(example.warehouse_dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    conn.close()
+    return example
 
 
 def events(dsn: str, schema: str) -> list[dict[str, Any]]:
