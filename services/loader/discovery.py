@@ -82,6 +82,8 @@ def fetch_batch(s3: Any, bucket: str, key: str, table: str) -> Batch:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"reading {key} failed: {exc}") from exc
+    if not body:  # every finished object holds a gzip member: this is a PUT torn (s3rver) or under way
+        raise StorageError(f"{key} is empty: not written yet; retried next round")
     return parse_batch(key, table, body)
 
 

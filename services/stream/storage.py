@@ -93,9 +93,9 @@ class S3Writer:
 
     async def recorded_last_offset(self, key: str, torn_ok: bool = False) -> int | None:
         """The ``last-offset`` an existing raw or aggregate object recorded, None if there is
-        no object. An object without it is a torn write (s3rver can keep the body of a PUT
-        whose client was killed, without its metadata): ``UNRECORDED`` if ``torn_ok``, else
-        ``StorageError``."""
+        no object (or only the empty file of a raw PUT torn before its body). An object
+        without it is a torn write (s3rver can keep the body of a PUT whose client was
+        killed, without its metadata): ``UNRECORDED`` if ``torn_ok``, else ``StorageError``."""
         head = await self._call("head", self.client.head_object, Bucket=self.bucket, Key=self.prefix + key)
         if head is None:
             return None
@@ -106,7 +106,7 @@ class S3Writer:
             return await self._last_offset_from_lines(key)
         return int(value)
 
-    async def _last_offset_from_lines(self, key: str) -> int:
+    async def _last_offset_from_lines(self, key: str) -> int | None:
         """A raw object whose metadata was lost (torn write): its cut is recovered from its
         lines, one per offset from the key's first offset. ``events`` offsets are contiguous
         (idempotent, non-transactional producers write no control records; the topic is not
@@ -116,9 +116,14 @@ class S3Writer:
         response = await self._call("get", self.client.get_object, Bucket=self.bucket, Key=self.prefix + key)
         try:
             body = await asyncio.to_thread(response["Body"].read)
-            lines = sum(1 for _ in iter_gzip_lines(body))
+            lines = sum(1 for _ in iter_gzip_lines(body)) if body else 0
         except (OSError, EOFError, ValueError) as exc:  # truncated body too: nothing to recover
             raise StorageError(f"object {key} has no last-offset metadata and unreadable content") from exc
+        if not body:
+            # torn before its first byte: it records no cut and no reader can have used it
+            # (the loader leaves empty objects pending), so the replay writes it as new
+            log.warning("empty raw object without metadata: written again", extra={"key": key})
+            return None
         if parsed is None or lines == 0:
             raise StorageError(f"object {key} has no last-offset metadata")
         log.warning(

@@ -243,3 +243,21 @@ def test_migration_5_adds_the_violations_column_to_a_warehouse_created_before_it
         f"WHERE table_schema = '{pg_schema}' AND column_name = 'tracking_plan_violations'",
     )
     assert column == [("YES", "jsonb")]
+
+
+def test_an_empty_object_stays_pending_until_it_is_written(settings, s3, pg_schema):
+    """s3rver keeps the empty file of a PUT torn before its body; the stream writes the
+    object again. Loading it empty would put the key in the ledger and skip the real one."""
+    event = synthetic_events(users=2)[0]
+    key = raw_object_key(day(0), 12, 2)
+    put_bytes(s3, settings, key, b"")
+    loader = make_loader(settings, s3)
+    try:
+        assert loader.run_once() == 0
+        assert query(settings, "SELECT COUNT(*) FROM load_ledger") == [(0,)]
+        assert query(settings, "SELECT COUNT(*) FROM quarantine") == [(0,)]
+        put_bytes(s3, settings, key, gzip.compress(orjson.dumps(event)))
+        assert loader.run_once() == 1
+        assert loaded_events(settings) == expected_events([event])
+    finally:
+        loader.close()

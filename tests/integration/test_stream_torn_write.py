@@ -29,3 +29,13 @@ def test_cut_recovered_from_the_lines_of_a_torn_raw_object(settings, s3):
         Metadata={"last-offset": "131"},
     )
     assert asyncio.run(writer.recorded_last_offset(key)) == 131
+
+
+def test_an_empty_torn_raw_object_records_no_cut(settings, s3):
+    """Killed before the body's first byte, s3rver keeps an empty file under the key: it
+    records nothing, so the replay must write the cut as new instead of stalling on it
+    (fault scenario 8 met it: one partition retried forever, 558 events never archived)."""
+    key = raw_key(datetime(2026, 11, 26, 10, tzinfo=UTC), 3, 140)
+    s3.put_object(Bucket=settings.s3_bucket, Key=settings.s3_prefix + key, Body=b"")  # no metadata
+    writer = S3Writer(settings, StreamMetrics(), attempts=2)
+    assert asyncio.run(writer.recorded_last_offset(key)) is None
