@@ -74,7 +74,9 @@ wait_for() { # name seconds command...
   local i
   for ((i = 0; i < secs * 4; i++)); do
     if "$@"; then return 0; fi
-    if [[ -s "$RUN/$name.pid" ]] && ! pid_alive "$name"; then
+    # alive, not a zombie: right after spawn its command line can still be this script's
+    # (forked, not yet exec'd), so the service signature is not checked here
+    if [[ -s "$RUN/$name.pid" ]] && ! proc_running "$(cat "$RUN/$name.pid")"; then
       tail -n 30 "$LOG/$name.log" >&2 || true
       die "$name exited during start-up (log: $LOG/$name.log)"
     fi
