@@ -10,19 +10,14 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from prometheus_client import CollectorRegistry
 
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.load import load_group
-from eventpipe.loader.reprocess.pipeline import run_day
 from eventpipe.loader.warehouse import Warehouse
 from tests.integration.test_reprocess_warehouse import (
-    day_rows,
-    dump,
+    assert_days_equal_the_truth,
     prepare,
-    truth_assignments,
-    truth_rows,
-    warehouse_assignments,
+    reprocess_days,
 )
 from tests.support.identities import stitched_histories
 from tests.support.warehouse import fresh_example
@@ -47,9 +42,5 @@ def test_final_rows_and_assignments_count_persons(s3, settings, pg_schema, histo
     example = fresh_example(settings, pg_schema)
     prepare(example, s3, history)
     load_events(example, history)
-    for day in DAYS:  # the nightly order: oldest first
-        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
-    once = dump(example)
-    for day in DAYS:
-        assert day_rows(once, day) == truth_rows(history, day), day
-    assert warehouse_assignments(once, DAYS[-1]) == truth_assignments(history, DAYS[-1])
+    once = reprocess_days(example, DAYS)
+    assert_days_equal_the_truth(once, history, DAYS)

@@ -116,17 +116,26 @@ def exposure(mid: str, user: str, ts: str, received: str, variant: str = "a") ->
 DAYS = [DAY + timedelta(days=n) for n in range(-3, 2)]
 
 
+def reprocess_days(example: Settings, days: list[date]) -> dict:
+    """The nightly for each day, oldest first (the scheduler's order); the warehouse after."""
+    for day in days:
+        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    return dump(example)
+
+
+def assert_days_equal_the_truth(once: dict, history: list[dict[str, Any]], days: list[date]) -> None:
+    for day in days:
+        assert day_rows(once, day) == truth_rows(history, day), day
+    assert warehouse_assignments(once, days[-1]) == truth_assignments(history, days[-1])
+
+
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(history=histories(max_events=60, max_lag_minutes=1439))
 def test_every_reprocessed_day_equals_the_truth_and_twice_is_once(s3, settings, pg_schema, history):
     example = fresh_example(settings, pg_schema)
     prepare(example, s3, history)
-    for day in DAYS:  # the nightly order: oldest first
-        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
-    once = dump(example)
-    for day in DAYS:
-        assert day_rows(once, day) == truth_rows(history, day), day
-    assert warehouse_assignments(once, DAYS[-1]) == truth_assignments(history, DAYS[-1])
+    once = reprocess_days(example, DAYS)
+    assert_days_equal_the_truth(once, history, DAYS)
     again = run_day(example, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     assert dump(example) == once
     assert all(d["rows_changed"] == 0 for d in again.drift.values())
