@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 from eventpipe.settings import Settings
@@ -70,23 +72,41 @@ def aggregates(dsn: str, schema: str) -> dict[str, dict]:
     }
 
 
-def drop_unique_constraints(dsn: str, schema: str) -> int:
+def drop_unique_constraints(dsn: str, schema: str, attempts: int = 5) -> int:
     """As on Redshift (constraints informational only): nothing but the loader keeps rows
-    unique. Drops every PRIMARY KEY and UNIQUE constraint of ``schema``; returns how many."""
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT table_name, constraint_name FROM information_schema.table_constraints "
-            "WHERE table_schema = %s AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
-            [schema],
-        )
-        found = cur.fetchall()
-        for table, name in found:
+    unique. Drops every PRIMARY KEY and UNIQUE constraint of ``schema``; returns how many.
+
+    A running loader may hold a lock on one table while waiting for another this ALTER holds:
+    PostgreSQL then aborts one side with a deadlock. When it picks this side the whole
+    transaction rolled back, so it is simply tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _drop_unique_constraints_once(dsn, schema)
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _drop_unique_constraints_once(dsn: str, schema: str) -> int:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn, conn.cursor() as cur:
             cur.execute(
-                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                    sql.Identifier(schema, table), sql.Identifier(name)
-                )
+                "SELECT table_name, constraint_name FROM information_schema.table_constraints "
+                "WHERE table_schema = %s AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+                [schema],
             )
-    conn.close()
+            found = cur.fetchall()
+            for table, name in found:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        sql.Identifier(schema, table), sql.Identifier(name)
+                    )
+                )
+    finally:
+        conn.close()
     return len(found)
 
 
