@@ -117,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Sub-commands contributed by services (reprocess, experiments, status)."""
     found = []
-    for module_name in ("eventpipe.loader.commands", "eventpipe.reports.commands", "eventpipe.rejected_cli"):
+    for module_name in (
+        "eventpipe.loader.commands",
+        "eventpipe.reports.commands",
+        "eventpipe.reports.funnel_commands",
+        "eventpipe.rejected_cli",
+    ):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -68,6 +68,9 @@ def _require(conn: Any, schema: str, *names: str) -> None:
         raise WarehouseError(f"warehouse schema {schema!r} lacks {', '.join(missing)} (loader not run yet?)")
 
 
+# the other report modules (funnels, retention) run their queries through the same boundary
+rows, require = _rows, _require
+
 _EXPERIMENT = sql.Placeholder("experiment")
 
 

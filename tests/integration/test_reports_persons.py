@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,6 +28,7 @@ from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
 from tests import reference
 from tests.support.identities import EXPERIMENT, GOAL, stitched_histories
+from tests.support.warehouse import migrated_connection
 
 pytestmark = pytest.mark.integration
 POSTGRES = get_dialect("postgres")
@@ -36,10 +36,8 @@ POSTGRES = get_dialect("postgres")
 
 @pytest.fixture
 def conn(settings: Settings, pg_schema: str) -> Iterator[Any]:
-    connection = psycopg2.connect(settings.warehouse_dsn)
-    migrate(connection, POSTGRES, pg_schema)
-    yield connection
-    connection.close()
+    with migrated_connection(settings.warehouse_dsn, pg_schema) as connection:
+        yield connection
 
 
 def load(conn: Any, schema: str, events: list[dict[str, Any]], key: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
@@ -20,6 +22,20 @@ def query(dsn: str, statement: sql.Composable, params: tuple = ()) -> list[tuple
         rows = cur.fetchall()
     conn.close()
     return rows
+
+
+@contextmanager
+def migrated_connection(dsn: str, schema: str) -> Iterator[Any]:
+    """A connection to ``schema`` with every loader migration applied (PostgreSQL)."""
+    from eventpipe.loader.dialects import get_dialect
+    from eventpipe.loader.migrations import migrate
+
+    connection = psycopg2.connect(dsn)
+    try:
+        migrate(connection, get_dialect("postgres"), schema)
+        yield connection
+    finally:
+        connection.close()
 
 
 def fresh_example(settings: Settings, schema: str) -> Settings:
