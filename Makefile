@@ -39,8 +39,9 @@ test-integration: ## integration tests against the real Kafka, S3 API server and
 	@$(STACK) up kafka postgres s3
 	@$(PYTEST) -q tests/integration
 
-test-e2e: ## end-to-end tests through the whole local pipeline (and the real SDKs)
-	@$(STACK) up tools kafka postgres s3 prometheus
+test-e2e: ## end-to-end tests through the whole local pipeline, the real SDKs and the dashboards (whole stack up)
+	@$(STACK) up tools
+	@$(STACK) up
 	@$(PYTEST) -q tests/e2e
 
 test-faults: ## every fault-injection scenario and the bad-input battery alone (~35 min; make test runs them too)
@@ -49,7 +50,7 @@ test-faults: ## every fault-injection scenario and the bad-input battery alone (
 
 test-calendar: ## unit + integration tiers with the clock 31 days ahead: no test may depend on the day it runs
 	@$(STACK) up tools
-	@$(STACK) up kafka postgres s3 prometheus
+	@$(STACK) up kafka postgres s3
 	@$(PY) -m tests.support.calendar --days-ahead 31 tests/unit tests/integration
 
 test-rules: ## promtool: config, alert rules and their unit tests

@@ -1,11 +1,16 @@
 """Shared fixtures. Each test gets its own Kafka topics, S3 key prefix and warehouse
-schema, so tests never collide (with each other or with a running local stack)."""
+schema, so tests never collide (with each other or with a running local stack).
+
+A test's tier is its directory (``tests/unit``, ``tests/integration``, ``tests/e2e``,
+``tests/faults``), each one make target; the directory also marks it, so ``-m`` selects
+a tier from anywhere (``pytest tests -m "not e2e"``)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -24,6 +29,16 @@ hypothesis_settings.register_profile(
     "eventpipe", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
 )
 hypothesis_settings.load_profile("eventpipe")
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e", "faults")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else None
+        if tier in TIERS:
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")

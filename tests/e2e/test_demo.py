@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 
@@ -10,7 +9,7 @@ import pytest
 from psycopg2 import sql
 
 from tests.reference import truth
-from tests.support.pipeline import EVENTPIPE, running_pipeline, settings_env
+from tests.support.pipeline import EVENTPIPE, child_env, running_pipeline
 from tests.support.warehouse import events, query
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +19,7 @@ ROW = re.compile(r"│ (\d{4}-\d{2}-\d{2}) │ (.+?)\s+│\s+([\d,]+) │\s+([\d
 
 def test_demo_prints_the_warehouse_numbers(topics, s3, pg_schema, tmp_path):
     with running_pipeline(topics, tmp_path) as pipe:
-        env = {**os.environ, **settings_env(pipe.settings), "COLUMNS": "200", "TERM": "dumb"}
+        env = {**child_env(pipe.settings), "COLUMNS": "200", "TERM": "dumb"}
         done = subprocess.run(
             [EVENTPIPE, "demo", "--users", "150", "--seed", "5"], env=env, capture_output=True, text=True,
             timeout=300,

@@ -6,7 +6,6 @@ of each 2xx answer: tests/support/sent.py), never over the warehouse's own rows.
 from __future__ import annotations
 
 import subprocess
-import time
 from datetime import date
 
 import httpx
@@ -14,8 +13,9 @@ import pytest
 
 from eventpipe.synthetic import TrafficShape, messages
 from tests.reference import truth
-from tests.support.pipeline import EVENTPIPE, running_pipeline, settings_env
+from tests.support.pipeline import EVENTPIPE, child_env, running_pipeline
 from tests.support.sent import as_reference_event, expected_row
+from tests.support.waiting import wait_until
 from tests.support.warehouse import aggregates, events
 
 pytestmark = pytest.mark.e2e
@@ -49,17 +49,6 @@ def diff(got: dict, expected: dict) -> dict:
     return out
 
 
-def wait_until(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        ok, last = predicate()
-        if ok:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what} not reached within {timeout_s}s; last: {last}")
-
-
 @pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "out-of-order"])
 def test_post_to_warehouse_equals_the_definitions(topics, s3, pg_schema, tmp_path, in_order):
     """In order (one visit per user: corrected timestamps follow arrival) the streamed counts
@@ -75,11 +64,13 @@ def test_post_to_warehouse_equals_the_definitions(topics, s3, pg_schema, tmp_pat
         sent = post_all(pipe.ingest_url, traffic)
         dsn, schema = topics.warehouse_dsn, topics.warehouse_schema
 
-        def loaded():
-            rows = events(dsn, schema)
-            return len(rows) == len(distinct), len(rows)
-
-        wait_until(loaded, 120, "every distinct event in `events`")
+        wait_until(
+            lambda: len(events(dsn, schema)) == len(distinct),
+            120,
+            "every distinct event in `events`",
+            poll_s=1,
+            progress=lambda: len(events(dsn, schema)),
+        )
         stored = events(dsn, schema)
         assert sorted(e["messageId"] for e in stored) == sorted(distinct)  # each exactly once
         fields = ("type", "event", "userId", "anonymousId", "timestamp", "receivedAt", "properties")
@@ -87,27 +78,33 @@ def test_post_to_warehouse_equals_the_definitions(topics, s3, pg_schema, tmp_pat
         assert stored_fields == {e["messageId"]: [e[f] for f in fields] for e in sent}  # rows = payloads
         expected = truth(sent, stitch=False)  # the stream counts raw ids (docs/stream.md)
 
-        def counted():
-            got = aggregates(dsn, schema)
-            return got == expected, diff(got, expected)
+        def differing() -> dict:
+            return diff(aggregates(dsn, schema), expected)
 
         if in_order:
-            wait_until(counted, 120, "streamed aggregates equal to the reference")
+            wait_until(
+                lambda: not differing(),
+                120,
+                "streamed aggregates equal to the reference",
+                poll_s=1,
+                progress=differing,
+            )
         else:  # wait until the stream has flushed everything it will, then correct
             wait_until(
-                lambda: (counted()[1].keys() <= {"experiment_daily", "experiment_assignments"}, None),
+                lambda: differing().keys() <= {"experiment_daily", "experiment_assignments"},
                 120,
                 "streamed engagement counts (order-independent) equal to the reference",
+                poll_s=1,
+                progress=differing,
             )
 
         # the nightly job over the same raw logs gives final numbers: per person
         expected = truth(sent)
         days = sorted({date.fromisoformat(e["timestamp"][:10]) for e in sent})
-        env = {**settings_env(pipe.settings)}
         for day in days:
             done = subprocess.run(
                 [EVENTPIPE, "reprocess", "--date", day.isoformat(), "--runner", "inline"],
-                env={**__import__("os").environ, **env},
+                env=child_env(pipe.settings),
                 capture_output=True,
                 text=True,
                 timeout=300,

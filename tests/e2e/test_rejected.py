@@ -5,7 +5,6 @@ rejected` lists them, and a fixed replay stores each event once however often it
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from datetime import timedelta
@@ -18,7 +17,8 @@ from kafka.structs import OffsetAndMetadata
 
 from eventpipe.s3 import iter_gzip_lines, list_keys
 from eventpipe.timeutil import format_ts, utcnow
-from tests.support.pipeline import EVENTPIPE, running_pipeline, settings_env
+from tests.support.pipeline import EVENTPIPE, child_env, running_pipeline
+from tests.support.waiting import wait_until
 from tests.support.warehouse import events_of_users
 
 pytestmark = pytest.mark.e2e
@@ -52,18 +52,8 @@ def archived_lines(s3, settings) -> dict[str, list[tuple[int, int]]]:
     return out
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not within {timeout_s}s")
-
-
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **settings_env(settings)}
+    env = child_env(settings)
     command = [EVENTPIPE, "rejected", *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-2000:]
@@ -90,7 +80,7 @@ def test_dead_letters_archived_once_listed_and_replayed_once(topics, s3, pg_sche
     with running_pipeline(topics, tmp_path) as pipe:
         response = httpx.post(f"{pipe.ingest_url}/v1/batch", json={"batch": GOOD + BAD}, auth=AUTH)
         assert response.status_code == 200 and response.json()["accepted"] == 3
-        archived = wait_for(lambda: sum(map(len, archived_lines(s3, topics).values())) == 2
+        archived = wait_until(lambda: sum(map(len, archived_lines(s3, topics).values())) == 2
                             and archived_lines(s3, topics), 60, "both dead letters in rejected/")  # fmt: skip
 
         # read again from the start (a crash before the commit): the same objects, no second copy
@@ -122,7 +112,9 @@ def test_dead_letters_archived_once_listed_and_replayed_once(topics, s3, pg_sche
 
         users = ["fixed-user", "late-1", "ok-0", "ok-1", "ok-2"]
         dsn, schema = topics.warehouse_dsn, topics.warehouse_schema
-        wait_for(lambda: len(events_of_users(dsn, schema, users)) >= 5, 90, "the replayed events in `events`")
+        wait_until(
+            lambda: len(events_of_users(dsn, schema, users)) >= 5, 90, "the replayed events in `events`"
+        )
         time.sleep(3 * topics.flush_interval_s)  # a second copy would arrive by now
         rows = {r["userId"]: r for r in events_of_users(dsn, schema, users)}
         assert len(events_of_users(dsn, schema, users)) == 5

@@ -17,14 +17,13 @@ import pytest
 
 from eventpipe.kafka_admin import create_topics
 from eventpipe.settings import Settings
-from tests.faults.checker import Checker
 from tests.support.components import dedicated
+from tests.support.faults.checker import Checker
 from tests.support.pipeline import Pipeline, pipeline_settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ci: fast fault scenario, part of `make test`")
-    config.addinivalue_line("markers", "faults: fault-injection or bad-input test (tests/faults)")
     config.addinivalue_line("markers", "components(*names): dedicated kafka/s3/postgres for `isolated`")
 
 
@@ -101,23 +100,6 @@ def pipeline_factory(tmp_path: Path) -> Iterator[object]:
     yield make
     for pipe in made:
         pipe.stop_all()
-
-
-def start_all(pipe: Pipeline, parts: tuple[str, ...] = ("ingest", "stream", "loader")) -> Pipeline:
-    try:
-        for part in parts:
-            pipe.start(part)
-    except BaseException:
-        dump_logs(pipe)
-        raise
-    return pipe
-
-
-def dump_logs(pipe: Pipeline) -> None:
-    import sys
-
-    for name in pipe.procs:
-        sys.stderr.write(f"--- {name} log ---\n{pipe.tail(name)}\n")
 
 
 @pytest.fixture

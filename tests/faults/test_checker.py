@@ -12,10 +12,9 @@ from psycopg2 import sql
 from eventpipe.keys import raw_key
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
-from tests.faults.conftest import start_all
-from tests.faults.load import FAILED, OK, LoadGenerator
-from tests.faults.test_processes import assert_held
-from tests.faults.warehouse import drop_primary_keys
+from tests.support.faults.load import FAILED, OK, LoadGenerator
+from tests.support.faults.verdicts import assert_held
+from tests.support.faults.warehouse import drop_primary_keys
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -33,7 +32,7 @@ def execute(settings: Settings, statement: sql.Composable, args: list | None = N
 
 @pytest.mark.ci
 def test_checker_fails_on_each_kind_of_tampering(shared: Settings, s3, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     with LoadGenerator(pipe.ingest_url, count=400, duration_s=4, refused_every=3) as load:
         pass
     settings = pipe.settings

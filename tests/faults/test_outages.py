@@ -16,11 +16,10 @@ from psycopg2 import sql
 from eventpipe.keys import agg_key, raw_key
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
-from tests.faults.aggregates import aggregate_rows, compare
-from tests.faults.checker import event_days, reprocess, settle, start_reprocess
-from tests.faults.conftest import start_all
-from tests.faults.load import OK, LoadGenerator
-from tests.faults.test_processes import assert_all_answered, assert_held
+from tests.support.faults.aggregates import aggregate_rows, compare
+from tests.support.faults.checker import event_days, reprocess, settle, start_reprocess
+from tests.support.faults.load import OK, LoadGenerator
+from tests.support.faults.verdicts import assert_all_answered, assert_held
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(1200)]
 
@@ -48,7 +47,7 @@ def outage(seconds: float, pipe, load: LoadGenerator) -> tuple[float, float, lis
 @pytest.mark.components("kafka")
 def test_02_kafka_stopped_60s(isolated: Settings, request, pipeline_factory, checker_for) -> None:
     kafka = request.node.components["kafka"]
-    pipe = start_all(pipeline_factory(isolated))
+    pipe = pipeline_factory(isolated).start_all()
     with LoadGenerator(pipe.ingest_url, count=4000, duration_s=110, concurrency=3) as load:
         load.wait_for_ok(500)
         kafka.stop()
@@ -75,7 +74,7 @@ def test_03_kafka_hard_killed_3x(
     client: str, isolated: Settings, request, pipeline_factory, checker_for
 ) -> None:
     kafka = request.node.components["kafka"]
-    pipe = start_all(pipeline_factory(isolated.model_copy(update={"kafka_client": client})))
+    pipe = pipeline_factory(isolated.model_copy(update={"kafka_client": client})).start_all()
     with LoadGenerator(pipe.ingest_url, count=5000, duration_s=120, concurrency=3) as load:
         for _ in range(3):
             load.wait_for_ok(load.outcomes.counts()[OK] + 400, timeout_s=90)
@@ -92,7 +91,7 @@ def test_03_kafka_hard_killed_3x(
 @pytest.mark.parametrize("seconds", [pytest.param(30, marks=pytest.mark.ci), 120])
 def test_07_s3_unavailable(seconds: int, isolated: Settings, request, pipeline_factory, checker_for) -> None:
     s3 = request.node.components["s3"]
-    pipe = start_all(pipeline_factory(isolated))
+    pipe = pipeline_factory(isolated).start_all()
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=seconds + 30) as load:
         load.wait_for_ok(500)
         s3.stop()
@@ -109,7 +108,7 @@ def test_14_postgres_restarted_during_loads(
     isolated: Settings, request, pipeline_factory, checker_for
 ) -> None:
     pg = request.node.components["postgres"]
-    pipe = start_all(pipeline_factory(isolated))
+    pipe = pipeline_factory(isolated).start_all()
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=45) as load:
         load.wait_for_ok(600)
         pg.restart()  # fast shutdown: sessions terminated mid-transaction
@@ -163,7 +162,7 @@ def corrupt_objects(settings: Settings, s3) -> dict[str, str]:
 def test_11_corrupt_objects_quarantined_rest_loads(
     shared: Settings, s3, pipeline_factory, checker_for
 ) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     keys = corrupt_objects(pipe.settings, s3)
     with LoadGenerator(pipe.ingest_url, count=1500, duration_s=15) as load:
         pass
@@ -182,7 +181,7 @@ def test_11_corrupt_objects_quarantined_rest_loads(
 
 
 def test_11b_reprocess_with_a_quarantined_object(shared: Settings, s3, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     corrupt_objects(pipe.settings, s3)
     with LoadGenerator(pipe.ingest_url, count=500, duration_s=5) as load:
         pass
@@ -193,7 +192,7 @@ def test_11b_reprocess_with_a_quarantined_object(shared: Settings, s3, pipeline_
 def test_12_reprocess_twice_and_killed_midway(
     shared: Settings, pipeline_factory, checker_for, tmp_path
 ) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=15) as load:
         pass
     checker = checker_for(pipe.settings, "12 reprocess x2, then killed -9 midway and rerun")

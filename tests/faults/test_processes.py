@@ -10,35 +10,15 @@ import time
 import pytest
 
 from eventpipe.settings import Settings
-from tests.faults.checker import Result
-from tests.faults.conftest import dump_logs, start_all
-from tests.faults.load import OK, LoadGenerator
+from tests.support.faults.load import OK, LoadGenerator
+from tests.support.faults.verdicts import assert_all_answered, assert_held
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 
-def assert_held(result: Result, pipe: object = None, refused: bool = True) -> None:
-    if not result.passed and pipe is not None:
-        dump_logs(pipe)  # type: ignore[arg-type]
-    assert result.lost == 0, result.line()
-    assert result.duplicated == 0, result.line()
-    assert result.failed_stored == 0, result.line()
-    assert result.fields_differing == 0, result.line()
-    if result.streamed_required:
-        assert result.streamed_equal is not False, result.line()
-    assert result.final_equal is not False, result.line()
-    if refused:
-        assert result.failed > 0, "no refused request: 'failed stored' could not have failed"
-
-
-def assert_all_answered(result: Result) -> None:
-    """No fault reached the collector: every valid event was acknowledged, every refused one refused."""
-    assert result.unknown == 0 and result.ok + result.failed == result.sent, result.line()
-
-
 @pytest.mark.ci
 def test_00_baseline_no_faults(shared: Settings, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     with LoadGenerator(pipe.ingest_url, count=1000, duration_s=10) as load:
         pass
     result = checker_for(pipe.settings, "0 baseline, no faults").check(load.outcomes)
@@ -48,9 +28,9 @@ def test_00_baseline_no_faults(shared: Settings, pipeline_factory, checker_for) 
 
 @pytest.mark.ci
 def test_01_kill9_collector_under_load(shared: Settings, pipeline_factory, checker_for) -> None:
-    from tests.faults.moments import open_request
+    from tests.support.faults.moments import open_request
 
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     evidence = []
     # two outages of 2 s plus a restart (seconds on a loaded machine): a third may fail
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=40, concurrency=4, min_ok_share=0.3) as load:
@@ -74,7 +54,7 @@ def test_01_kill9_collector_under_load(shared: Settings, pipeline_factory, check
 
 @pytest.mark.ci
 def test_04_kill9_stream_worker(shared: Settings, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=25) as load:
         load.wait_for_ok(800)
         pipe.kill("stream")
@@ -86,7 +66,7 @@ def test_04_kill9_stream_worker(shared: Settings, pipeline_factory, checker_for)
 
 
 def test_05_second_worker_then_kill_one(shared: Settings, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     with LoadGenerator(pipe.ingest_url, count=4000, duration_s=40) as load:
         load.wait_for_ok(600)
         pipe.add_worker("stream#2")  # rebalance: partitions split between two workers
@@ -97,7 +77,7 @@ def test_05_second_worker_then_kill_one(shared: Settings, pipeline_factory, chec
 
 
 def test_06_sigstop_worker_past_session_timeout(shared: Settings, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     pipe.add_worker("stream#2")
     with LoadGenerator(pipe.ingest_url, count=4000, duration_s=60) as load:
         load.wait_for_ok(600)
@@ -114,9 +94,9 @@ def test_08_kill_between_upload_and_commit(shared: Settings, pipeline_factory, c
     (after the aggregate PUTs and the changelog flush) is usually not done yet. Read while
     the worker is dead, the group's committed offsets say whether it was; up to 6 kills,
     until 3 landed between upload and commit."""
-    from tests.faults.moments import kill_after_upload, raw_objects
+    from tests.support.faults.moments import kill_after_upload, raw_objects
 
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     evidence: list[str] = []
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=45) as load:
         known = raw_objects(pipe.settings)
@@ -135,7 +115,7 @@ def test_08_kill_between_upload_and_commit(shared: Settings, pipeline_factory, c
 
 @pytest.mark.ci
 def test_09_kill9_loader_mid_load(shared: Settings, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=30) as load:
         for _ in range(3):
             load.wait_for_ok(load.outcomes.counts()[OK] + 500, timeout_s=30)
@@ -147,9 +127,9 @@ def test_09_kill9_loader_mid_load(shared: Settings, pipeline_factory, checker_fo
 
 @pytest.mark.parametrize("constraints", ["with_pk", "without_pk"])
 def test_10_two_loaders_at_once(constraints: str, shared: Settings, pipeline_factory, checker_for) -> None:
-    pipe = start_all(pipeline_factory(shared), ("ingest", "stream", "loader"))
+    pipe = pipeline_factory(shared).start_all()
     if constraints == "without_pk":  # Redshift does not enforce primary keys: the loader must
-        from tests.faults.warehouse import drop_primary_keys
+        from tests.support.faults.warehouse import drop_primary_keys
 
         assert drop_primary_keys(pipe.settings) >= 5
     pipe.add_worker("loader#2")
@@ -162,9 +142,9 @@ def test_10_two_loaders_at_once(constraints: str, shared: Settings, pipeline_fac
 def test_13_client_retry_storm(shared: Settings, pipeline_factory, checker_for) -> None:
     """Every batch sent 3 times by 3 racing clients with the same messageIds, while the
     collector is killed once: each id must land exactly once."""
-    from tests.faults.storm import retry_storm
+    from tests.support.faults.storm import retry_storm
 
-    pipe = start_all(pipeline_factory(shared))
+    pipe = pipeline_factory(shared).start_all()
     outcomes = retry_storm(pipe, count=2000, copies=3, kill_collector_after=600)
     result = checker_for(pipe.settings, "13 retry storm: 3 racing copies of every batch").check(
         outcomes, in_order=False

@@ -10,9 +10,9 @@ import json
 import httpx
 
 from eventpipe.loader.runner import Limits, Loader
-from tests.integration.test_loader_support import NOW, query, write_raw
 from tests.support.clock import ManualClock
 from tests.support.kafka import read_topic
+from tests.support.loader import NOW, query, write_raw
 from tests.support.servers import running_ingest
 
 SCHEMA = {"type": "object", "required": ["revenue"], "properties": {"revenue": {"type": "number"}}}

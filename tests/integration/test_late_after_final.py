@@ -17,20 +17,21 @@ from prometheus_client import CollectorRegistry
 
 from eventpipe.loader.reprocess.pipeline import run_day
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
-from tests.integration.test_loader_support import query
-from tests.integration.test_reprocess_job import archive, stream_deltas
-from tests.integration.test_reprocess_warehouse import (
-    DAY,
+from tests.support.archive import archive, stream_deltas
+from tests.support.histories import DAY
+from tests.support.loader import query
+from tests.support.reprocess import (
     IN_ORDER,
     day_rows,
     dump,
     ev,
     exposure,
+    load_events,
     load_stream,
     prepare,
     truth_rows,
+    verify,
 )
-from tests.integration.test_verify import load_events, verify
 
 pytestmark = pytest.mark.integration
 CUTOFF = DAY + timedelta(days=1)  # D+L with L = 1: "not ended yet" when the analyst runs

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from eventpipe.loader.runner import Limits, Loader
-from tests.integration.test_loader_support import (
+from tests.support.loader import (
     drop_primary_keys,
     expected_events,
     loaded_events,

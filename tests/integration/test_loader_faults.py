@@ -14,7 +14,7 @@ import pytest
 
 from eventpipe.loader.runner import Limits, Loader
 from eventpipe.loader.warehouse import Warehouse
-from tests.integration.test_loader_support import (
+from tests.support.loader import (
     expected_events,
     loaded_events,
     query,

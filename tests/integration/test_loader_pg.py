@@ -15,7 +15,8 @@ from eventpipe.loader.migrations import migrate
 from eventpipe.loader.runner import Limits, Loader
 from eventpipe.loader.warehouse import replace_day
 from eventpipe.timeutil import format_ts, parse_ts
-from tests.integration.test_loader_support import (
+from tests.support.clock import ManualClock
+from tests.support.loader import (
     NOW,
     expected_events,
     loaded_events,
@@ -25,7 +26,6 @@ from tests.integration.test_loader_support import (
     write_agg,
     write_raw,
 )
-from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 SNAPSHOT = (

@@ -16,7 +16,7 @@ from kafka import KafkaProducer, TopicPartition
 
 from eventpipe.loader.discovery import Notices
 from eventpipe.loader.runner import Limits, Loader
-from tests.integration.test_loader_support import (
+from tests.support.loader import (
     expected_events,
     loaded_events,
     query,

@@ -14,12 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.load import load_group
 from eventpipe.loader.warehouse import Warehouse
-from tests.integration.test_reprocess_warehouse import (
-    assert_days_equal_the_truth,
-    prepare,
-    reprocess_days,
-)
 from tests.support.identities import stitched_histories
+from tests.support.reprocess import assert_days_equal_the_truth, prepare, reprocess_days
 from tests.support.warehouse import fresh_example
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,8 @@ from eventpipe.loader.reprocess.pipeline import CorruptInputs, run_day
 from eventpipe.loader.warehouse import Warehouse, quarantine
 from eventpipe.settings import Settings
 from eventpipe.timeutil import parse_ts
-from tests.integration.test_reprocess_warehouse import DAY, IN_ORDER, day_rows, dump, prepare, truth_rows
+from tests.support.histories import DAY
+from tests.support.reprocess import IN_ORDER, day_rows, dump, prepare, truth_rows
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ import pytest
 from eventpipe.events import user_key
 from eventpipe.keys import parse_raw_key
 from eventpipe.s3 import list_keys
-from tests.integration.test_stream_support import (
+from tests.reference import truth
+from tests.support.stream import (
     Worker,
     agg_sums,
     cleanup,
@@ -23,9 +24,8 @@ from tests.integration.test_stream_support import (
     raw_line_counts,
     raw_objects,
     synthetic_events,
-    wait_until,
 )
-from tests.reference import truth
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

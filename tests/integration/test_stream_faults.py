@@ -5,28 +5,27 @@ aggregate deltas still sum to the reference (in-order input)."""
 
 from __future__ import annotations
 
-import itertools
-import re
 import time
-from collections import Counter
 from urllib.parse import urlparse
 
 import orjson
 import pytest
 
-from eventpipe.keys import parse_raw_key
-from tests.integration.test_stream_support import (
-    FlakyLink,
+from tests.reference import truth
+from tests.support.links import FlakyLink
+from tests.support.stream import (
     Worker,
     agg_sums,
+    assert_exactly_once,
     cleanup,
     committed_offsets,
+    metric,
     produce_events,
-    raw_objects,
+    raw_count,
     synthetic_events,
-    wait_until,
+    thirds,
 )
-from tests.reference import truth
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 SMALL_CUTS = {"archive_max_events": 60, "flush_interval_s": "1"}
@@ -36,33 +35,6 @@ SMALL_CUTS = {"archive_max_events": 60, "flush_interval_s": "1"}
 def stream(topics, s3):
     yield topics
     cleanup(s3, topics)
-
-
-def thirds(events: list) -> list[list]:
-    n = len(events) // 3
-    return [events[:n], events[n : 2 * n], events[2 * n :]]
-
-
-def raw_count(s3, settings) -> int:
-    return sum(len(lines) for _, _, lines in raw_objects(s3, settings))
-
-
-def assert_exactly_once(s3, settings, events: list) -> None:
-    objects = raw_objects(s3, settings)
-    lines = Counter(line for _, _, body in objects for line in body)
-    expected = Counter(orjson.dumps(e) for e in events)
-    missing, extra = expected - lines, lines - expected
-    assert not missing and not extra, (
-        f"{sum(missing.values())} events missing, {sum(extra.values())} archived twice; objects: "
-        + str(sorted((parse_raw_key(k)[2:], m["last-offset"], len(b)) for k, m, b in objects))
-    )
-    spans: dict[int, list[tuple[int, int]]] = {}
-    for key, meta, _ in objects:
-        _, _, partition, first = parse_raw_key(key)
-        spans.setdefault(partition, []).append((first, int(meta["last-offset"])))
-    for runs in spans.values():
-        runs.sort()
-        assert all(a_last < b_first for (_, a_last), (b_first, _) in itertools.pairwise(runs))
 
 
 def test_kill_9_mid_stream_then_restart(stream, s3, tmp_path):
@@ -117,11 +89,6 @@ def test_two_workers_share_partitions_through_rebalances(stream, s3, tmp_path):
             b.stop()
     assert_exactly_once(s3, stream, events)
     assert agg_sums(s3, stream) == truth(events, stitch=False)
-
-
-def metric(text: str, name: str) -> float:
-    pattern = re.compile(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", re.M)
-    return sum(float(v) for v in pattern.findall(text))
 
 
 def test_s3_outage_commits_nothing_then_catches_up(stream, s3, tmp_path):

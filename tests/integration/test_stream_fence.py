@@ -12,18 +12,21 @@ import time
 import orjson
 import pytest
 
-from tests.integration.test_stream_faults import assert_exactly_once, metric, raw_count, thirds
-from tests.integration.test_stream_support import (
+from tests.reference import truth
+from tests.support.stream import (
     Worker,
     agg_sums,
+    assert_exactly_once,
     cleanup,
     committed_offsets,
+    metric,
     produce_events,
+    raw_count,
     raw_objects,
     synthetic_events,
-    wait_until,
+    thirds,
 )
-from tests.reference import truth
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 # no count cut: a cut stays open up to the flush bound, so the frozen worker holds open cuts

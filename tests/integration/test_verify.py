@@ -19,26 +19,23 @@ from hypothesis import settings as hsettings
 from prometheus_client import CollectorRegistry
 
 from eventpipe import cli
-from eventpipe.loader.batches import batch_from_rows
-from eventpipe.loader.load import load_group
 from eventpipe.loader.reprocess.pipeline import run_day
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
-from eventpipe.loader.verify import verify_day
 from eventpipe.loader.verify_loop import DayVerifier, verify_and_export
-from eventpipe.loader.warehouse import Warehouse
 from eventpipe.settings import get_settings
 from tests import reference
-from tests.integration.test_reprocess_warehouse import (
-    DAY,
+from tests.support.histories import DAY, histories
+from tests.support.reprocess import (
     DAYS,
     day_rows,
     dump,
     ev,
     exposure,
+    load_events,
     prepare,
     truth_rows,
+    verify,
 )
-from tests.unit.test_reprocess_histories import histories
 
 pytestmark = pytest.mark.integration
 NEXT = DAY + timedelta(days=1)
@@ -66,24 +63,6 @@ HISTORY = [
     {**ev("m9", "u4", "14:00:00", "14:00:00", "Experiment Viewed"), "properties": {"experiment_id": "x"}},
     on(NEXT, ev("m10", "u1", "08:00:00", "08:00:00")),  # another day
 ]
-
-
-def load_events(settings, history: list[dict[str, Any]]) -> None:
-    wh = Warehouse(settings)
-    try:
-        key = f"{settings.s3_prefix}raw/test/events-{uuid.uuid4().hex[:8]}.jsonl.gz"  # one per call
-        batch = batch_from_rows(key, "events", history)
-        wh.run(lambda conn: load_group(conn, wh.dialect, wh.schema, "events", [batch]))
-    finally:
-        wh.close()
-
-
-def verify(settings, day: date = DAY):
-    wh = Warehouse(settings)
-    try:
-        return wh.run(lambda conn: verify_day(conn, wh.dialect, wh.schema, day))
-    finally:
-        wh.close()
 
 
 def execute(settings, statement: str, *params: Any) -> None:

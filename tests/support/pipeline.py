@@ -22,9 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENTPIPE = str(ROOT / ".venv" / "bin" / "eventpipe")
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process see exactly ``settings``."""
-    return settings.environment()
+def child_env(settings: Settings, **overrides: object) -> dict[str, str]:
+    """The environment of a child process that sees exactly ``settings`` (``overrides`` by
+    field name on top): this process's environment without its own ``EVENTPIPE_*``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EVENTPIPE_")}
+    env.update(settings.environment())
+    env.update({f"EVENTPIPE_{name.upper()}": str(value) for name, value in overrides.items()})
+    return env
 
 
 def http_ok(url: str) -> bool:
@@ -59,7 +63,7 @@ class Pipeline:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
             [EVENTPIPE, command],
-            env={**os.environ, **settings_env(settings)},
+            env=child_env(settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -117,6 +121,20 @@ class Pipeline:
             self.signal(name, signal.SIGCONT)
             self.stop(name)
 
+    def start_all(self, parts: tuple[str, ...] = ("ingest", "stream", "loader")) -> Pipeline:
+        """Starts ``parts`` in order; on a failure every log goes to stderr first."""
+        try:
+            for part in parts:
+                self.start(part)
+        except BaseException:
+            self.dump_logs()
+            raise
+        return self
+
+    def dump_logs(self) -> None:
+        for name in self.procs:
+            sys.stderr.write(f"--- {name} log ---\n{self.tail(name)}\n")
+
 
 def pipeline_settings(base: Settings, fast_flush: bool = True) -> Settings:
     """Free ports; tests flush every 2 s (benchmarks keep the production 10 s)."""
@@ -135,12 +153,9 @@ def running_pipeline(
 ) -> Iterator[Pipeline]:
     pipe = Pipeline(pipeline_settings(base, fast_flush), tmp_path)
     try:
-        for part in parts:
-            pipe.start(part)
-        yield pipe
+        yield pipe.start_all(parts)
     except BaseException:
-        for name in pipe.procs:
-            sys.stderr.write(f"--- {name} log ---\n{pipe.tail(name)}\n")
+        pipe.dump_logs()
         raise
     finally:
         pipe.stop_all()

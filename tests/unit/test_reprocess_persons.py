@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, ENGAGEMENT, EXPERIMENT
 from tests import reference
+from tests.support.histories import as_found, expected, job_lines, run_steps, split
 from tests.support.identities import stitched_histories
-from tests.unit.test_reprocess_histories import as_found, expected, job_lines, run_steps, split
 
 # received from the day before the window (D-1 = 11-25) on: some links come only from the snapshot
 EARLY = datetime(2026, 11, 24, tzinfo=UTC)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from eventpipe.stream.batch import PartitionBatch, parse_event
+from eventpipe.stream.batch import PartitionBatch
 from eventpipe.stream.cuts import CutPolicy
-from eventpipe.timeutil import format_ts
+from tests.support.batches import event, fill
 from tests.support.clock import ManualClock
 
 T0 = datetime(2026, 11, 26, 9, 59, 58, tzinfo=UTC)
@@ -48,25 +48,6 @@ def test_time_bound_uses_the_clock_and_is_ignored_while_replaying() -> None:
     assert p.add(8, "2026-11-26T10", 10) is None
     assert p.before(9, "2026-11-26T11", 10) is None  # even across the hour: the record decides
     assert p.add(9, "2026-11-26T11", 10) == "replay"
-
-
-def event(n: int, at: datetime) -> bytes:
-    ts = format_ts(at)
-    return orjson.dumps(
-        {"type": "page", "messageId": f"m{n}", "anonymousId": "a", "timestamp": ts, "receivedAt": ts}
-    )
-
-
-def fill(batch: PartitionBatch, values: list[bytes], first_offset: int = 0) -> list[str | None]:
-    reasons = []
-    for offset, value in enumerate(values, start=first_offset):
-        try:
-            parsed = parse_event(value)
-        except ValueError as exc:
-            reasons.append(batch.add_rejected(offset, value, getattr(exc, "reason", "bad"), str(exc)))
-            continue
-        reasons.append(batch.before(offset, parsed, len(value)) or batch.add_event(offset, value, parsed))
-    return reasons
 
 
 def test_a_replayed_cut_rewrites_the_same_objects() -> None:

@@ -21,8 +21,8 @@ from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.pipeline import Owned, Pipeline
 from eventpipe.stream.settings import StreamSettings
 from eventpipe.stream.storage import UNRECORDED, ObjectExists, S3Writer
+from tests.support.batches import event, fill
 from tests.support.clock import ManualClock
-from tests.unit.test_stream_cuts import event, fill
 
 T0 = datetime(2026, 11, 26, 9, 0, 1, tzinfo=UTC)
 TP = TopicPartition("events", 1)

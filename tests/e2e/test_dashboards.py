@@ -31,7 +31,6 @@ INGEST = "http://127.0.0.1:8080"
 WRITE_KEY = "dev-write-key"
 SCRAPE_INTERVAL_S = 5
 
-pytestmark = pytest.mark.integration
 
 GRAFANA_INTERVALS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 TIME_FROM, TIME_TO = "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
@@ -207,7 +206,6 @@ def only_ingest_metrics(expr: str) -> bool:
     return bool(names) and all(n.startswith("eventpipe_ingest_") and ":" not in n for n in names)
 
 
-@pytest.mark.e2e
 def test_ingest_panels_have_data_after_traffic(prometheus: str, unique: str) -> None:
     """Needs traffic: posts events to the running ingest, waits for a scrape, and expects
     every dashboard panel built on ingest metrics to return series."""

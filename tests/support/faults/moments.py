@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient
 from eventpipe.keys import parse_raw_key
 from eventpipe.s3 import list_keys, s3_client
 from eventpipe.settings import Settings
-from tests.faults.load import UNKNOWN, Outcomes, classify, event_stream
+from tests.support.faults.load import UNKNOWN, Outcomes, classify, event_stream
 
 
 def open_request(url: str, outcomes: Outcomes, run_id: str, hold_s: float = 1.5) -> threading.Thread:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.faults.load import OK, UNKNOWN, Outcomes
+from tests.support.faults.load import OK, UNKNOWN, Outcomes
 from tests.support.sent import as_reference_event, expected_row, parse
 
 WINDOW_SLACK_S = 1.0  # clock reads around a request vs the server's stamp inside it

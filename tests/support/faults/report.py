@@ -1,5 +1,5 @@
 """Prints the results table of docs/reliability.md from the checker's results file:
-``.venv/bin/python -m tests.faults.report [results.jsonl]`` (the latest row per scenario)."""
+``.venv/bin/python -m tests.support.faults.report [results.jsonl]`` (the latest row per scenario)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tests.faults.checker import RESULTS
+from tests.support.faults.checker import RESULTS
 
 HEADER = (
     "| scenario | sent | ok | failed | unknown | lost | duplicated | failed stored | unknown stored "

@@ -1,6 +1,6 @@
 """The fault-suite checker: what the warehouse must hold after a run of ``LoadGenerator``.
 
-The truth is computed from what the load generator SENT (``tests/faults/expected.py``:
+The truth is computed from what the load generator SENT (``tests/support/faults/expected.py``:
 payloads, the ``receivedAt`` of each 2xx answer, an independent skew formula), never from
 the warehouse's own rows. After the faults stop and the pipeline settles:
 
@@ -36,11 +36,17 @@ from psycopg2 import sql
 
 from eventpipe.s3 import iter_gzip_lines, list_keys, s3_client
 from eventpipe.settings import Settings
-from tests.faults.aggregates import AggregateRows, aggregate_rows, compare, settled_compare, truth_rows
-from tests.faults.expected import COLUMNS, Expectation, expectation, group_rows
-from tests.faults.load import FAILED, OK, UNKNOWN, Outcomes
-from tests.faults.warehouse import query, table
-from tests.support.pipeline import EVENTPIPE, ROOT, settings_env
+from tests.support.faults.aggregates import (
+    AggregateRows,
+    aggregate_rows,
+    compare,
+    settled_compare,
+    truth_rows,
+)
+from tests.support.faults.expected import COLUMNS, Expectation, expectation, group_rows
+from tests.support.faults.load import FAILED, OK, UNKNOWN, Outcomes
+from tests.support.faults.warehouse import query, table
+from tests.support.pipeline import EVENTPIPE, ROOT, child_env
 from tests.support.sent import iso_ms
 
 RESULTS = Path(os.environ.get("EVENTPIPE_FAULTS_RESULTS", ROOT / ".local" / "faults" / "results.jsonl"))
@@ -158,7 +164,7 @@ def start_reprocess(settings: Settings, day: date, log: Path) -> subprocess.Pope
     try:
         return subprocess.Popen(
             reprocess_command(settings, day),
-            env={**os.environ, **settings_env(settings)},
+            env=child_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

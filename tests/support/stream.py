@@ -3,17 +3,15 @@ topics, prefixes, app ids and free ports; producing events; reading S3 back."""
 
 from __future__ import annotations
 
-import contextlib
-import os
+import itertools
+import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,32 +19,15 @@ from typing import Any
 import orjson
 
 from eventpipe.events import normalize, user_key
+from eventpipe.keys import parse_raw_key
 from eventpipe.s3 import iter_gzip_lines, list_keys
-from eventpipe.settings import Settings, reveal
+from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
 from eventpipe.timeutil import parse_ts
+from tests.support.pipeline import child_env
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTPIPE_")}
-    fields = {
-        "kafka_bootstrap": settings.kafka_bootstrap,
-        "s3_endpoint": settings.s3_endpoint or "",
-        "s3_access_key": settings.s3_access_key,
-        "s3_secret_key": reveal(settings.s3_secret_key),
-        "s3_bucket": settings.s3_bucket,
-        "s3_prefix": settings.s3_prefix,
-        "events_topic": settings.events_topic,
-        "batches_topic": settings.batches_topic,
-        "stream_app_id": settings.stream_app_id,
-        "flush_interval_s": "2",
-        **overrides,
-    }
-    env.update({f"EVENTPIPE_{k.upper()}": str(v) for k, v in fields.items()})
-    return env
 
 
 class Worker:
@@ -55,7 +36,7 @@ class Worker:
     def __init__(self, settings: Settings, log_dir: Path, name: str = "w", **overrides: Any) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"stream-{name}.log"
-        env = worker_env(settings, stream_web_port=self.port, **overrides)
+        env = child_env(settings, **{"flush_interval_s": 2, **overrides, "stream_web_port": self.port})
         self.log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "eventpipe.stream.worker"],
@@ -174,15 +155,6 @@ def agg_sums(s3: Any, settings: Settings) -> dict[str, dict]:
     }
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 def committed_offsets(settings: Settings) -> dict[int, int]:
     """The stream group's committed offset per partition of the events topic (0 if none)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -232,69 +204,33 @@ def delete_prefix(s3: Any, settings: Settings) -> None:
         s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
 
 
-class FlakyLink:
-    """A loopback TCP relay in front of the real S3 API server that the test can cut: while
-    down, open connections are closed and new ones are dropped at once (a network fault,
-    not a fake S3)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.down = False
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.open: set[socket.socket] = set()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cut(self) -> None:
-        with self.lock:
-            self.down = True
-            for sock in self.open:
-                _close(sock)
-            self.open.clear()
-
-    def restore(self) -> None:
-        self.down = False
-
-    def close(self) -> None:
-        self.cut()
-        self.server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            if self.down:
-                _close(client)
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                _close(client)
-                continue
-            with self.lock:
-                self.open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while chunk := src.recv(65536):
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            _close(src)
-            _close(dst)
+def thirds(events: list) -> list[list]:
+    n = len(events) // 3
+    return [events[:n], events[n : 2 * n], events[2 * n :]]
 
 
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()
+def raw_count(s3, settings) -> int:
+    return sum(len(lines) for _, _, lines in raw_objects(s3, settings))
+
+
+def assert_exactly_once(s3, settings, events: list) -> None:
+    objects = raw_objects(s3, settings)
+    lines = Counter(line for _, _, body in objects for line in body)
+    expected = Counter(orjson.dumps(e) for e in events)
+    missing, extra = expected - lines, lines - expected
+    assert not missing and not extra, (
+        f"{sum(missing.values())} events missing, {sum(extra.values())} archived twice; objects: "
+        + str(sorted((parse_raw_key(k)[2:], m["last-offset"], len(b)) for k, m, b in objects))
+    )
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for key, meta, _ in objects:
+        _, _, partition, first = parse_raw_key(key)
+        spans.setdefault(partition, []).append((first, int(meta["last-offset"])))
+    for runs in spans.values():
+        runs.sort()
+        assert all(a_last < b_first for (_, a_last), (b_first, _) in itertools.pairwise(runs))
+
+
+def metric(text: str, name: str) -> float:
+    pattern = re.compile(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", re.M)
+    return sum(float(v) for v in pattern.findall(text))

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.faults.load import OK, UNKNOWN, Outcomes, event_stream, send_batch
+from tests.support.faults.load import OK, UNKNOWN, Outcomes, event_stream, send_batch
 
 
 def retry_storm(

@@ -12,8 +12,8 @@ from typing import Any
 from psycopg2 import sql
 
 from eventpipe.settings import Settings
-from tests.faults.warehouse import query, table
 from tests.reference import truth
+from tests.support.faults.warehouse import query, table
 from tests.support.sent import iso_ms
 
 AggregateRows = dict[str, list[tuple]]
