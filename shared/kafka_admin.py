@@ -14,14 +14,22 @@ from eventpipe.settings import Settings
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 
+def replication_configs(settings: Settings) -> dict[str, str]:
+    """Topic configs every eventpipe topic carries: with acks=all, a write is acknowledged
+    once ``min.insync.replicas`` replicas have it, so a broker can die without losing it."""
+    return {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+
+
 def topic_specs(settings: Settings) -> list[NewTopic]:
     # a week by time (an S3 outage buffer), and bounded by size too: a flood must not fill
     # the broker's disk, which would stop it for every producer (retention.bytes is per partition)
     keep_a_week = {"retention.ms": str(WEEK_MS), "retention.bytes": str(settings.kafka_retention_bytes)}
+    configs = {**keep_a_week, **replication_configs(settings)}
+    rf = settings.kafka_replication_factor
     return [
-        NewTopic(settings.events_topic, settings.events_partitions, 1, topic_configs=keep_a_week),
-        NewTopic(settings.deadletter_topic, 3, 1, topic_configs=keep_a_week),
-        NewTopic(settings.batches_topic, 3, 1, topic_configs=keep_a_week),
+        NewTopic(settings.events_topic, settings.events_partitions, rf, topic_configs=configs),
+        NewTopic(settings.deadletter_topic, 3, rf, topic_configs=configs),
+        NewTopic(settings.batches_topic, 3, rf, topic_configs=configs),
     ]
 
 

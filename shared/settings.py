@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         1024**3, ge=1024 * 1024, description="per partition, on top of 7 days: a flood cannot fill the disk"
     )
 
+    # every topic eventpipe creates (events, dead letters, batches, the stream's changelog);
+    # 1 on the local single broker, 3 and 2 on a cluster (docs/runbook.md, "Replicated Kafka")
+    kafka_replication_factor: int = Field(1, ge=1, description="replicas per partition of every topic")
+    kafka_min_insync_replicas: int = Field(
+        1, ge=1, description="replicas that must have an acks=all write; <= the replication factor"
+    )
+
     # S3
     s3_endpoint: str | None = "http://127.0.0.1:9000"
     s3_bucket: str = "eventpipe"
@@ -137,6 +144,16 @@ class Settings(BaseSettings):
     emr_instance_type: str | None = Field(None, description="overrides mrjob.conf's instance_type")
     emr_core_instances: int | None = Field(None, ge=1, description="overrides num_core_instances")
     emr_log_uri: str | None = Field(None, description="s3:// URI for EMR logs (cloud_log_dir)")
+
+    @model_validator(mode="after")
+    def _check_replication(self) -> Settings:
+        if self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise ValueError(
+                f"EVENTPIPE_KAFKA_MIN_INSYNC_REPLICAS ({self.kafka_min_insync_replicas}) cannot exceed "
+                f"EVENTPIPE_KAFKA_REPLICATION_FACTOR ({self.kafka_replication_factor}): every acks=all "
+                "write would fail"
+            )
+        return self
 
     @field_validator("write_keys")
     @classmethod

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from eventpipe.kafka_admin import replication_configs
 from eventpipe.settings import Settings
 from eventpipe.stream.fold import PartitionState
 
@@ -44,7 +45,9 @@ class StateChangelog:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
         await admin.start()
         try:
-            spec = NewTopic(self.topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})
+            configs = {"cleanup.policy": "compact", **replication_configs(self.settings)}
+            rf = self.settings.kafka_replication_factor
+            spec = NewTopic(self.topic, partitions, rf, topic_configs=configs)
             await admin.create_topics([spec])
             log.info("created the state changelog", extra={"topic": self.topic, "partitions": partitions})
         except TopicAlreadyExistsError:
