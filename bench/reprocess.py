@@ -1,6 +1,7 @@
-"""Benchmark of the nightly reprocess: the mrjob job with the local runner over one
-generated day of raw logs, side by side with a single-process pure-Python pass over the
-same files (the one-machine ceiling: same rollup functions, no serialisation or sorting).
+"""Benchmark of the nightly reprocess: the mrjob job with the local runner and the Spark
+engine in local mode over one generated day of raw logs, side by side with a single-process
+pure-Python pass over the same files (the one-machine ceiling: same rollup functions, no
+serialisation or sorting); each engine's per-event cost projected to a 1 B-event EMR day.
 
 ``run()`` returns ``{"events_per_s", "ceiling_events_per_s", ...}`` for ``make bench``.
 Size: ``EVENTPIPE_BENCH_REPROCESS_EVENTS`` (default 1,000,000 raw lines, duplicates
@@ -21,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from bench.emr_cost import project
 from eventpipe.definitions import canonical_first
 from eventpipe.identity import Links
 from eventpipe.loader.reprocess.rows import (
@@ -120,15 +122,35 @@ def ceiling(paths: list[Path], day: date = DAY) -> dict[str, list[dict[str, Any]
     return {t: sort_rows(t, out[t]) for t in (*DAILY_TABLES, ASSIGNMENTS)}
 
 
-def job(paths: list[Path], workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    """What ``run_day`` does for -r local once the objects are local: pack, then run."""
+def pack(paths: list[Path], workdir: Path) -> list[str]:
+    """What ``run_day`` does for local engines once the objects are local: plain JSONL."""
     packed = workdir / "packed.jsonl"
     with packed.open("wb") as sink:
         for path in paths:
             sink.write(gzip.decompress(path.read_bytes()))
     snapshot = workdir / "snapshot.jsonl"
     snapshot.write_bytes(b"")
-    return run_job(job_args(Settings(), DAY, "local", workdir), [str(packed), str(snapshot)])
+    return [str(packed), str(snapshot)]
+
+
+def job(inputs: list[str], workdir: Path) -> dict[str, list[dict[str, Any]]]:
+    return run_job(job_args(Settings(), DAY, "local", workdir), inputs)
+
+
+def spark(inputs: list[str]) -> tuple[dict[str, list[dict[str, Any]]], float, float]:
+    """The Spark engine (local[cores]); its rows, the session's start-up and the job's seconds."""
+    from eventpipe.loader.reprocess.engines.spark_job import run_spark, spark_session
+
+    settings = Settings(spark_master=f"local[{os.cpu_count() or 1}]", spark_shuffle_partitions=8)
+    started = time.perf_counter()
+    session = spark_session(settings)
+    startup_s = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        found = run_spark(settings, DAY, inputs)
+        return found, startup_s, time.perf_counter() - started
+    finally:
+        session.stop()
 
 
 def run(events: int | None = None) -> dict[str, Any]:
@@ -140,19 +162,30 @@ def run(events: int | None = None) -> dict[str, Any]:
         expected = ceiling(paths)
         ceiling_s = time.perf_counter() - started
         started = time.perf_counter()
-        found = job(paths, workdir)
+        inputs = pack(paths, workdir)
+        found = job(inputs, workdir)
         job_s = time.perf_counter() - started
+        by_spark, spark_startup_s, spark_s = spark(inputs)
     if found != expected:
         raise AssertionError("the job and the single-process pass disagree")
+    if by_spark != expected:
+        raise AssertionError("the Spark engine and the single-process pass disagree")
     cores = os.cpu_count() or 1
+    job_us = job_s * cores / n * 1e6
+    spark_us = spark_s * cores / n * 1e6
     return {
         "events_per_s": round(n / job_s),
         "ceiling_events_per_s": round(n / ceiling_s),
+        "spark_events_per_s": round(n / spark_s),
         "events": n,
         "job_s": round(job_s, 1),
         "ceiling_s": round(ceiling_s, 1),
+        "spark_s": round(spark_s, 1),
+        "spark_startup_s": round(spark_startup_s, 1),
         "cores": cores,
-        "job_core_us_per_event": round(job_s * cores / n * 1e6, 1),
+        "job_core_us_per_event": round(job_us, 1),
+        "spark_core_us_per_event": round(spark_us, 1),
+        "emr_1b_events_day": {"mrjob": project(job_us), "spark": project(spark_us)},
         "rows": {t: len(r) for t, r in found.items()},
     }
 

@@ -100,7 +100,6 @@ class Settings(BaseSettings):
     kafka_retention_bytes: int = Field(
         1024**3, ge=1024 * 1024, description="per partition, on top of 7 days: a flood cannot fill the disk"
     )
-
     # every topic eventpipe creates (events, dead letters, batches, the stream's changelog);
     # 1 on the local single broker, 3 and 2 on a cluster (docs/runbook.md, "Replicated Kafka")
     kafka_replication_factor: int = Field(1, ge=1, description="replicas per partition of every topic")
@@ -140,6 +139,12 @@ class Settings(BaseSettings):
     reprocess_lookback_days: int = Field(3, ge=1, description="closed days the scheduler re-checks")
     reprocess_schedule_enabled: bool = Field(True, description="the loader runs the nightly itself")
     reprocess_mrjob_conf: str | None = Field(None, description="mrjob.conf for -r emr/hadoop")
+    reprocess_engine: Literal["mrjob", "spark"] = Field(
+        "mrjob", description="the nightly job's engine (spark: pip install 'eventpipe[spark]')"
+    )
+    spark_master: str = Field("local[2]", description="the Spark engine's master (in-process driver)")
+    spark_shuffle_partitions: int = Field(4, ge=1, description="partitions of each Spark shuffle")
+    spark_driver_memory: str = Field("1g", pattern=r"^\d+[kmgt]$", description="e.g. 1g (JVM heap)")
     verify_interval_s: float = Field(300.0, ge=0, description="verify today every N s; 0: off")
     emr_instance_type: str | None = Field(None, description="overrides mrjob.conf's instance_type")
     emr_core_instances: int | None = Field(None, ge=1, description="overrides num_core_instances")

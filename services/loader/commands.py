@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 RUNNERS = ("inline", "local", "hadoop", "emr")
+ENGINES = ("mrjob", "spark")  # eventpipe.loader.reprocess.engines (not imported: the CLI starts fast)
 
 
 def _day(text: str) -> date:
@@ -36,6 +37,7 @@ def _reprocess(args: argparse.Namespace) -> int:
             args.runner,
             progress=sys.stderr.isatty(),
             quarantine_wait_s=wait_s,
+            engine=args.engine,
         )
     except ReprocessBusy as exc:
         print(f"eventpipe reprocess: {exc}", file=sys.stderr)
@@ -57,6 +59,7 @@ def _reprocess(args: argparse.Namespace) -> int:
         "day": result.day.isoformat(),
         "lateness_days": result.lateness_days,
         "runner": result.runner,
+        "engine": result.engine,
         "raw_objects": result.objects,
         "input_lines": result.input_lines,
         "rows": result.rows,
@@ -79,6 +82,12 @@ def register(sub: Any) -> None:
         "--lateness-days", type=int, default=None, help="read received dates D-1..D+N (default: settings)"
     )
     parser.add_argument("--runner", choices=RUNNERS, default=None, help="mrjob runner (default: settings)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=None,
+        help="the job's engine: mrjob, or spark in local mode (default: settings, mrjob)",
+    )
     parser.add_argument(
         "--quarantine-wait-s",
         type=float,

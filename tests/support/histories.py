@@ -134,3 +134,14 @@ def run_steps(lines: list[bytes], day: date = DAY) -> dict[str, list[dict]]:
 
 def job_lines(window: list[dict], snapshot: list[dict], identities: list[dict] = ()) -> list[bytes]:
     return [orjson.dumps(r) for r in (*window, *snapshot, *identities)]
+
+
+def identities_snapshot(old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The warehouse's ``identities`` rows after loading ``old``: canonical link copies."""
+    rows = []
+    for e in reference.deduplicate(old):
+        source = e.get("anonymousId") if e["type"] == "identify" else e.get("previousId")
+        if e["type"] in ("identify", "alias") and e.get("userId") and source and source != e["userId"]:
+            rows.append({"anonymous_id": source, "user_id": e["userId"], "linked_at": e["timestamp"],
+                         "message_id": e["messageId"]})  # fmt: skip
+    return rows

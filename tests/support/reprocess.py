@@ -112,10 +112,10 @@ def exposure(mid: str, user: str, ts: str, received: str, variant: str = "a") ->
 DAYS = [DAY + timedelta(days=n) for n in range(-3, 2)]
 
 
-def reprocess_days(example: Settings, days: list[date]) -> dict:
+def reprocess_days(example: Settings, days: list[date], engine: str = "mrjob") -> dict:
     """The nightly for each day, oldest first (the scheduler's order); the warehouse after."""
     for day in days:
-        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
+        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry(), engine=engine)
     return dump(example)
 
 

@@ -11,22 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, ENGAGEMENT, EXPERIMENT
 from tests import reference
-from tests.support.histories import as_found, expected, job_lines, run_steps, split
+from tests.support.histories import as_found, expected, identities_snapshot, job_lines, run_steps, split
 from tests.support.identities import stitched_histories
 
 # received from the day before the window (D-1 = 11-25) on: some links come only from the snapshot
 EARLY = datetime(2026, 11, 24, tzinfo=UTC)
-
-
-def identities_snapshot(old: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The warehouse's ``identities`` rows after loading ``old``: canonical link copies."""
-    rows = []
-    for e in reference.deduplicate(old):
-        source = e.get("anonymousId") if e["type"] == "identify" else e.get("previousId")
-        if e["type"] in ("identify", "alias") and e.get("userId") and source and source != e["userId"]:
-            rows.append({"anonymous_id": source, "user_id": e["userId"], "linked_at": e["timestamp"],
-                         "message_id": e["messageId"]})  # fmt: skip
-    return rows
 
 
 def resolver(visible: list[dict[str, Any]]) -> Any:

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from eventpipe.errors import EventpipeError, StorageError
 from eventpipe.keys import corrections_key, cut_agg_key
+from eventpipe.loader.reprocess.engines import Corrections, engine_for
 from eventpipe.loader.reprocess.finalize import Drift, replace_day
 from eventpipe.loader.reprocess.inputs import (
     QUARANTINED,
@@ -38,7 +39,6 @@ from eventpipe.loader.reprocess.inputs import (
 )
 from eventpipe.loader.reprocess.metrics import ReprocessMetrics, reprocess_metrics
 from eventpipe.loader.reprocess.rows import DAILY_TABLES, TABLES, window
-from eventpipe.loader.reprocess.runjob import Corrections, job_args, run_job
 from eventpipe.loader.warehouse import Warehouse, connect, loaded_keys, quarantined_keys
 from eventpipe.s3 import gzip_json_rows, s3_client
 from eventpipe.settings import Settings
@@ -88,6 +88,7 @@ class DayResult:
     corrections: list[str]
     duration_s: float
     skipped: list[dict[str, str]]  # raw objects left out: the loader quarantined them
+    engine: str = "mrjob"  # which engine ran the job (engines.ENGINES)
 
 
 def lock_ids(schema: str, day: date) -> tuple[int, int]:
@@ -197,8 +198,10 @@ def _run(
     progress: bool,
     metrics: ReprocessMetrics,
     wait_s: float,
+    engine: str,
 ) -> DayResult:
     started = time.monotonic()
+    job = engine_for(settings, engine, runner)  # before any work: a bad combination fails at once
     wh = Warehouse(settings, application_name="eventpipe-reprocess")
     try:
         snapshot = tmp / "assignments.jsonl"
@@ -214,7 +217,7 @@ def _run(
         corrections: Corrections = {t: [] for t in TABLES}
         if inputs.paths:
             paths = [*inputs.paths, str(snapshot), str(identities)]
-            corrections = run_job(job_args(settings, day, runner, tmp), paths)
+            corrections = job.run(day, paths, tmp)
         try:
             keys = write_corrections(client, settings, day, corrections)
         except (BotoCoreError, ClientError) as exc:
@@ -231,7 +234,7 @@ def _run(
     return DayResult(
         day, lateness, runner, inputs.objects, inputs.lines, snapshot_rows,
         {t: len(rows) for t, rows in corrections.items()}, drift, list(keys.values()),
-        time.monotonic() - started, [o.as_dict() for o in inputs.skipped],
+        time.monotonic() - started, [o.as_dict() for o in inputs.skipped], engine,
     )  # fmt: skip
 
 
@@ -244,18 +247,22 @@ def run_day(
     registry: CollectorRegistry | None = None,
     progress: bool = False,
     quarantine_wait_s: float = QUARANTINE_WAIT_S,
+    engine: str | None = None,
 ) -> DayResult:
     """Reprocess ``day`` and make it final; raises ``ReprocessBusy`` if it is already running,
     ``CorruptInputs`` (nothing written) if a raw object of its window is corrupt and not
     quarantined by the loader after ``quarantine_wait_s``."""
     lateness = settings.reprocess_lateness_days if lateness_days is None else lateness_days
     runner = runner or settings.reprocess_runner
+    engine = engine or settings.reprocess_engine
     metrics = reprocess_metrics(registry)
-    context = {"day": day.isoformat(), "lateness_days": lateness, "runner": runner}
+    context = {"day": day.isoformat(), "lateness_days": lateness, "runner": runner, "engine": engine}
     try:
         with day_lock(settings, day), tempfile.TemporaryDirectory(prefix="ep-reprocess-") as tmp:
             log.info("reprocess started", extra=context)
-            result = _run(settings, day, lateness, runner, Path(tmp), progress, metrics, quarantine_wait_s)
+            result = _run(
+                settings, day, lateness, runner, Path(tmp), progress, metrics, quarantine_wait_s, engine
+            )
     except ReprocessBusy:
         raise
     except Exception:

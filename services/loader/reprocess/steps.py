@@ -1,0 +1,165 @@
+"""The nightly job's five steps as plain functions: what every engine runs (mrjob, Spark).
+
+Each step is a thin shell over ``eventpipe.rollup`` / ``eventpipe.identity`` (the one
+definition of a count); an engine only supplies the shuffle between them -- group the
+pairs a step yields by key, hand each key and its values to the next step. Keys are
+strings or sequences (lists after mrjob's JSON protocol, tuples in Spark, which needs
+hashable keys); values are whatever JSON can carry.
+
+1. ``map_line`` then ``reduce_copies`` (key: ``messageId``) -> keep the canonical copy
+   (``rollup.dedup``); its link (if any) is re-keyed by the linked id, the event (if it
+   matters for D) and snapshot rows by the raw user key.
+2. ``reduce_first_hop`` (key: id) -> its winning link (``identity.earlier``) moves the id's
+   items one hop, and tells the id's own key where it points (for the second hop).
+3. ``reduce_second_hop`` (key: id) -> items are now keyed by person (``identity`` doc).
+4. ``reduce_user`` (key: person) -> ``rollup.rollup_user(events, prior=snapshot, days={D})``.
+5. ``combine_rows`` / ``reduce_rows`` (key: output row) -> ``event_count`` = sum,
+   ``user_count`` = number of persons; the output is ``(table, row)`` pairs.
+
+``where()`` names the input for the error a corrupt line raises (engines know their file;
+asked only then: reading it per line would cost).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date
+from typing import Any
+
+from eventpipe.events import user_key
+from eventpipe.identity import Link, earlier, link_of
+from eventpipe.loader.reprocess.lines import parse_line, record_problem
+from eventpipe.loader.reprocess.rows import ASSIGNMENTS, matters_for, slim, to_row, user_contributions
+from eventpipe.rollup import Assignment, dedup, rollup_user
+
+SNAPSHOT, LINK, TARGET = "snapshot", "link", "target"
+_SNAPSHOT_KEYS = frozenset(("experiment_id", "user_key", "variant", "first_exposed_at"))
+_LINK_KEYS = frozenset(("anonymous_id", "user_id", "linked_at", "message_id"))
+Pairs = Iterator[tuple[Any, Any]]
+
+
+def is_snapshot_row(record: Any) -> bool:
+    """A row of the assignments snapshot (``export_snapshot``), never a raw event."""
+    return isinstance(record, dict) and "messageId" not in record and record.keys() >= _SNAPSHOT_KEYS
+
+
+def is_link_row(record: Any) -> bool:
+    """A row of the identities snapshot (``export_identities``), never a raw event."""
+    return isinstance(record, dict) and "messageId" not in record and record.keys() >= _LINK_KEYS
+
+
+def _hop(links: list[list[str]]) -> str | None:
+    """The user id of the winning link among ``[user_id, linked_at, message_id]`` values."""
+    best: Link | None = None
+    for user, at, mid in links:
+        candidate = Link("", user, at, mid)
+        best = candidate if best is None else earlier(best, candidate)
+    return None if best is None else best.user_id
+
+
+def map_line(line: str, where: Callable[[], str] = lambda: "an input file") -> Pairs:
+    if not line.strip():  # the loader skips blank lines too (parse_batch)
+        return
+    record, problem = parse_line(line.replace("\r", " ") if "\r" in line else line)
+    if problem is None and is_snapshot_row(record):
+        yield [SNAPSHOT, record["user_key"]], record
+        return
+    if problem is None and is_link_row(record):  # with the raw copies of its link event
+        yield record["message_id"], [LINK, record]
+        return
+    # local inputs were checked object by object (lines.event_lines); s3:// inputs
+    # (EMR/Hadoop) were not: a raw line the loader would refuse fails the job, naming
+    # its object -- never silently dropped (docs/reprocess.md, "Corrupt raw objects")
+    problem = problem or record_problem(record)
+    if problem is not None:
+        raise ValueError(f"corrupt raw line in {where()} ({problem[0]}: {problem[1]}): quarantine it")
+    yield record["messageId"], record
+
+
+def reduce_copies(key: Any, values: Iterable[Any], day: date) -> Pairs:
+    if isinstance(key, list | tuple):  # snapshot rows of one user
+        for row in values:
+            yield key[1], [SNAPSHOT, row]
+        return
+    copies, loaded = [], None
+    for value in values:
+        if isinstance(value, list | tuple):
+            loaded = value[1]
+        else:
+            copies.append(value)
+    if not copies:  # a link loaded from a day outside the window
+        row = loaded
+        yield row["anonymous_id"], [LINK, [row["user_id"], row["linked_at"], row["message_id"]]]
+        return
+    (event,) = dedup(copies)
+    link = link_of(event)
+    if link is not None:
+        yield link.linked_id, [LINK, [link.user_id, link.linked_at, link.message_id]]
+    if matters_for(event, day):
+        yield user_key(event), ["event", slim(event)]
+
+
+def reduce_first_hop(some_id: str, values: Iterable[Any]) -> Pairs:
+    items, links = [], []
+    for tag, value in values:
+        if tag == LINK:
+            links.append(value)
+        else:
+            items.append([tag, value])
+    target = _hop(links)
+    if target is not None:
+        yield some_id, [TARGET, target]
+    for item in items:
+        yield target or some_id, item
+
+
+def reduce_second_hop(some_id: str, values: Iterable[Any]) -> Pairs:
+    items, target = [], some_id
+    for tag, value in values:
+        if tag == TARGET:
+            target = value
+        else:
+            items.append([tag, value])
+    for item in items:
+        yield target, item
+
+
+def reduce_user(person: str, values: Iterable[Any], day: date) -> Pairs:
+    events: list[dict[str, Any]] = []
+    prior: dict[str, Assignment] = {}  # earliest over all the person's ids
+    own: dict[str, Assignment] = {}  # rows already under the person's own key
+    for tag, value in values:
+        if tag == SNAPSHOT:
+            found = Assignment(value["variant"], value["first_exposed_at"])
+            x = value["experiment_id"]
+            if x not in prior or (found.first_exposed_at, found.variant) < (
+                prior[x].first_exposed_at,
+                prior[x].variant,
+            ):
+                prior[x] = found
+            if value["user_key"] == person:
+                own[x] = found
+        else:
+            events.append(value)
+    rollup = rollup_user(events, prior=prior, days={day})
+    yield from user_contributions(person, rollup, own, day)
+
+
+def combine_rows(key: Any, values: Iterable[Any]) -> Pairs:
+    if key[0] == ASSIGNMENTS:  # one value per (experiment, user): nothing to sum
+        yield from ((key, value) for value in values)
+        return
+    total = [0, 0]
+    for value in values:
+        total = sum_counts(total, value)
+    yield key, total
+
+
+def reduce_rows(key: Any, values: Iterable[Any]) -> Pairs:
+    for summed_key, value in combine_rows(key, values):
+        yield summed_key[0], to_row(list(summed_key), list(value))
+
+
+def sum_counts(a: Any, b: Any) -> list[int]:
+    """Two partial ``[event_count, user_count]`` of one daily row, summed (the combiner's fold)."""
+    return [a[0] + b[0], a[1] + b[1]]
