@@ -113,7 +113,7 @@ def engagement_table(settings: Settings, console: Console) -> None:
 def stitching_tables(settings: Settings, console: Console, experiments: tuple[str, ...], goal: str) -> None:
     """How far raw ids (no identity stitching) would have been off, on this very data."""
     schema = settings.warehouse_schema
-    with wh.connect(settings.warehouse_dsn) as conn:
+    with wh.connect(settings.warehouse_dsn, settings.warehouse_dialect) as conn:
         console.print(stitching.dau_table(wh.daily_users(conn, schema)))
         for experiment in experiments:
             rows = stitching.experiment_drift(conn, schema, experiment, goal)

@@ -23,7 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from eventpipe.errors import WarehouseError
 from eventpipe.loader import migrations
 from eventpipe.loader.batches import Batch
-from eventpipe.loader.dialects import Dialect, get_dialect
+from eventpipe.loader.dialects import Dialect, get_dialect, query_group_of
 from eventpipe.loader.dialects.common import (
     delete_day,
     earliest_wins,
@@ -46,8 +46,9 @@ T = TypeVar("T")
 
 
 def connect(settings: Settings, application_name: str = "eventpipe-loader") -> Any:
-    """A psycopg2 connection (not autocommit: every load is an explicit transaction)."""
-    return psycopg2.connect(
+    """A psycopg2 connection (not autocommit: every load is an explicit transaction), in
+    its service's query group (Redshift WLM: ``query_group_of``)."""
+    conn = psycopg2.connect(
         settings.warehouse_dsn,
         application_name=application_name,
         connect_timeout=5,
@@ -56,6 +57,16 @@ def connect(settings: Settings, application_name: str = "eventpipe-loader") -> A
         keepalives_interval=5,
         keepalives_count=3,
     )
+    setup = get_dialect(settings.warehouse_dialect).session_setup(query_group_of(application_name))
+    if setup:
+        try:
+            with conn, conn.cursor() as cur:  # a session setting: it outlives this transaction
+                for statement in setup:
+                    cur.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
 
 
 def dialect_for(settings: Settings, s3: Any = None) -> Dialect:
@@ -133,13 +144,13 @@ class Warehouse:
 
 
 def migrate(wh: Warehouse) -> list[int]:
-    """The schema, then the report views/function analysts query (PostgreSQL only: Redshift
-    SQL functions cannot return tables, see docs/reports.md)."""
+    """The schema, then the report views analysts query (plain views on both dialects; the
+    ``experiment_results`` function on PostgreSQL only: Redshift SQL functions cannot return
+    tables, see docs/reports.md)."""
     applied = wh.run(lambda conn: migrations.migrate(conn, wh.dialect, wh.schema))
-    if wh.dialect.name == "postgres":
-        from eventpipe.reports.views import ensure_report_views
+    from eventpipe.reports.views import ensure_report_views
 
-        wh.run(lambda conn: ensure_report_views(conn, wh.schema))
+    wh.run(lambda conn: ensure_report_views(conn, wh.schema, wh.dialect))
     return applied
 
 

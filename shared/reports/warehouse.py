@@ -34,14 +34,33 @@ class ExperimentSummary:
     last_exposure: datetime
 
 
+class ReportConnection(psycopg2.extensions.connection):
+    """A connection that knows its warehouse dialect: the queries below are built for it."""
+
+    dialect = sqlbuild.POSTGRES
+
+
+def dialect_of(conn: Any) -> str:
+    return getattr(conn, "dialect", sqlbuild.POSTGRES)
+
+
 @contextmanager
-def connect(dsn: str) -> Iterator[Any]:
+def connect(dsn: str, dialect: str = sqlbuild.POSTGRES) -> Iterator[Any]:
+    """A read-only session in the ``reports`` query group (Redshift WLM, docs/loader.md)."""
+    from eventpipe.loader.dialects import REPORTS, get_dialect
+
     try:
-        conn = psycopg2.connect(dsn, connect_timeout=5)
+        conn = psycopg2.connect(
+            dsn, connect_timeout=5, application_name="eventpipe-reports", connection_factory=ReportConnection
+        )
+        conn.dialect = dialect
     except psycopg2.Error as exc:
         raise WarehouseError(f"cannot connect to the warehouse: {exc}".strip()) from exc
     try:
         conn.set_session(readonly=True, autocommit=True)
+        with conn.cursor() as cur:
+            for statement in get_dialect(dialect).session_setup(REPORTS):
+                cur.execute(statement)
         yield conn
     finally:
         conn.close()
@@ -56,7 +75,15 @@ def _rows(conn: Any, query: sql.Composable, params: dict[str, Any] | None = None
         raise WarehouseError(f"warehouse query failed: {exc}".strip()) from exc
 
 
+# Redshift has neither to_regclass nor format (catalog and string functions AWS lists)
+REDSHIFT_HAS_TABLE = sql.SQL(
+    "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}"
+).format(sql.Placeholder("s"), sql.Placeholder("n"))
+
+
 def has_table(conn: Any, schema: str, name: str) -> bool:
+    if dialect_of(conn) == sqlbuild.REDSHIFT:
+        return bool(_rows(conn, REDSHIFT_HAS_TABLE, {"s": schema, "n": name})[0][0])
     query = sql.SQL("SELECT to_regclass(format('%%I.%%I', %(s)s::text, %(n)s::text))")
     found = _rows(conn, query, {"s": schema, "n": name})
     return found[0][0] is not None
@@ -78,7 +105,7 @@ def experiment_start(conn: Any, schema: str, experiment: str) -> datetime | None
     """First exposure of the experiment; raises ``UnknownExperiment`` when it has none."""
     _require(conn, schema, "events", "identities")
     assigned, exposed, first = _rows(
-        conn, sqlbuild.experiment_known(schema, _EXPERIMENT), {"experiment": experiment}
+        conn, sqlbuild.experiment_known(schema, _EXPERIMENT, dialect_of(conn)), {"experiment": experiment}
     )[0]
     if not assigned and not exposed:
         raise UnknownExperiment(
@@ -92,7 +119,7 @@ def variant_counts(
     conn: Any, schema: str, experiment: str, goal: str, key: str = sqlbuild.PERSON
 ) -> list[VariantCounts]:
     """Per variant: persons and converters (``key=sqlbuild.RAW``: raw ids instead)."""
-    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sql.Placeholder("goal"), key)
+    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sql.Placeholder("goal"), key, dialect_of(conn))
     rows = _rows(conn, query, {"experiment": experiment, "goal": goal})
     return [VariantCounts(variant, int(users), int(converters)) for variant, users, converters, _ in rows]
 
@@ -100,20 +127,31 @@ def variant_counts(
 def daily_users(conn: Any, schema: str) -> list[tuple[date, int, int]]:
     """``(day, persons, raw ids)`` engaged per day: what stitching changes in DAU."""
     _require(conn, schema, "events", "identities")
-    return [(day, int(persons), int(raw)) for day, persons, raw in _rows(conn, sqlbuild.daily_users(schema))]
+    return [
+        (day, int(persons), int(raw))
+        for day, persons, raw in _rows(conn, sqlbuild.daily_users(schema, dialect_of(conn)))
+    ]
 
 
 def multi_exposure(conn: Any, schema: str, experiment: str) -> MultiExposure:
-    multi, exposed = _rows(conn, sqlbuild.multi_exposure(schema, _EXPERIMENT), {"experiment": experiment})[0]
+    query = sqlbuild.multi_exposure(schema, _EXPERIMENT, dialect_of(conn))
+    multi, exposed = _rows(conn, query, {"experiment": experiment})[0]
     return MultiExposure(int(multi), int(exposed))
 
 
 def experiments(conn: Any, schema: str) -> list[ExperimentSummary]:
     _require(conn, schema, "events", "identities")
     return [
-        ExperimentSummary(exp, list(variants), int(n), int(users), first, last)
-        for exp, variants, n, users, first, last in _rows(conn, sqlbuild.experiment_list(schema))
+        ExperimentSummary(exp, _variants(variants), int(n), int(users), first, last)
+        for exp, variants, n, users, first, last in _rows(
+            conn, sqlbuild.experiment_list(schema, dialect_of(conn))
+        )
     ]
+
+
+def _variants(found: Any) -> list[str]:
+    """An array (PostgreSQL), or Redshift's LISTAGG text joined by ``VARIANT_SEPARATOR``."""
+    return found.split(sqlbuild.VARIANT_SEPARATOR) if isinstance(found, str) else list(found)
 
 
 def load_facts(conn: Any, schema: str) -> LoadFacts:

@@ -11,64 +11,18 @@ import orjson
 import psycopg2
 import pytest
 import sqlglot
-from psycopg2 import extensions, sql
+from psycopg2 import sql
 
 from eventpipe.loader import migrations
 from eventpipe.loader.dialects import common as c
-from eventpipe.loader.dialects import get_dialect, links, truth
+from eventpipe.loader.dialects import get_dialect, truth
 from eventpipe.loader.dialects.redshift import manifest
-from eventpipe.loader.load import ASSIGNMENT_ORDER, merge_statements
-from eventpipe.loader.tables import AGGREGATES, TARGETS
+from eventpipe.loader.load import merge_statements
+from eventpipe.loader.tables import TARGETS
+from tests.support.dialect_sql import all_statements, redshift, render
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-SHAPES = [*TARGETS, *(f"{t}:final" for t in AGGREGATES)]
 SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")  # a quoted string, '' being an escaped quote
-
-
-def render(part: sql.Composable) -> str:
-    """A Composed as text, as psycopg2 would send it (literals quoted by psycopg2 itself)."""
-    if isinstance(part, sql.Composed):
-        return "".join(render(p) for p in part.seq)
-    if isinstance(part, sql.SQL):
-        return part.string
-    if isinstance(part, sql.Identifier):
-        return ".".join('"' + s.replace('"', '""') + '"' for s in part.strings)
-    if isinstance(part, sql.Literal):
-        return extensions.adapt(part.wrapped).getquoted().decode()
-    raise TypeError(type(part))
-
-
-def all_statements(dialect) -> list[sql.Composable]:
-    schema = "analytics"
-    out = [*migrations.bootstrap_statements(dialect, schema)]
-    for _, _, build in migrations.MIGRATIONS:
-        out += build(dialect, schema)
-    for table in TARGETS:
-        out += [dialect.lock(schema, table), *dialect.create_stage(table)]
-        out += merge_statements(dialect, schema, table, AT)
-        out += c.freshness_update(schema, table, c.newest_staged(dialect, table), AT)
-        out.append(c.freshness_of(schema, table))
-    for shape in SHAPES:
-        out += dialect.create_stage(shape)
-        if dialect.name == "redshift":
-            out += dialect.stage_statements(shape, f"agg/{shape}/x.jsonl.gz")
-    out += [c.keys_in(schema, c.LOAD_LEDGER, ["a", "b"]), c.ledger_insert(schema, [("a", "events", 3)], AT)]
-    out += c.quarantine_insert(schema, "k", "events", "bad_json", "line 3: oops 'quoted'", AT)
-    for table in AGGREGATES:
-        day = date(2026, 11, 19)
-        out += [c.delete_day(schema, table, day), c.insert_final(dialect, schema, table)]
-        out += [*c.late_deltas_source(dialect, schema, table, day), c.merge_add(schema, table)]
-    out += c.earliest_wins(dialect, schema, "experiment_assignments", ASSIGNMENT_ORDER)
-    out += c.mark_day_final(schema, date(2026, 11, 19), date(2026, 11, 20), AT)
-    out.append(links.retire_linked_assignments(schema, date(2026, 11, 20)))
-    out += c.record_final_batches(schema, date(2026, 11, 19), ["agg/a", "agg/b", "agg/a"], chunk=1)
-    out += c.record_watermark(schema, date(2026, 11, 19), 2, AT)
-    out += dialect.drop_temps()
-    return out
-
-
-def redshift():
-    return get_dialect("redshift", iam_role="arn:aws:iam::123456789012:role/loader", bucket="lake")
 
 
 @pytest.mark.parametrize("name", ["postgres", "redshift"])

@@ -69,6 +69,11 @@ class Dialect(Protocol):
 
     def drop_temps(self) -> list[sql.Composed]: ...
 
+    def session_setup(self, group: str) -> list[sql.Composed]:
+        """Run once per connection: on Redshift ``SET query_group`` routes the session's
+        queries to its WLM queue (deploy/redshift/wlm.json); ``group`` is one of QUERY_GROUPS."""
+        ...
+
     def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
         """Adapter: puts the batches' rows into the stage; returns rows staged per key."""
         ...
@@ -84,6 +89,22 @@ class Dialect(Protocol):
     def data_error_reason(self, exc: BaseException) -> str:
         """The quarantine reason of a data error (bad_json, bad_shape, bad_value)."""
         ...
+
+
+# the WLM queues each service's sessions run in (docs/loader.md, "Redshift workload management")
+LOADER, NIGHTLY, REPORTS = "loader", "nightly", "reports"
+QUERY_GROUPS = (LOADER, NIGHTLY, REPORTS)
+
+
+def query_group_of(application_name: str) -> str:
+    """The query group of a connection, from the application name the services give it:
+    the nightly job (and its scheduler and lock) is ``nightly``; verify and the reports read
+    like dashboards (``reports``); everything else loads (``loader``)."""
+    if application_name.startswith("eventpipe-reprocess"):
+        return NIGHTLY
+    if application_name.startswith(("eventpipe-verify", "eventpipe-reports")):
+        return REPORTS
+    return LOADER
 
 
 def get_dialect(name: str, **options: Any) -> Dialect:

@@ -200,6 +200,9 @@ class PostgresDialect:
             "CASE WHEN jsonb_typeof({c} -> {k}) IN ('string', 'number') THEN NULLIF({c} ->> {k}, '') END"
         ).format(c=column, k=sql.Literal(key))
 
+    def session_setup(self, group: str) -> list[sql.Composed]:
+        return []  # no WLM: the application name already tells sessions apart (pg_stat_activity)
+
     def drop_temps(self) -> list[sql.Composed]:
         return []  # ON COMMIT DROP
 

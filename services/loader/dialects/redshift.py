@@ -158,6 +158,10 @@ class RedshiftDialect:
         # temp tables live as long as the session: drop them (DROP is transactional; TRUNCATE is not)
         return [sql.SQL("DROP TABLE IF EXISTS {}").format(ident(name)) for name in (SRC, STAGE)]
 
+    def session_setup(self, group: str) -> list[sql.Composed]:
+        # WLM routes a session's queries by query group (deploy/redshift/wlm.json)
+        return [sql.SQL("SET query_group TO {}").format(sql.Literal(group))]
+
     def manifest_key(self, key: str) -> str:
         return f"{self.manifest_prefix}{hashlib.sha256(key.encode()).hexdigest()}.manifest"
 
