@@ -37,7 +37,7 @@ def _reprocess(args: argparse.Namespace) -> int:
             args.runner,
             progress=sys.stderr.isatty(),
             quarantine_wait_s=wait_s,
-            engine=args.engine,
+            engine=getattr(args, "engine", None),  # a Namespace built by hand may lack it
         )
     except ReprocessBusy as exc:
         print(f"eventpipe reprocess: {exc}", file=sys.stderr)
