@@ -19,9 +19,9 @@ from eventpipe.loader.warehouse import Warehouse
 from eventpipe.reports import sqlbuild
 from tests import reference
 from tests.support.archive import archive
+from tests.support.histories import histories
 from tests.support.redshift_harness import RedshiftOnPostgres
-from tests.support.reprocess_histories import histories
-from tests.support.reprocess_warehouse import DAYS, assert_days_equal_the_truth, prepare, reprocess_days
+from tests.support.reprocess import DAYS, assert_days_equal_the_truth, prepare, reprocess_days
 from tests.support.warehouse import fresh_example
 
 pytestmark = pytest.mark.integration
