@@ -81,7 +81,8 @@ def reduce_copies(key: Any, values: Iterable[Any], day: date) -> Pairs:
         for row in values:
             yield key[1], [SNAPSHOT, row]
         return
-    copies, loaded = [], None
+    copies: list[dict[str, Any]] = []
+    loaded: dict[str, Any] | None = None
     for value in values:
         if isinstance(value, list | tuple):
             loaded = value[1]
@@ -89,6 +90,7 @@ def reduce_copies(key: Any, values: Iterable[Any], day: date) -> Pairs:
             copies.append(value)
     if not copies:  # a link loaded from a day outside the window
         row = loaded
+        assert row is not None  # a messageId key always has a raw copy or a loaded link
         yield row["anonymous_id"], [LINK, [row["user_id"], row["linked_at"], row["message_id"]]]
         return
     (event,) = dedup(copies)
