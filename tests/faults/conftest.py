@@ -51,11 +51,11 @@ def isolated(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest)
     with dedicated(tmp_path, *names) as parts:
         update: dict[str, object] = {}
         if "kafka" in parts:
-            update["kafka_bootstrap"] = parts["kafka"].bootstrap  # type: ignore[attr-defined]
+            update["kafka_bootstrap"] = parts["kafka"].part.bootstrap
         if "s3" in parts:
-            update["s3_endpoint"] = parts["s3"].endpoint  # type: ignore[attr-defined]
+            update["s3_endpoint"] = parts["s3"].part.endpoint
         if "postgres" in parts:
-            update["warehouse_dsn"] = parts["postgres"].dsn  # type: ignore[attr-defined]
+            update["warehouse_dsn"] = parts["postgres"].part.dsn
         isolated_settings = settings.model_copy(update=update)
         create_topics(isolated_settings, wait_s=60)
         if "s3" not in parts:

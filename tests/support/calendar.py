@@ -24,21 +24,12 @@ import tempfile
 from pathlib import Path
 
 from tests.stack import LOCAL
-from tests.support.components import S3Server
+from tests.support.components import s3_server
 
 SHIFTED_CLOCK = Path(__file__).with_name("shifted_clock")
 # Tests that cannot run on a shifted clock, and why: s3rver reports an object's
 # LastModified from its file's mtime, which the kernel stamps with the real clock.
 NOT_ON_A_SHIFTED_CLOCK = ["tests/integration/test_reports_probes.py::test_s3_newest_raw_object"]
-
-
-class ShiftedS3Server(S3Server):
-    def __init__(self, workdir: Path, shift: str) -> None:
-        super().__init__(workdir)
-        self.shift = shift
-
-    def command(self) -> list[str]:
-        return ["faketime", "-f", self.shift, *super().command()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("faketime is not installed (Debian package faketime; `scripts/stack.sh up tools`)")
     shift = f"+{args.days_ahead}d"  # libfaketime's syntax
     with tempfile.TemporaryDirectory(prefix="eventpipe-calendar-") as tmp:
-        s3 = ShiftedS3Server(Path(tmp), shift)
+        s3 = s3_server(Path(tmp), wrapper=("faketime", "-f", shift))
         s3.start()
         try:
             env = dict(
                 os.environ,
                 EVENTPIPE_KAFKA_BOOTSTRAP=LOCAL["kafka"],
-                EVENTPIPE_S3_ENDPOINT=s3.endpoint,
+                EVENTPIPE_S3_ENDPOINT=s3.part.endpoint,
                 EVENTPIPE_WAREHOUSE_DSN=LOCAL["warehouse"],
                 TESTS_CLOCK_SHIFT_DAYS=str(args.days_ahead),
                 PYTHONPATH=os.pathsep.join(filter(None, [str(SHIFTED_CLOCK), os.environ.get("PYTHONPATH")])),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-NODE_MODULES = Path(os.environ.get("EVENTPIPE_LOCAL_DIR", ROOT / ".local")) / "sdks" / "node_modules"
+NODE_MODULES = ROOT / ".local" / "sdks" / "node_modules"  # scripts/stack.sh up tools installs them
 SCRIPTS = ROOT / "tests" / "e2e" / "sdk"
 INSTALL_HINT = "run `scripts/stack.sh up tools` (make test does) to install the SDK test tools"
 

@@ -1,0 +1,154 @@
+"""``make up`` / ``make down`` / ``make status``: the local stack as detached daemons.
+
+``up`` starts what is not running and waits until each is healthy; run again, it restarts
+only what has stopped (a crashed or killed service included). ``down`` stops only
+processes that are the named service (never a stranger behind a stale pid file). The
+servers' recipes are in parts.py and postgres.py; the ports and directories in layout.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+
+from eventpipe.devstack import procs
+from eventpipe.devstack.layout import COMPONENTS, Layout
+from eventpipe.devstack.parts import Kafka, Part, Prometheus, S3Server, Service
+from eventpipe.devstack.postgres import Postgres, pg_home
+
+STOP_ORDER = ("loader", "stream", "ingest", "prometheus", "s3", "kafka", "postgres")
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"\033[1m[stack]\033[0m {message}\n")
+    sys.stderr.flush()
+
+
+class Stack:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        for folder in (layout.run, layout.logs):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def part(self, name: str) -> Part:
+        lay, s = self.layout, self.layout.settings
+        local = lay.local
+        if name == "kafka":
+            return Kafka(local / "kafka", lay.kafka_port, lay.stack.stack_kafka_controller_port,
+                         lay.installs / "kafka" / "libs", heap=lay.stack.stack_kafka_heap)  # fmt: skip
+        if name == "postgres":
+            return Postgres(pg_home(local), lay.postgres_port)
+        if name == "s3":
+            script = lay.installs / "s3rver" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+            return S3Server(local / "s3", lay.s3_port, script, bucket=s.s3_bucket)
+        if name == "prometheus":
+            targets = {"ingest": s.ingest_port, "stream": s.stream_web_port, "loader": s.loader_port}
+            return Prometheus(local / "prometheus", lay.stack.stack_prometheus_port, targets)
+        health = {
+            "ingest": f"http://127.0.0.1:{s.ingest_port}/readyz",
+            "stream": f"http://127.0.0.1:{s.stream_web_port}/metrics",
+            "loader": f"http://127.0.0.1:{s.loader_port}/metrics",
+        }
+        if name in health:
+            return Service(name, lay.venv / "bin" / "eventpipe", health[name])
+        raise procs.StackError(f"unknown component {name!r} (one of: {', '.join(COMPONENTS)})")
+
+    def pid(self, name: str, part: Part | None = None) -> int | None:
+        if name == "postgres":  # PostgreSQL's own lock file names its postmaster
+            pg = part or self.part(name)
+            assert isinstance(pg, Postgres)
+            return pg.postmaster_pid()
+        return procs.read_pid(self.layout.pid_file(name))
+
+    def running_pid(self, name: str, part: Part | None = None) -> int | None:
+        """The pid of ``name`` if it runs (alive, not a zombie, its own command line)."""
+        part = part or self.part(name)
+        pid = self.pid(name, part)
+        return pid if pid is not None and procs.is_service(pid, part.signature()) else None
+
+    def up(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.start(name)
+            if name == "kafka":
+                self.create_topics()
+
+    def start(self, name: str) -> None:
+        part = self.part(name)
+        log = self.layout.log(name)
+        pid = self.running_pid(name, part)
+        if pid is not None:  # running: wait for it to be healthy, never start a second one
+            self.wait(name, lambda: procs.process_alive(pid), part, log)
+            return
+        part.prepare()
+        say(f"starting {name} ({describe(part)})")
+        cwd = "/" if part.user else self.layout.root  # the postgres user may not enter the checkout
+        proc = procs.spawn(part.command(), log, cwd=cwd, env=part.env(), user=part.user)
+        self.layout.pid_file(name).write_text(f"{proc.pid}\n")
+        self.wait(name, lambda: proc.poll() is None, part, log)
+
+    def wait(self, name: str, alive: Callable[[], bool], part: Part, log) -> None:  # type: ignore[no-untyped-def]
+        procs.wait_healthy(name, alive, part.healthy, part.start_timeout_s, log)
+        part.after_start()
+
+    def create_topics(self) -> None:
+        from eventpipe.kafka_admin import create_topics
+
+        created = create_topics(self.layout.settings, wait_s=60)
+        if created:
+            say(f"created Kafka topics: {', '.join(created)}")
+
+    def down(self, names: Iterable[str]) -> None:
+        for name in names:
+            part = self.part(name)
+            pid = self.pid(name, part)
+            if pid is not None and procs.stop(pid, part.signature(), part.stop_signal, timeout_s=60):
+                say(f"stopped {name}")
+            self.layout.pid_file(name).unlink(missing_ok=True)
+
+    def status(self, names: Iterable[str]) -> list[tuple[str, int | None]]:
+        return [(name, self.running_pid(name)) for name in names]
+
+
+def describe(part: Part) -> str:
+    port = getattr(part, "port", None)
+    return f"127.0.0.1:{port}" if port else part.name
+
+
+def wait_seconds(started: float) -> str:
+    return f"{time.monotonic() - started:.0f}s"
+
+
+def run_command(argv: list[str]) -> int:
+    """``up|down|status [component...]``; status exits 1 if any named one is not running."""
+    if not argv or argv[0] not in ("up", "down", "status", "ports"):
+        say("usage: python -m eventpipe.devstack up|down|status|ports [component...]")
+        return 2
+    command, names = argv[0], argv[1:]
+    unknown = [n for n in names if n not in COMPONENTS]
+    if unknown:
+        say(f"unknown component(s) {', '.join(unknown)}: one of {', '.join(COMPONENTS)}")
+        return 2
+    stack = Stack(Layout.load())
+    try:
+        if command == "up":
+            stack.up(names or COMPONENTS)
+            say("up: " + " ".join(line(n, pid) for n, pid in stack.status(names or COMPONENTS)))
+        elif command == "down":
+            stack.down(names or STOP_ORDER)
+        elif command == "ports":
+            for what, port in stack.layout.ports().items():
+                print(f"{what}: 127.0.0.1:{port}")
+        else:
+            found = stack.status(names or COMPONENTS)
+            print("\n".join(line(n, pid) for n, pid in found))
+            return 0 if all(pid is not None for _, pid in found) else 1
+    except (procs.StackError, subprocess.SubprocessError, ValueError) as exc:
+        say(f"ERROR: {exc}")
+        return 1
+    return 0
+
+
+def line(name: str, pid: int | None) -> str:
+    return f"{name}: running (pid {pid})" if pid is not None else f"{name}: stopped"

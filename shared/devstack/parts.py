@@ -1,0 +1,249 @@
+"""The servers of the local stack, one recipe each: how to prepare its data directory, the
+command that runs it, the glob its command line matches, and when it is healthy.
+
+The same recipes serve ``make up`` (detached daemons with pid files, ``manager.py``) and
+the tests' dedicated copies for destructive faults (children the test owns,
+``tests/support/components.py``), so the two cannot drift apart again: same binaries,
+same Kafka format-and-start, same s3rver options, same PostgreSQL auth as the services.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from eventpipe.devstack.procs import StackError, as_user
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def port_open(port: int) -> bool:
+    with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@dataclass
+class Part:
+    """A server with a fixed port and data directory (subclasses fill in the recipe)."""
+
+    name: ClassVar[str] = "part"
+    user: ClassVar[str | None] = None  # run as this user when we are root
+    stop_signal: ClassVar[int] = signal.SIGTERM
+    start_timeout_s: ClassVar[float] = 60.0
+
+    def prepare(self) -> None:
+        """One-time, idempotent set-up of configuration and data directory."""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str] | None:
+        return None
+
+    def signature(self) -> str:
+        raise NotImplementedError
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def after_start(self) -> None:
+        """Once healthy: what the services expect inside it (roles, databases)."""
+
+
+@dataclass
+class Kafka(Part):
+    """A single-node KRaft broker+controller (deploy/kafka/server.properties.in)."""
+
+    home: Path
+    port: int
+    controller_port: int
+    libs: Path
+    heap: str = "1g"
+    jvm_flags: tuple[str, ...] = ()
+    name: ClassVar[str] = "kafka"
+    start_timeout_s: ClassVar[float] = 120.0
+
+    @property
+    def conf(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def java(self, heap: str) -> list[str]:
+        if not (self.libs / ".complete").exists() and not any(self.libs.glob("kafka_*.jar")):
+            raise StackError(f"Kafka is not installed in {self.libs}: run `scripts/stack.sh install`")
+        if shutil.which("java") is None:
+            raise StackError("java not found: run `scripts/stack.sh install`")
+        log4j = DEPLOY / "kafka" / "log4j.properties"
+        return ["java", "-Xms128m", f"-Xmx{heap}", *self.jvm_flags, f"-Dlog4j.configuration=file:{log4j}",
+                "-cp", f"{self.libs}/*"]  # fmt: skip
+
+    def prepare(self) -> None:
+        data = self.home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        template = (DEPLOY / "kafka" / "server.properties.in").read_text()
+        self.conf.write_text(
+            template.replace("@PORT@", str(self.port))
+            .replace("@CONTROLLER_PORT@", str(self.controller_port))
+            .replace("@DATA@", str(data))
+        )
+        if (data / "meta.properties").exists():
+            return
+        tool = [*self.java("256m"), "kafka.tools.StorageTool"]
+        cluster = run([*tool, "random-uuid"]).strip()
+        run([*tool, "format", "-t", cluster, "-c", str(self.conf)])
+
+    def command(self) -> list[str]:
+        return [*self.java(self.heap), "-XX:+UseG1GC", "kafka.Kafka", str(self.conf)]
+
+    def signature(self) -> str:
+        return f"*kafka.Kafka {self.conf}*"
+
+    def healthy(self) -> bool:
+        """The broker answers metadata requests (its port opens well before that)."""
+        if not port_open(self.port):
+            return False
+        from kafka import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        except Exception:  # NoBrokersAvailable and friends: not ready yet
+            return False
+        try:
+            admin.list_topics()
+            return True
+        except Exception:
+            return False
+        finally:
+            admin.close()
+
+
+@dataclass
+class S3Server(Part):
+    """s3rver: objects are files under ``data``, so the raw archive survives restarts."""
+
+    data: Path
+    port: int
+    script: Path
+    bucket: str = "eventpipe"
+    wrapper: tuple[str, ...] = ()  # e.g. faketime (make test-calendar)
+    name: ClassVar[str] = "s3"
+    start_timeout_s: ClassVar[float] = 30.0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def prepare(self) -> None:
+        if not self.script.exists():
+            raise StackError(f"s3rver is not installed ({self.script}): run `scripts/stack.sh install`")
+        self.data.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        where = ["-d", str(self.data), "-a", "127.0.0.1", "-p", str(self.port)]
+        options = ["--silent", "--no-vhost-buckets", "--configure-bucket", self.bucket]
+        return [*self.wrapper, "node", str(self.script), *where, *options]
+
+    def env(self) -> dict[str, str]:
+        # s3rver's ListObjectsV2 continuation token is DES-encrypted, which Node's OpenSSL 3
+        # only offers through its legacy provider: without it every listing past 1,000 keys is a 500
+        return {**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"}
+
+    def signature(self) -> str:
+        return f"*s3rver.js -d {self.data} *"
+
+    def healthy(self) -> bool:
+        return port_open(self.port)
+
+
+def run(command: list[str], user: str | None = None) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, cwd="/", **as_user(user))
+    if done.returncode:
+        raise StackError(f"{' '.join(command[-4:])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done.stdout
+
+
+@dataclass
+class Prometheus(Part):
+    """Prometheus scraping the stack's own services, with the project's rules
+    (deploy/prometheus/prometheus.yml, its targets moved to the stack's ports)."""
+
+    storage: Path
+    port: int
+    targets: dict[str, int]  # scrape job -> port on 127.0.0.1
+    name: ClassVar[str] = "prometheus"
+    start_timeout_s: ClassVar[float] = 30.0
+
+    @property
+    def conf(self) -> Path:
+        return self.storage.parent / "prometheus.yml"
+
+    def prepare(self) -> None:
+        import yaml
+
+        self.storage.mkdir(parents=True, exist_ok=True)
+        source = DEPLOY / "prometheus" / "prometheus.yml"
+        config = yaml.safe_load(source.read_text())
+        config["rule_files"] = [str(source.parent / rules) for rules in config.get("rule_files", [])]
+        for job in config["scrape_configs"]:
+            port = self.port if job["job_name"] == "prometheus" else self.targets.get(job["job_name"])
+            if port is not None:
+                job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+        self.conf.write_text(f"# generated from {source} by eventpipe.devstack\n" + yaml.safe_dump(config))
+
+    def command(self) -> list[str]:
+        if shutil.which("prometheus") is None:
+            raise StackError("prometheus not found: run `scripts/stack.sh install`")
+        # no --web.enable-lifecycle: /-/quit would be open to any local user; reload with SIGHUP
+        return [
+            "prometheus",
+            f"--config.file={self.conf}",
+            f"--storage.tsdb.path={self.storage}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--storage.tsdb.retention.time=35d",
+        ]
+
+    def signature(self) -> str:
+        return f"*--storage.tsdb.path={self.storage} *"
+
+    def healthy(self) -> bool:
+        return port_open(self.port)
+
+
+@dataclass
+class Service(Part):
+    """One of eventpipe's own services (``eventpipe ingest|stream|loader``), healthy when
+    its health URL answers 200. An import error is a crash at start-up, reported loudly."""
+
+    service: str
+    eventpipe: Path  # .venv/bin/eventpipe
+    health_url: str
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.service
+
+    def command(self) -> list[str]:
+        return [str(self.eventpipe), self.service]
+
+    def signature(self) -> str:
+        return f"*/bin/eventpipe {self.service}"
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False

@@ -1,0 +1,87 @@
+"""eventpipe.devstack's pure parts: every port from the settings (one place), loopback only,
+the stack's own directory, and Prometheus scraping the stack's own ports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eventpipe.devstack.layout import ROOT, Layout, StackSettings, port_of
+from eventpipe.devstack.parts import Prometheus
+from eventpipe.settings import Settings
+
+SECOND = {
+    "kafka_bootstrap": "127.0.0.1:19092",
+    "s3_endpoint": "http://127.0.0.1:19000",
+    "warehouse_dsn": "postgresql://eventpipe:eventpipe@127.0.0.1:15432/eventpipe",
+    "ingest_port": 18080,
+    "stream_web_port": 16066,
+    "loader_port": 18082,
+}
+
+
+def test_the_defaults_are_the_design_ports() -> None:
+    layout = Layout(Settings(), StackSettings())
+    assert layout.ports() == {
+        "kafka": 9092, "kafka controller": 9093, "postgres": 5432, "s3": 9000,
+        "prometheus": 9090, "ingest": 8080, "stream": 6066, "loader": 8082,
+    }  # fmt: skip
+    assert layout.local == (ROOT / ".local").resolve()
+
+
+def test_a_second_stack_takes_every_port_and_its_dir_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name, value in SECOND.items():
+        monkeypatch.setenv(f"EVENTPIPE_{name.upper()}", str(value))
+    monkeypatch.setenv("EVENTPIPE_STACK_PROMETHEUS_PORT", "19090")
+    monkeypatch.setenv("EVENTPIPE_STACK_KAFKA_CONTROLLER_PORT", "19093")
+    monkeypatch.setenv("EVENTPIPE_STACK_DIR", str(tmp_path / "second"))
+    layout = Layout.load()
+    assert layout.ports() == {
+        "kafka": 19092, "kafka controller": 19093, "postgres": 15432, "s3": 19000,
+        "prometheus": 19090, "ingest": 18080, "stream": 16066, "loader": 18082,
+    }  # fmt: skip
+    assert layout.local == tmp_path / "second"
+    assert layout.pid_file("stream") == tmp_path / "second" / "run" / "stream.pid"
+    assert layout.installs == ROOT / ".local"  # the downloaded tools stay the checkout's
+
+
+def test_the_older_local_dir_variable_still_names_the_stack_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EVENTPIPE_LOCAL_DIR", str(tmp_path))
+    assert Layout.load().local == tmp_path
+
+
+def test_ports_of_dsns_urls_and_bootstraps() -> None:
+    assert port_of("postgresql://u:p@127.0.0.1:15432/db", 5432) == 15432
+    assert port_of("postgresql://u:p@localhost/db", 5432) == 5432
+    assert port_of("//127.0.0.1:19092", 9092) == 19092
+    assert port_of("http://127.0.0.1:19000", 9000) == 19000
+
+
+def test_a_remote_address_is_refused_without_showing_the_password() -> None:
+    with pytest.raises(ValueError, match="loopback only") as refused:
+        port_of("postgresql://eventpipe:s3cret-pass@db.example.com:5432/eventpipe", 5432)
+    assert "s3cret-pass" not in str(refused.value)
+
+
+def test_prometheus_scrapes_the_stacks_own_ports_with_the_projects_rules(tmp_path: Path) -> None:
+    prometheus = Prometheus(
+        tmp_path / "prometheus", 19090, {"ingest": 18080, "stream": 16066, "loader": 18082}
+    )
+    prometheus.prepare()
+    config = yaml.safe_load(prometheus.conf.read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {
+        "ingest": ["127.0.0.1:18080"], "stream": ["127.0.0.1:16066"],
+        "loader": ["127.0.0.1:18082"], "prometheus": ["127.0.0.1:19090"],
+    }  # fmt: skip
+    rules = [Path(pattern) for pattern in config["rule_files"]]
+    assert rules and all(p.is_absolute() and list(p.parent.glob(p.name)) for p in rules)
+    source = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["global"] == source["global"]  # only the addresses moved
+    assert "--web.enable-lifecycle" not in " ".join(prometheus.command())
