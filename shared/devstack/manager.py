@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from eventpipe.devstack import procs
 from eventpipe.devstack.layout import COMPONENTS, Layout
@@ -83,12 +83,12 @@ class Stack:
             return
         part.prepare()
         say(f"starting {name} ({describe(part)})")
-        cwd = "/" if part.user else self.layout.root  # the postgres user may not enter the checkout
+        cwd = Path("/") if part.user else self.layout.root  # the postgres user may not enter the checkout
         proc = procs.spawn(part.command(), log, cwd=cwd, env=part.env(), user=part.user)
         self.layout.pid_file(name).write_text(f"{proc.pid}\n")
         self.wait(name, lambda: proc.poll() is None, part, log)
 
-    def wait(self, name: str, alive: Callable[[], bool], part: Part, log) -> None:  # type: ignore[no-untyped-def]
+    def wait(self, name: str, alive: Callable[[], bool], part: Part, log: Path) -> None:
         procs.wait_healthy(name, alive, part.healthy, part.start_timeout_s, log)
         part.after_start()
 
@@ -112,12 +112,9 @@ class Stack:
 
 
 def describe(part: Part) -> str:
-    port = getattr(part, "port", None)
-    return f"127.0.0.1:{port}" if port else part.name
-
-
-def wait_seconds(started: float) -> str:
-    return f"{time.monotonic() - started:.0f}s"
+    if isinstance(part, Service):
+        return part.health_url
+    return f"127.0.0.1:{getattr(part, 'port', '?')}"
 
 
 def run_command(argv: list[str]) -> int:

@@ -14,7 +14,7 @@ import shutil
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from eventpipe.devstack.parts import Part, run
 from eventpipe.devstack.procs import StackError
@@ -101,7 +101,7 @@ class Postgres(Part):
     def signature(self) -> str:
         return f"*postgres -D {self.data}*"
 
-    def _connect(self):  # type: ignore[no-untyped-def]
+    def _connect(self) -> Any:
         import psycopg2
 
         return psycopg2.connect(host=str(self.sock), port=self.port, user="postgres", dbname="postgres")

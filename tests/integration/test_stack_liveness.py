@@ -1,9 +1,10 @@
-"""``scripts/stack.sh`` tells a running service from a dead one (issue 11, section 3).
+"""``scripts/stack.sh`` (``eventpipe.devstack`` behind it) tells a running service from a
+dead one (issue 11, section 3).
 
 After ``kill -9`` the dead process stays a zombie until its parent reaps it (here PID 1
 reaps orphans a second or two late), and ``kill -0`` succeeds on a zombie: ``make up``
 then saw the stream and loader as running and started nothing. Each case points a pid
-file in a private ``EVENTPIPE_LOCAL_DIR`` at a process this test owns, so the shared
+file in a private ``EVENTPIPE_STACK_DIR`` at a process this test owns, so the shared
 stack is never touched.
 """
 
@@ -24,7 +25,7 @@ STACK = ROOT / "scripts" / "stack.sh"
 
 
 def stack(local: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EVENTPIPE_LOCAL_DIR": str(local)}
+    env = {**os.environ, "EVENTPIPE_STACK_DIR": str(local)}
     return subprocess.run([str(STACK), *args], env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from eventpipe.devstack.parts import Kafka, Part, S3Server, port_open
 from eventpipe.devstack.postgres import Postgres
-from eventpipe.devstack.procs import as_user, send, tail, wait_healthy
+from eventpipe.devstack.procs import send, spawn, tail, wait_healthy
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,17 +63,8 @@ class Component:
 
     def start(self) -> None:
         recipe: Part = self.part
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                recipe.command(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd="/" if recipe.user else self.dir,
-                env=recipe.env(),
-                **as_user(recipe.user),
-            )
-        proc = self.proc
+        cwd = Path("/") if recipe.user else self.dir  # the postgres user may not enter it
+        proc = self.proc = spawn(recipe.command(), self.log, cwd=cwd, env=recipe.env(), user=recipe.user)
         wait_healthy(self.name, lambda: proc.poll() is None, recipe.healthy, recipe.start_timeout_s, self.log)
         recipe.after_start()
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eventpipe.devstack.procs import spawn
 from eventpipe.settings import Settings
 from tests.support.servers import free_port
 
@@ -60,16 +61,7 @@ class Pipeline:
     def start(self, name: str, settings: Settings | None = None, wait_s: float = 60) -> subprocess.Popen:
         settings = settings or self.settings
         command = name.split("#")[0]  # "stream#2" is a second stream worker
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(
-            [EVENTPIPE, command],
-            env=child_env(settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-        log.close()
+        proc = spawn([EVENTPIPE, command], self.logs / f"{name}.log", cwd=ROOT, env=child_env(settings))
         self.procs[name] = proc
         self.settings_of[name] = settings
         deadline = time.monotonic() + wait_s

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from eventpipe.devstack.procs import spawn
 from eventpipe.events import normalize, user_key
 from eventpipe.keys import parse_raw_key
 from eventpipe.s3 import iter_gzip_lines, list_keys
@@ -37,14 +38,7 @@ class Worker:
         self.port = free_port()
         self.log_path = log_dir / f"stream-{name}.log"
         env = child_env(settings, **{"flush_interval_s": 2, **overrides, "stream_web_port": self.port})
-        self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "eventpipe.stream.worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=self.log,
-            stderr=self.log,
-        )
+        self.proc = spawn([sys.executable, "-m", "eventpipe.stream.worker"], self.log_path, cwd=ROOT, env=env)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
@@ -70,7 +64,6 @@ class Worker:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-        self.log.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -80,7 +73,6 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        self.log.close()
 
 
 def synthetic_events(users: int, seed: int = 11, in_order: bool = True) -> list[dict[str, Any]]:
