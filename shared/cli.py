@@ -121,6 +121,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
         "eventpipe.loader.commands",
         "eventpipe.reports.commands",
         "eventpipe.reports.funnel_commands",
+        "eventpipe.checks.commands",
         "eventpipe.rejected_cli",
     ):
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg2 import sql
 
+from eventpipe.loader.dialects import checks
 from eventpipe.loader.dialects.common import create_table, ident
 from eventpipe.loader.dialects.links import backfill_identities
 from eventpipe.loader.tables import (
@@ -73,12 +74,17 @@ def _v5(dialect: Any, schema: str) -> list[sql.Composed]:
     return [dialect.add_column(schema, EVENTS, TRACKING_PLAN_VIOLATIONS)]
 
 
+def _v6(dialect: Any, schema: str) -> list[sql.Composed]:
+    return checks.statements(schema)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
     (2, "identities: identity links of identify/alias events (persons)", _v2),
     (3, "final days record the batches they contain; late deltas touch them; verify indexes", _v3),
     (4, "index the raw user key: a late link touches the final days of its id", _v4),
     (5, "events.tracking_plan_violations: the errors of events a tracking plan flagged", _v5),
+    (6, "data tests: check_results, and the view check_volume_by_weekday", _v6),
 ]
 
 

@@ -8,9 +8,11 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 from prometheus_client import start_http_server
 
+from eventpipe.checks.run import after_nightly
 from eventpipe.errors import WarehouseError
 from eventpipe.loader.discovery import Notices
 from eventpipe.loader.metrics import LoaderMetrics
@@ -51,7 +53,13 @@ def run(settings: Settings, stop: threading.Event) -> None:
     loader = Loader(settings, metrics=metrics, notices=_notices(settings))
     verifier = DayVerifier(settings, registry=metrics.registry)  # issue 11: the numbers check themselves
     # issue 5: closed days, off-loop; each day made final is verified right after
-    nightly = NightlyScheduler(settings, registry=metrics.registry, after_day=verifier.final_day)
+    data_checks = after_nightly(settings, metrics.registry)  # issue 18: the data tests of that day
+
+    def after_day(result: Any) -> None:
+        verifier.final_day(result)
+        data_checks(result)
+
+    nightly = NightlyScheduler(settings, registry=metrics.registry, after_day=after_day)
     log.info(
         "loader started",
         extra={
