@@ -30,13 +30,13 @@ def matches(name: str) -> sql.Composable:
     ).format(n=sql.Literal(name))
 
 
-def _step_events(schema: str, names: Sequence[str], until: sql.Composable) -> sql.Composable:
+def _step_events(names: Sequence[str], until: sql.Composable, persons: sql.Composable) -> sql.Composable:
     """The persons' events of any of ``names`` from ``start`` to before ``until``."""
     return sql.SQL(
         'SELECT e.person, e.type, e.event, e."timestamp" AS at FROM ({events}) e '
         'WHERE e."timestamp" >= {start} AND e."timestamp" < {until} AND ({any})'
     ).format(
-        events=sqlbuild.person_events(schema),
+        events=persons,
         start=START,
         until=until,
         any=sql.SQL(" OR ").join(matches(n) for n in names),
@@ -48,12 +48,19 @@ def _interval(within: timedelta) -> sql.Composable:
 
 
 def funnel(
-    schema: str, steps: Sequence[str], within: timedelta, experiment: str | None = None
+    schema: str,
+    steps: Sequence[str],
+    within: timedelta,
+    experiment: str | None = None,
+    persons: sql.Composable | None = None,
+    assignments: sql.Composable | None = None,
 ) -> sql.Composable:
     """``variant, step, persons``: persons who reached each step (1-based); ``variant`` is NULL
-    without an experiment. Steps nobody reached have no row."""
+    without an experiment. Steps nobody reached have no row. ``persons`` (events with a
+    ``person`` column) and ``assignments`` default to the experiment reports' definitions."""
+    persons = persons if persons is not None else sqlbuild.person_events(schema)
     ctes = [
-        sql.SQL("ev AS ({})").format(_step_events(schema, steps, HORIZON)),
+        sql.SQL("ev AS ({})").format(_step_events(steps, HORIZON, persons)),
         sql.SQL(
             "s1 AS (SELECT e.person, min(e.at) AS entry, min(e.at) AS at FROM ev e "
             "WHERE {match} AND e.at < {end} GROUP BY e.person)"
@@ -78,7 +85,10 @@ def funnel(
             sql.SQL(
                 "asg AS (SELECT a.user_key, a.variant, a.first_exposed_at FROM ({}) a "
                 "WHERE a.experiment_id = {})"
-            ).format(sqlbuild.assignments(schema), sql.Literal(experiment))
+            ).format(
+                assignments if assignments is not None else sqlbuild.assignments(schema),
+                sql.Literal(experiment),
+            )
         )
     counts = []
     for n in range(1, len(steps) + 1):
@@ -106,9 +116,12 @@ def _period(column: sql.Composable, period: str) -> sql.Composable:
     return sql.SQL("CAST({} AT TIME ZONE 'UTC' AS date)").format(column)
 
 
-def retention(schema: str, cohort_event: str, return_event: str, period: str) -> sql.Composable:
+def retention(
+    schema: str, cohort_event: str, return_event: str, period: str, persons: sql.Composable | None = None
+) -> sql.Composable:
     """``cohort, k, persons``: ``k`` NULL for the cohort's size, else persons back in period
     ``k`` >= 1 after the cohort's. Events from ``start`` to before ``end`` only."""
+    persons = persons if persons is not None else sqlbuild.person_events(schema)
     days = 7 if period == "week" else 1
     return sql.SQL(
         "WITH ev AS ({events}), "
@@ -120,7 +133,7 @@ def retention(schema: str, cohort_event: str, return_event: str, period: str) ->
         "SELECT c.cohort, (b.period - c.cohort) / {days} AS k, count(*) AS persons FROM cohort c "
         "JOIN back b ON b.person = c.person AND b.period > c.cohort GROUP BY c.cohort, b.period"
     ).format(
-        events=_step_events(schema, [cohort_event, return_event], END),
+        events=_step_events([cohort_event, return_event], END, persons),
         first_period=_period(sql.SQL("min(e.at)"), period),
         is_cohort=matches(cohort_event),
         period=_period(sql.SQL("e.at"), period),

@@ -6,9 +6,12 @@ import math
 from datetime import date, timedelta
 
 import pytest
+from psycopg2 import sql
 from rich.console import Console
 
 from eventpipe.cli import main
+from eventpipe.loader.dialects.redshift_lint import problems
+from eventpipe.reports import funnelsql
 from eventpipe.reports.errors import ReportError
 from eventpipe.reports.funnel_render import funnel_table, print_funnel, retention_table
 from eventpipe.reports.funnels import (
@@ -20,6 +23,7 @@ from eventpipe.reports.funnels import (
     periods_after,
     retention_json,
 )
+from tests.support.dialect_sql import render
 
 D = date(2026, 11, 25)  # a Wednesday
 ONE_STEP, TWO_STEPS = ["funnel", "--step", "a"], ["funnel", "--step", "a", "--step", "b"]
@@ -101,6 +105,29 @@ def test_weeks_start_on_monday() -> None:
     assert periods_after(monday, monday + timedelta(days=6), "week") == 0
     assert periods_after(monday, monday + timedelta(days=7), "week") == 1
     assert periods_after(monday - timedelta(days=7), D, "week") == 1
+
+
+# stand-ins for the persons and assignments (PostgreSQL JSON today): the lint judges the rest
+PERSONS = sql.SQL('SELECT e.*, e.user_id AS person FROM "s"."events" e')
+ASSIGNMENTS = sql.SQL('SELECT a.* FROM "s"."experiment_assignments" a')
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        funnelsql.funnel("s", ["page", "Signed Up", "Order Completed"], timedelta(hours=24), None, PERSONS),
+        funnelsql.funnel("s", ["page", "Signed Up"], timedelta(days=7), "exp", PERSONS, ASSIGNMENTS),
+        funnelsql.retention("s", "page", "Order Completed", "day", PERSONS),
+        funnelsql.retention("s", "page", "page", "week", PERSONS),
+    ],
+)
+def test_the_funnel_and_retention_sql_passes_the_redshift_lint(statement: sql.Composable) -> None:
+    assert problems(render(statement)) == []
+
+
+def test_the_lint_does_see_the_postgres_only_persons() -> None:
+    """The default persons use DISTINCT ON and JSON: the lint names them, so it reads the SQL."""
+    assert problems(render(funnelsql.funnel("s", ["page", "Signed Up"], timedelta(hours=1))))
 
 
 def _text(renderable: object) -> str:
