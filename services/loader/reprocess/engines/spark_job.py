@@ -63,6 +63,9 @@ def spark_session(settings: Settings) -> Any:
     # executors' Python workers must import eventpipe: the interpreter running this one
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # the JVM's default bind address for everything it serves (block manager included):
+    # loopback, not the first interface's address Spark would otherwise pick
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.master(settings.spark_master).appName("eventpipe-reprocess")
     for key, value in session_config(settings).items():
         builder = builder.config(key, value)
