@@ -5,6 +5,11 @@ PY    := $(VENV)/bin/python
 STACK := scripts/stack.sh
 PYTEST := $(VENV)/bin/pytest
 
+# `make up KAFKA_BROKERS=3`: a 3-node KRaft cluster on loopback (eventpipe.devstack)
+ifdef KAFKA_BROKERS
+export EVENTPIPE_STACK_KAFKA_BROKERS := $(KAFKA_BROKERS)
+endif
+
 .DEFAULT_GOAL := help
 .PHONY: help install up down status demo test test-unit test-integration test-e2e test-faults test-rules test-calendar bench lint format
 
@@ -14,7 +19,7 @@ help: ## list the targets
 install: ## create .venv and install eventpipe (editable) with dev tools
 	@$(STACK) install
 
-up: ## start the whole local stack natively (installs what is missing; idempotent)
+up: ## start the whole local stack natively (installs what is missing; idempotent; KAFKA_BROKERS=3: a Kafka cluster)
 	@$(STACK) up
 
 down: ## stop the local stack (data under .local/ is kept)

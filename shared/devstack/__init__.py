@@ -2,7 +2,7 @@
 ingest, stream and loader services, natively, on loopback.
 
 - layout.py: every port and directory, from the services' own settings (ONE place);
-- parts.py, postgres.py: one recipe per server (prepare, command, healthy), shared with
+- parts.py, kafka.py, postgres.py: one recipe per server (prepare, command, healthy), shared with
   the tests' dedicated components (tests/support/components.py);
 - procs.py: liveness (a zombie or a stranger behind a pid file is not running), detached
   start, stop that never signals a stranger;

@@ -37,6 +37,12 @@ class StackSettings(BaseSettings):
     stack_kafka_controller_port: int = Field(9093, ge=1, le=65535, description="KRaft controller")
     stack_prometheus_port: int = Field(9090, ge=1, le=65535)
     stack_kafka_heap: str = Field("1g", pattern=r"^[0-9]+[mg]$", description="the broker JVM's -Xmx")
+    stack_kafka_brokers: int = Field(
+        1,
+        ge=1,
+        le=9,
+        description="KRaft nodes (make up KAFKA_BROKERS=3); node n: ports +100·(n-1)",
+    )
 
 
 @dataclass(frozen=True)
@@ -91,12 +97,22 @@ class Layout:
     def postgres_port(self) -> int:
         return port_of(self.settings.warehouse_dsn, 5432)
 
+    def brokers(self) -> list[str]:
+        """The Kafka nodes' component names: ``kafka``, then ``kafka-2`` … ``kafka-N``."""
+        return ["kafka"] + [f"kafka-{n}" for n in range(2, self.stack.stack_kafka_brokers + 1)]
+
+    def components(self) -> list[str]:
+        return [*self.brokers(), *COMPONENTS[1:]]
+
     def ports(self) -> dict[str, int]:
         """Every port the stack listens on, by what listens (``status`` prints them)."""
         s = self.settings
+        nodes = {}
+        for n, name in enumerate(self.brokers()):
+            nodes[name] = self.kafka_port + 100 * n
+            nodes[f"{name} controller"] = self.stack.stack_kafka_controller_port + 100 * n
         return {
-            "kafka": self.kafka_port,
-            "kafka controller": self.stack.stack_kafka_controller_port,
+            **nodes,
             "postgres": self.postgres_port,
             "s3": self.s3_port,
             "prometheus": self.stack.stack_prometheus_port,

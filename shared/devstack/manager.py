@@ -3,19 +3,22 @@
 ``up`` starts what is not running and waits until each is healthy; run again, it restarts
 only what has stopped (a crashed or killed service included). ``down`` stops only
 processes that are the named service (never a stranger behind a stale pid file). The
-servers' recipes are in parts.py and postgres.py; the ports and directories in layout.py.
+servers' recipes are in parts.py, kafka.py and postgres.py; the ports and directories in layout.py.
 """
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from eventpipe.devstack import procs
+from eventpipe.devstack.kafka import Kafka, cluster_nodes
 from eventpipe.devstack.layout import COMPONENTS, Layout
-from eventpipe.devstack.parts import Kafka, Part, Prometheus, S3Server, Service
+from eventpipe.devstack.parts import Part, Prometheus, S3Server, Service
 from eventpipe.devstack.postgres import Postgres, pg_home
 
 STOP_ORDER = ("loader", "stream", "ingest", "prometheus", "s3", "kafka", "postgres")
@@ -35,9 +38,8 @@ class Stack:
     def part(self, name: str) -> Part:
         lay, s = self.layout, self.layout.settings
         local = lay.local
-        if name == "kafka":
-            return Kafka(local / "kafka", lay.kafka_port, lay.stack.stack_kafka_controller_port,
-                         lay.installs / "kafka" / "libs", heap=lay.stack.stack_kafka_heap)  # fmt: skip
+        if name in lay.brokers():
+            return self.kafka_nodes()[lay.brokers().index(name)]
         if name == "postgres":
             return Postgres(pg_home(local), lay.postgres_port)
         if name == "s3":
@@ -55,6 +57,35 @@ class Stack:
             return Service(name, lay.venv / "bin" / "eventpipe", health[name])
         raise procs.StackError(f"unknown component {name!r} (one of: {', '.join(COMPONENTS)})")
 
+    def kafka_nodes(self) -> list[Kafka]:
+        lay = self.layout
+        size = lay.stack.stack_kafka_brokers
+        return cluster_nodes(
+            lay.local / "kafka", lay.kafka_port, lay.stack.stack_kafka_controller_port,
+            lay.installs / "kafka" / "libs", size, self.cluster_id() if size > 1 else "",
+            heap=lay.stack.stack_kafka_heap,
+        )  # fmt: skip
+
+    def cluster_id(self) -> str:
+        """One id for every node of a cluster (what ``StorageTool random-uuid`` prints), kept."""
+        path = self.layout.local / "kafka-cluster.id"
+        formatted = self.layout.local / "kafka" / "data" / "meta.properties"
+        if not path.exists() and formatted.exists():
+            raise procs.StackError(
+                f"{formatted.parent} holds a single-node Kafka: to run a cluster, `scripts/stack.sh down"
+                f" kafka` and remove it first (its topics and events go with it)"
+            )
+        if not path.exists():
+            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode() + "\n")
+        return path.read_text().strip()
+
+    def expand(self, names: Iterable[str]) -> list[str]:
+        """``kafka`` stands for every node of the cluster."""
+        out: list[str] = []
+        for name in names:
+            out += self.layout.brokers() if name == "kafka" else [name]
+        return list(dict.fromkeys(out))
+
     def pid(self, name: str, part: Part | None = None) -> int | None:
         if name == "postgres":  # PostgreSQL's own lock file names its postmaster
             pg = part or self.part(name)
@@ -69,24 +100,29 @@ class Stack:
         return pid if pid is not None and procs.is_service(pid, part.signature()) else None
 
     def up(self, names: Iterable[str]) -> None:
+        names = self.expand(names)
+        brokers = [name for name in names if name in self.layout.brokers()]
         for name in names:
-            self.start(name)
-            if name == "kafka":
+            if name not in brokers:
+                self.launch(name)()
+            elif name == brokers[0]:  # a quorum elects no leader until enough nodes run: all first
+                for wait in [self.launch(broker) for broker in brokers]:
+                    wait()
                 self.create_topics()
 
-    def start(self, name: str) -> None:
+    def launch(self, name: str) -> Callable[[], None]:
+        """Starts ``name`` unless it runs; returns what waits until it is healthy."""
         part = self.part(name)
         log = self.layout.log(name)
         pid = self.running_pid(name, part)
         if pid is not None:  # running: wait for it to be healthy, never start a second one
-            self.wait(name, lambda: procs.process_alive(pid), part, log)
-            return
+            return lambda: self.wait(name, lambda: procs.process_alive(pid), part, log)
         part.prepare()
         say(f"starting {name} ({describe(part)})")
         cwd = Path("/") if part.user else self.layout.root  # the postgres user may not enter the checkout
         proc = procs.spawn(part.command(), log, cwd=cwd, env=part.env(), user=part.user)
         self.layout.pid_file(name).write_text(f"{proc.pid}\n")
-        self.wait(name, lambda: proc.poll() is None, part, log)
+        return lambda: self.wait(name, lambda: proc.poll() is None, part, log)
 
     def wait(self, name: str, alive: Callable[[], bool], part: Part, log: Path) -> None:
         procs.wait_healthy(name, alive, part.healthy, part.start_timeout_s, log)
@@ -100,15 +136,24 @@ class Stack:
             say(f"created Kafka topics: {', '.join(created)}")
 
     def down(self, names: Iterable[str]) -> None:
+        names = self.expand(names)
+        told = set()
+        for name in [n for n in names if n in self.layout.brokers()]:
+            part = self.part(name)  # every node told at once: a cluster that loses its quorum mid-way hangs
+            pid = self.pid(name, part)
+            if pid is not None and procs.is_service(pid, part.signature()):
+                procs.send(pid, part.stop_signal)
+                told.add(name)
         for name in names:
             part = self.part(name)
             pid = self.pid(name, part)
-            if pid is not None and procs.stop(pid, part.signature(), part.stop_signal, timeout_s=60):
+            stopped = pid is not None and procs.stop(pid, part.signature(), part.stop_signal, timeout_s=60)
+            if stopped or name in told:
                 say(f"stopped {name}")
             self.layout.pid_file(name).unlink(missing_ok=True)
 
     def status(self, names: Iterable[str]) -> list[tuple[str, int | None]]:
-        return [(name, self.running_pid(name)) for name in names]
+        return [(name, self.running_pid(name)) for name in self.expand(names)]
 
 
 def describe(part: Part) -> str:
@@ -123,22 +168,23 @@ def run_command(argv: list[str]) -> int:
         say("usage: python -m eventpipe.devstack up|down|status|ports [component...]")
         return 2
     command, names = argv[0], argv[1:]
-    unknown = [n for n in names if n not in COMPONENTS]
-    if unknown:
-        say(f"unknown component(s) {', '.join(unknown)}: one of {', '.join(COMPONENTS)}")
-        return 2
     stack = Stack(Layout.load())
+    every = stack.layout.components()
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        say(f"unknown component(s) {', '.join(unknown)}: one of {', '.join(every)}")
+        return 2
     try:
         if command == "up":
-            stack.up(names or COMPONENTS)
-            say("up: " + " ".join(line(n, pid) for n, pid in stack.status(names or COMPONENTS)))
+            stack.up(names or every)
+            say("up: " + " ".join(line(n, pid) for n, pid in stack.status(names or every)))
         elif command == "down":
             stack.down(names or STOP_ORDER)
         elif command == "ports":
             for what, port in stack.layout.ports().items():
                 print(f"{what}: 127.0.0.1:{port}")
         else:
-            found = stack.status(names or COMPONENTS)
+            found = stack.status(names or every)
             print("\n".join(line(n, pid) for n, pid in found))
             return 0 if all(pid is not None for _, pid in found) else 1
     except (procs.StackError, subprocess.SubprocessError, ValueError) as exc:

@@ -21,7 +21,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from eventpipe.devstack.parts import Kafka, Part, S3Server, port_open
+from eventpipe.devstack.kafka import Kafka
+from eventpipe.devstack.parts import Part, S3Server, port_open
 from eventpipe.devstack.postgres import Postgres
 from eventpipe.devstack.procs import send, spawn, tail, wait_healthy
 from tests.support.servers import free_port

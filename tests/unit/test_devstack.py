@@ -3,11 +3,13 @@ the stack's own directory, and Prometheus scraping the stack's own ports."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from eventpipe.devstack.kafka import cluster_nodes
 from eventpipe.devstack.layout import ROOT, Layout, StackSettings, port_of
 from eventpipe.devstack.parts import Prometheus
 from eventpipe.settings import Settings
@@ -85,3 +87,44 @@ def test_prometheus_scrapes_the_stacks_own_ports_with_the_projects_rules(tmp_pat
     source = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert config["global"] == source["global"]  # only the addresses moved
     assert "--web.enable-lifecycle" not in " ".join(prometheus.command())
+
+
+def properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_one_node_is_its_own_quorum_and_keeps_kafkas_topics_unreplicated(tmp_path: Path) -> None:
+    (node,) = cluster_nodes(tmp_path / "kafka", 9092, 9093, tmp_path / "libs", 1, "")
+    text = node.properties(tmp_path / "data")
+    assert not re.search(r"@[A-Z_]+@", text)  # every placeholder of the template filled in
+    conf = properties(text)
+    assert conf["node.id"] == "1" and conf["controller.quorum.voters"] == "1@127.0.0.1:9093"
+    assert conf["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert conf["offsets.topic.replication.factor"] == "1"
+    assert conf["transaction.state.log.min.isr"] == "1"
+
+
+def test_three_nodes_form_one_quorum_on_distinct_ports_and_replicate_kafkas_topics(tmp_path: Path) -> None:
+    nodes = cluster_nodes(tmp_path / "kafka", 19092, 19093, tmp_path / "libs", 3, "cluster-id")
+    confs = [properties(node.properties(node.home / "data")) for node in nodes]
+    voters = "1@127.0.0.1:19093,2@127.0.0.1:19193,3@127.0.0.1:19293"
+    assert [c["node.id"] for c in confs] == ["1", "2", "3"]
+    assert {c["controller.quorum.voters"] for c in confs} == {voters}
+    assert [c["advertised.listeners"] for c in confs] == [
+        "PLAINTEXT://127.0.0.1:19092", "PLAINTEXT://127.0.0.1:19192", "PLAINTEXT://127.0.0.1:19292",
+    ]  # fmt: skip
+    assert len({c["log.dirs"] for c in confs}) == 3  # a data directory each
+    assert [node.home.name for node in nodes] == ["kafka", "kafka-2", "kafka-3"]
+    assert {c["offsets.topic.replication.factor"] for c in confs} == {"3"}
+    assert {c["transaction.state.log.min.isr"] for c in confs} == {"2"}
+    assert {node.cluster_id for node in nodes} == {"cluster-id"}  # formatted as one cluster
+
+
+def test_kafka_brokers_name_the_nodes_and_their_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTPIPE_STACK_KAFKA_BROKERS", "3")
+    layout = Layout.load()
+    assert layout.brokers() == ["kafka", "kafka-2", "kafka-3"]
+    assert layout.components()[:4] == ["kafka", "kafka-2", "kafka-3", "postgres"]
+    ports = layout.ports()
+    assert (ports["kafka-2"], ports["kafka-3 controller"]) == (9192, 9293)
+    assert len(set(ports.values())) == len(ports)  # nothing listens twice on one port
