@@ -16,11 +16,16 @@ from urllib.parse import urlparse
 
 from eventpipe.settings import Settings
 
-LOCAL = {
-    "kafka": "127.0.0.1:9092",
-    "s3": "http://127.0.0.1:9000",
-    "warehouse": "postgresql://eventpipe:eventpipe@127.0.0.1:5432/eventpipe",
-}
+
+def local_addresses() -> dict[str, str]:
+    """Where the local stack listens: the settings the stack itself starts from (their
+    defaults, ``EVENTPIPE_*``, ``.env``; eventpipe.devstack.layout), never a copy of them."""
+    settings = Settings()
+    return {
+        "kafka": settings.kafka_bootstrap,
+        "s3": settings.s3_endpoint or "",
+        "warehouse": settings.warehouse_dsn,
+    }
 
 
 @dataclass
@@ -91,12 +96,13 @@ def from_containers(stack: ExitStack) -> Endpoints:  # pragma: no cover - needs 
 
 
 def local_stack() -> Endpoints:
+    local = local_addresses()
     missing = [
         name
         for name, url in (
-            ("kafka", "//" + LOCAL["kafka"]),
-            ("s3", LOCAL["s3"]),
-            ("warehouse", LOCAL["warehouse"]),
+            ("kafka", "//" + local["kafka"].split(",")[0]),
+            ("s3", local["s3"]),
+            ("warehouse", local["warehouse"]),
         )
         if not reachable(urlparse(url).hostname or "127.0.0.1", urlparse(url).port or 0)
     ]
@@ -104,7 +110,7 @@ def local_stack() -> Endpoints:
         raise RuntimeError(
             f"local stack not running ({', '.join(missing)}): run `scripts/stack.sh up` or `make test`"
         )
-    return Endpoints(LOCAL["kafka"], LOCAL["s3"], "S3RVER", "S3RVER", LOCAL["warehouse"], "local stack")
+    return Endpoints(local["kafka"], local["s3"], "S3RVER", "S3RVER", local["warehouse"], "local stack")
 
 
 def resolve(stack: ExitStack) -> Endpoints:

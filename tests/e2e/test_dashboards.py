@@ -23,11 +23,15 @@ import psycopg2
 import pytest
 import yaml
 
+from eventpipe.devstack.layout import StackSettings
+from eventpipe.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
-PROMETHEUS = "http://127.0.0.1:9090"
-INGEST = "http://127.0.0.1:8080"
+# the stack's own addresses (eventpipe.devstack: the settings it starts from)
+PROMETHEUS = f"http://127.0.0.1:{StackSettings().stack_prometheus_port}"
+INGEST = f"http://127.0.0.1:{Settings().ingest_port}"
 WRITE_KEY = "dev-write-key"
 SCRAPE_INTERVAL_S = 5
 
@@ -107,7 +111,7 @@ def prometheus_up() -> bool:
 @pytest.fixture(scope="module")
 def prometheus() -> str:
     if not prometheus_up():
-        pytest.fail("Prometheus is not running on 127.0.0.1:9090 (make test starts it: scripts/stack.sh up)")
+        pytest.fail(f"Prometheus is not running on {PROMETHEUS} (make test starts it: scripts/stack.sh up)")
     return PROMETHEUS
 
 
@@ -214,7 +218,7 @@ def test_ingest_panels_have_data_after_traffic(prometheus: str, unique: str) -> 
     except OSError:
         if os.environ.get("CI"):  # make test starts the whole stack: in CI a missing ingest is a failure
             raise
-        pytest.skip("needs the running ingest on 127.0.0.1:8080 (make up)")
+        pytest.skip(f"needs the running ingest on {INGEST} (make up)")
     before = accepted_total()
     events: list[dict[str, Any]] = [
         {

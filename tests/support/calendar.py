@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.stack import LOCAL
+from tests.stack import local_addresses
 from tests.support.components import s3_server
 
 SHIFTED_CLOCK = Path(__file__).with_name("shifted_clock")
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             env = dict(
                 os.environ,
-                EVENTPIPE_KAFKA_BOOTSTRAP=LOCAL["kafka"],
+                EVENTPIPE_KAFKA_BOOTSTRAP=local_addresses()["kafka"],
                 EVENTPIPE_S3_ENDPOINT=s3.part.endpoint,
-                EVENTPIPE_WAREHOUSE_DSN=LOCAL["warehouse"],
+                EVENTPIPE_WAREHOUSE_DSN=local_addresses()["warehouse"],
                 TESTS_CLOCK_SHIFT_DAYS=str(args.days_ahead),
                 PYTHONPATH=os.pathsep.join(filter(None, [str(SHIFTED_CLOCK), os.environ.get("PYTHONPATH")])),
             )
