@@ -9,7 +9,7 @@ would have been off without identity stitching, and where to look next.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -120,6 +120,29 @@ def stitching_tables(settings: Settings, console: Console, experiments: tuple[st
             console.print(stitching.experiment_table(experiment, goal, rows))
 
 
+def product_tables(console: Console) -> None:
+    """The synthetic product's purchase funnel and a daily retention triangle (the stack keeps
+    earlier demos' days, so later runs show more cohorts), as ``eventpipe funnel``/``retention``."""
+    from eventpipe.cli import main as cli
+    from eventpipe.synthetic import FUNNEL
+
+    today = datetime.now(UTC).date()
+    last_week, yesterday = (today - timedelta(days=6)).isoformat(), (today - timedelta(days=1)).isoformat()
+    console.print()
+    cli(
+        [
+            "funnel",
+            *[arg for step in FUNNEL for arg in ("--step", step)],
+            "--from",
+            yesterday,
+            "--to",
+            str(today),
+        ]
+    )
+    cli(["retention", "--cohort-event", "page", "--return-event", "page", "--period", "day",
+         "--from", last_week, "--to", str(today)])  # fmt: skip
+
+
 def main(settings: Settings, users: int = 1000, seed: int | None = None) -> int:
     console = Console(emoji=False)  # event names are data: ":x:" stays text
     seed = seed if seed is not None else int(datetime.now(UTC).timestamp())
@@ -133,6 +156,7 @@ def main(settings: Settings, users: int = 1000, seed: int | None = None) -> int:
     for experiment in ("checkout-button", "pricing-page"):
         cli(["experiments", "report", experiment, "--goal", "Order Completed"])
     stitching_tables(settings, console, ("checkout-button", "pricing-page"), "Order Completed")
+    product_tables(console)
     console.print(
         "\n[bold]Where to look next[/]\n"
         f"  API docs        http://127.0.0.1:{settings.ingest_port}/docs\n"

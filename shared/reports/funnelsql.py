@@ -23,21 +23,27 @@ from eventpipe.reports import sqlbuild
 START, END, HORIZON = sql.Placeholder("start"), sql.Placeholder("end"), sql.Placeholder("horizon")
 
 
-def matches(name: str) -> sql.Composable:
-    """An engagement event called ``name``: a track call, or page/screen calls for ``page``/``screen``."""
+def matches(name: str | sql.Composable) -> sql.Composable:
+    """An engagement event called ``name`` (a text, or SQL such as a function argument): a track
+    call, or page/screen calls for ``page``/``screen``."""
     return sql.SQL(
         "((e.type = 'track' AND e.event = {n}) OR (e.type IN ('page', 'screen') AND e.type = {n}))"
-    ).format(n=sql.Literal(name))
+    ).format(n=sql.Literal(name) if isinstance(name, str) else name)
 
 
-def _step_events(names: Sequence[str], until: sql.Composable, persons: sql.Composable) -> sql.Composable:
+def _step_events(
+    names: Sequence[str | sql.Composable],
+    until: sql.Composable,
+    persons: sql.Composable,
+    start: sql.Composable = START,
+) -> sql.Composable:
     """The persons' events of any of ``names`` from ``start`` to before ``until``."""
     return sql.SQL(
         'SELECT e.person, e.type, e.event, e."timestamp" AS at FROM ({events}) e '
         'WHERE e."timestamp" >= {start} AND e."timestamp" < {until} AND ({any})'
     ).format(
         events=persons,
-        start=START,
+        start=start,
         until=until,
         any=sql.SQL(" OR ").join(matches(n) for n in names),
     )
@@ -117,10 +123,16 @@ def _period(column: sql.Composable, period: str) -> sql.Composable:
 
 
 def retention(
-    schema: str, cohort_event: str, return_event: str, period: str, persons: sql.Composable | None = None
+    schema: str,
+    cohort_event: str | sql.Composable,
+    return_event: str | sql.Composable,
+    period: str,
+    persons: sql.Composable | None = None,
+    window: tuple[sql.Composable, sql.Composable] = (START, END),
 ) -> sql.Composable:
     """``cohort, k, persons``: ``k`` NULL for the cohort's size, else persons back in period
-    ``k`` >= 1 after the cohort's. Events from ``start`` to before ``end`` only."""
+    ``k`` >= 1 after the cohort's. Events from ``start`` to before ``end`` only (``window``:
+    other SQL for both, e.g. a function's arguments)."""
     persons = persons if persons is not None else sqlbuild.person_events(schema)
     days = 7 if period == "week" else 1
     return sql.SQL(
@@ -133,7 +145,7 @@ def retention(
         "SELECT c.cohort, (b.period - c.cohort) / {days} AS k, count(*) AS persons FROM cohort c "
         "JOIN back b ON b.person = c.person AND b.period > c.cohort GROUP BY c.cohort, b.period"
     ).format(
-        events=_step_events([cohort_event, return_event], END, persons),
+        events=_step_events([cohort_event, return_event], window[1], persons, window[0]),
         first_period=_period(sql.SQL("min(e.at)"), period),
         is_cohort=matches(cohort_event),
         period=_period(sql.SQL("e.at"), period),

@@ -26,7 +26,7 @@ from typing import Any
 
 from psycopg2 import sql
 
-from eventpipe.reports import sqlbuild
+from eventpipe.reports import funnel_views, sqlbuild
 
 _LOCK_KEY = 0x65766E74  # arbitrary, constant: "evnt"
 
@@ -55,7 +55,7 @@ def statements(
             "LANGUAGE sql STABLE AS {}"
         ).format(sqlbuild.table(schema, "experiment_results"), sql.Literal(body))
     )
-    return out
+    return out + funnel_views.statements(schema, conn)  # Grafana's funnel and retention panels
 
 
 def ensure_report_views(conn: Any, schema: str, dialect: sqlbuild.DialectArg = sqlbuild.POSTGRES) -> None:

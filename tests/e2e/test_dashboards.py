@@ -272,7 +272,10 @@ def warehouse(settings: Any, pg_schema: str) -> Any:
                  ('m2', 'track', 'Order Completed', 'u1', timestamptz '2026-01-05 11:00Z', NULL),
                  ('m3', 'track', 'Experiment Viewed', 'u2', timestamptz '2026-01-05 12:00Z',
                   '{"experiment_id": "checkout-redesign", "variation_id": "treatment"}'),
-                 ('m4', 'page', NULL, 'u2', now(), NULL)) AS v (m, t, e, u, ts, p)"""
+                 ('m4', 'page', NULL, 'u2', now(), NULL),
+                 ('m5', 'track', 'Product Viewed', 'u1', timestamptz '2026-01-05 10:30Z', NULL),
+                 ('m6', 'track', 'Product Added', 'u1', timestamptz '2026-01-05 10:40Z', NULL))
+               AS v (m, t, e, u, ts, p)"""
         )
         cur.execute(
             """INSERT INTO engagement_daily (day, event, event_count, user_count, is_final)
@@ -309,3 +312,7 @@ def test_sql_panels_run(warehouse: Any) -> None:
     assert [row[1] for row in dau] == [2, 4]
     conversion = next(rows for where, rows in results.items() if "Conversion to" in where)
     assert [(row[0], row[1], row[2]) for row in conversion] == [("control", 1, 1), ("treatment", 1, 0)]
+    funnel = next(rows for where, rows in results.items() if "Purchase funnel" in where)
+    assert [row[:3] for row in funnel] == [(1, "Product Viewed", 1), (2, "Product Added", 1)]
+    retention = next(rows for where, rows in results.items() if "Daily retention" in where)
+    assert [row[1] for row in retention] == [1]  # u2's page view today: one cohort of one

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from psycopg2 import sql
 
+from eventpipe.synthetic import FUNNEL
 from tests.reference import truth
+from tests.support import funnels
 from tests.support.pipeline import EVENTPIPE, child_env, running_pipeline
 from tests.support.warehouse import events, query
 
 pytestmark = pytest.mark.e2e
 DAU_ROW = re.compile(r"│ (\d{4}-\d{2}-\d{2}) │\s+([\d,]+) │\s+([\d,]+) │\s+([+-][\d.]+%|-) │")
+FUNNEL_ROW = re.compile(
+    r"│\s+(\d) │ (?:Product Viewed|Product Added|Checkout Started|Order Completed)\s+│\s+([\d,]+) │"
+)
 ROW = re.compile(r"│ (\d{4}-\d{2}-\d{2}) │ (.+?)\s+│\s+([\d,]+) │\s+([\d,]+) │ (provisional|final)\s+│")
 
 
@@ -64,3 +70,14 @@ def test_demo_prints_the_warehouse_numbers(topics, s3, pg_schema, tmp_path):
         }
         assert shown == want
         assert any(p < r for p, r in want.values())  # the demo's traffic does need stitching
+        # the purchase funnel, persons per step, as the independent reference says
+        today = datetime.now(UTC).date()
+        expected = funnels.funnel(stored, FUNNEL, today - timedelta(days=1), today, timedelta(hours=24))
+        shown_steps = [int(n.replace(",", "")) for _, n in FUNNEL_ROW.findall(done.stdout)]
+        assert shown_steps == expected and expected[0] > 0
+        cohorts = funnels.retention(stored, "page", "page", "day", today - timedelta(days=6), today)[
+            "cohorts"
+        ]
+        for cohort in cohorts:  # each cohort's row: its day and its persons (the triangle's first column)
+            assert re.search(rf"│ {cohort['cohort']}\s+│\s+{cohort['persons']:,} │", done.stdout), cohort
+        assert cohorts and "cohort (day)" in done.stdout

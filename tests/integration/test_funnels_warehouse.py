@@ -7,7 +7,7 @@ land after the events they re-attribute (each history is loaded in several raw o
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,8 @@ from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.dialects import get_dialect
 from eventpipe.loader.load import load_group
 from eventpipe.reports import funnel_service
-from eventpipe.reports.funnels import FunnelQuery, RetentionQuery, funnel_steps
+from eventpipe.reports.funnels import FunnelQuery, RetentionQuery, funnel_steps, retention_json
+from eventpipe.reports.views import ensure_report_views
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
 from tests.support import funnels as ref
@@ -46,6 +47,35 @@ def load_in_pieces(conn: Any, schema: str, events: list[dict[str, Any]], objects
         load_group(conn, POSTGRES, schema, "events", [batch])
 
 
+def _call(conn: Any, schema: str, function: str, args: str, params: tuple) -> list[tuple]:
+    ensure_report_views(conn, schema)
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT * FROM {}(" + args + ")").format(sql.Identifier(schema, function)), params
+        )
+        return cur.fetchall()
+
+
+def _instants(first: date, last: date) -> tuple[datetime, datetime]:
+    return datetime.combine(first, time(0), UTC), datetime.combine(last + timedelta(days=1), time(0), UTC)
+
+
+def dashboard_funnel(conn: Any, schema: str, query: FunnelQuery) -> list[int]:
+    """Grafana's funnel panel function: persons per step reached by anyone."""
+    params = (list(query.steps), *_instants(query.first_day, query.last_day), query.within)
+    rows = _call(conn, schema, "funnel_persons", "%s, %s, %s, %s", params)
+    assert [(step, event) for step, event, _ in rows] == [(n + 1, query.steps[n]) for n in range(len(rows))]
+    return [persons for _, _, persons in rows]
+
+
+def dashboard_retention(conn: Any, schema: str, query: RetentionQuery) -> dict[str, Any]:
+    """Grafana's retention panel function, in the CLI's JSON shape."""
+    params = (query.cohort_event, query.return_event, *_instants(query.first_day, query.last_day))
+    rows = _call(conn, schema, "retention_daily", "%s, %s, %s, %s", params)
+    sizes = {cohort: n for cohort, k, n in rows if k is None}
+    return retention_json(query, sizes, {(cohort, k): n for cohort, k, n in rows if k is not None})
+
+
 days = st.integers(-1, 4).map(lambda n: DAY0 + timedelta(days=n))
 
 
@@ -59,6 +89,7 @@ def test_funnel_equals_the_reference(
     query = FunnelQuery(ref.FUNNEL, first, last, timedelta(hours=hours))
     expected = ref.funnel(history, ref.FUNNEL, first, last, query.within)
     assert funnel_service.funnel(conn, pg_schema, query) == {"steps": funnel_steps(ref.FUNNEL, expected)}
+    assert dashboard_funnel(conn, pg_schema, query) == [n for n in expected if n]
     by_variant = funnel_service.funnel_counts(conn, pg_schema, query, EXPERIMENT)
     assert by_variant == ref.funnel_by_variant(history, EXPERIMENT, ref.FUNNEL, first, last, query.within)
 
@@ -81,6 +112,8 @@ def test_retention_equals_the_reference(
     query = RetentionQuery(events[0], events[1], period, first, last)
     expected = ref.retention(history, events[0], events[1], period, first, last)
     assert funnel_service.retention(conn, pg_schema, query) == expected
+    if period == "day":
+        assert dashboard_retention(conn, pg_schema, query) == expected
 
 
 def _event(mid: str, kind: str, at: datetime, user: str | None, anon: str | None, **kw: Any) -> dict:
