@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from tests.support.loader import (
     write_agg,
     write_raw,
 )
+from tests.support.pipeline import child_env
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -67,16 +67,7 @@ def test_service_serves_metrics_loads_and_stops_on_sigterm(settings, topics, s3,
     keys.append(write_agg(s3, settings, "engagement_daily", [{"day": "2026-11-20", "event": "x",
                 "received_day": "2026-11-20", "event_count": 1, "user_count": 1}], 0))  # fmt: skip
     port = free_port()
-    env = {**os.environ, "EVENTPIPE_LOADER_PORT": str(port)}
-    for field in (
-        "kafka_bootstrap",
-        "s3_endpoint",
-        "s3_prefix",
-        "warehouse_dsn",
-        "warehouse_schema",
-        "batches_topic",
-    ):
-        env[f"EVENTPIPE_{field.upper()}"] = str(getattr(settings, field))
+    env = child_env(settings, loader_port=port)
     child = subprocess.Popen(
         [sys.executable, "-m", "eventpipe.cli", "loader"], env=env, stderr=subprocess.PIPE
     )

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from eventpipe.devstack.procs import spawn
 from eventpipe.s3 import iter_gzip_lines, list_keys, s3_client
 from eventpipe.settings import Settings
 from tests.support.faults.aggregates import (
@@ -160,18 +161,7 @@ def reprocess_command(settings: Settings, day: date, runner: str = "inline") -> 
 
 
 def start_reprocess(settings: Settings, day: date, log: Path) -> subprocess.Popen:
-    out = open(log, "ab")  # noqa: SIM115 - the child owns it
-    try:
-        return subprocess.Popen(
-            reprocess_command(settings, day),
-            env=child_env(settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            start_new_session=True,
-        )
-    finally:
-        out.close()
+    return spawn(reprocess_command(settings, day), log, cwd=ROOT, env=child_env(settings))
 
 
 def reprocess(settings: Settings, days: list[date], log: Path, timeout_s: float = 300) -> None:
