@@ -33,3 +33,13 @@ class StorageError(EventpipeError):
 
 class WarehouseError(EventpipeError):
     """The warehouse failed after bounded retries."""
+
+
+class WarehouseRefused(EventpipeError):
+    """The warehouse refused a statement (not a transient failure: retrying cannot help).
+    ``data_error``: it refused the data of the batch being loaded (quarantine it, with
+    ``reason``); otherwise a bug or a permissions problem that no batch is to blame for."""
+
+    def __init__(self, detail: str, *, data_error: bool, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.data_error, self.reason = detail, data_error, reason

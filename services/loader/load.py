@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from eventpipe.loader.batches import Batch
+from eventpipe.loader.dialects import Dialect
 from eventpipe.loader.dialects.common import (
     counts_source,
     deltas_insert,
@@ -42,7 +43,7 @@ class LoadResult:
     newest_received_at: datetime | None = None  # the table's watermark after this load
 
 
-def merge_statements(dialect: Any, schema: str, table: str, at: datetime) -> list[Any]:
+def merge_statements(dialect: Dialect, schema: str, table: str, at: datetime) -> list[Any]:
     """The statements that merge the stage into ``table`` (and keep deltas)."""
     if table == "events":
         return [
@@ -62,7 +63,7 @@ def merge_statements(dialect: Any, schema: str, table: str, at: datetime) -> lis
 
 def load_group(
     conn: Any,
-    dialect: Any,
+    dialect: Dialect,
     schema: str,
     table: str,
     batches: list[Batch],

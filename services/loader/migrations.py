@@ -13,10 +13,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from psycopg2 import sql
-
-from eventpipe.loader.dialects import checks
-from eventpipe.loader.dialects.common import create_table, ident
+from eventpipe.loader.dialects import Dialect, Statement, checks
+from eventpipe.loader.dialects.bookkeeping import applied_migrations, create_schema, record_migration
+from eventpipe.loader.dialects.common import create_table
 from eventpipe.loader.dialects.links import backfill_identities
 from eventpipe.loader.tables import (
     DAY_STATUS,
@@ -39,7 +38,7 @@ from eventpipe.loader.tables import (
 )
 
 log = logging.getLogger(__name__)
-Migration = tuple[int, str, Callable[[Any, str], list[sql.Composed]]]
+Migration = tuple[int, str, Callable[[Any, str], list[Statement]]]
 # ``events`` as migration 1 shipped it: columns added later come from their own migration
 # (Redshift has no ADD COLUMN IF NOT EXISTS, so a fresh warehouse must not have them yet)
 _EVENTS_V1 = Table(
@@ -47,13 +46,13 @@ _EVENTS_V1 = Table(
 )
 
 
-def _v1(dialect: Any, schema: str) -> list[sql.Composed]:
+def _v1(dialect: Dialect, schema: str) -> list[Statement]:
     tables = (_EVENTS_V1, ENGAGEMENT_DAILY, EXPERIMENT_DAILY, EXPERIMENT_ASSIGNMENTS, ENGAGEMENT_DELTAS,
               EXPERIMENT_DELTAS, LOAD_LEDGER, DAY_STATUS, FRESHNESS, LOADER_STATE, QUARANTINE)  # fmt: skip
     return [create_table(dialect, schema, t) for t in tables] + dialect.indexes(schema)
 
 
-def _v2(dialect: Any, schema: str) -> list[sql.Composed]:
+def _v2(dialect: Dialect, schema: str) -> list[Statement]:
     return [
         create_table(dialect, schema, IDENTITIES),
         *dialect.identity_indexes(schema),
@@ -61,20 +60,20 @@ def _v2(dialect: Any, schema: str) -> list[sql.Composed]:
     ]
 
 
-def _v3(dialect: Any, schema: str) -> list[sql.Composed]:
+def _v3(dialect: Dialect, schema: str) -> list[Statement]:
     tables = [create_table(dialect, schema, t) for t in (FINAL_BATCHES, DAY_WATERMARK)]
     return tables + dialect.verify_indexes(schema)
 
 
-def _v4(dialect: Any, schema: str) -> list[sql.Composed]:
+def _v4(dialect: Dialect, schema: str) -> list[Statement]:
     return dialect.raw_key_indexes(schema)
 
 
-def _v5(dialect: Any, schema: str) -> list[sql.Composed]:
+def _v5(dialect: Dialect, schema: str) -> list[Statement]:
     return [dialect.add_column(schema, EVENTS, TRACKING_PLAN_VIOLATIONS)]
 
 
-def _v6(dialect: Any, schema: str) -> list[sql.Composed]:
+def _v6(dialect: Dialect, schema: str) -> list[Statement]:
     return checks.statements(schema)
 
 
@@ -88,14 +87,14 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-def bootstrap_statements(dialect: Any, schema: str) -> list[sql.Composed]:
+def bootstrap_statements(dialect: Dialect, schema: str) -> list[Statement]:
     return [
-        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(schema)),
+        create_schema(schema),
         create_table(dialect, schema, SCHEMA_MIGRATIONS),
     ]
 
 
-def migrate(conn: Any, dialect: Any, schema: str) -> list[int]:
+def migrate(conn: Any, dialect: Dialect, schema: str) -> list[int]:
     """Bring ``schema`` up to the newest version; returns the versions applied now."""
     with conn, conn.cursor() as cur:
         for statement in bootstrap_statements(dialect, schema):
@@ -103,21 +102,14 @@ def migrate(conn: Any, dialect: Any, schema: str) -> list[int]:
     applied_now = []
     with conn, conn.cursor() as cur:
         cur.execute(dialect.lock(schema, SCHEMA_MIGRATIONS.name))
-        cur.execute(
-            sql.SQL("SELECT {} FROM {}").format(ident("version"), ident(schema, SCHEMA_MIGRATIONS.name))
-        )
+        cur.execute(applied_migrations(schema))
         done = {row[0] for row in cur.fetchall()}
         for version, name, build in MIGRATIONS:
             if version in done:
                 continue
             for statement in build(dialect, schema):
                 cur.execute(statement)
-            cur.execute(
-                sql.SQL("INSERT INTO {} ({}, {}) VALUES ({}, {})").format(
-                    ident(schema, SCHEMA_MIGRATIONS.name), ident("version"), ident("name"),
-                    sql.Literal(version), sql.Literal(name),
-                )
-            )  # fmt: skip
+            cur.execute(record_migration(schema, version, name))
             applied_now.append(version)
             log.info("migration applied", extra={"schema": schema, "version": version})
     return applied_now

@@ -1,46 +1,34 @@
-"""Small loader state kept in the warehouse: the S3 discovery watermark, table counts."""
+"""Small loader state kept in the warehouse: the S3 discovery watermark, table counts.
+The statements are the dialects' (``dialects.bookkeeping``); this runs them on a connection."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
-from psycopg2 import sql
-
+from eventpipe.loader.dialects import Dialect
+from eventpipe.loader.dialects.bookkeeping import row_count, watermark_replace, watermark_select
 from eventpipe.loader.dialects.common import freshness_of
 from eventpipe.loader.tables import LOAD_LEDGER, LOADER_STATE, QUARANTINE
 from eventpipe.timeutil import utcnow
 
-WATERMARK = "s3_watermark_day"
-
 
 def get_watermark(conn: Any, schema: str) -> date | None:
     with conn, conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT {} FROM {} WHERE {} = {}").format(
-                sql.Identifier("value"), sql.Identifier(schema, LOADER_STATE.name),
-                sql.Identifier("name"), sql.Literal(WATERMARK),
-            )
-        )  # fmt: skip
+        cur.execute(watermark_select(schema))
         row = cur.fetchone()
     return date.fromisoformat(row[0]) if row else None
 
 
-def save_watermark(conn: Any, dialect: Any, schema: str, day: date) -> tuple[int, int]:
+def save_watermark(conn: Any, dialect: Dialect, schema: str, day: date) -> tuple[int, int]:
     """Persist the watermark; returns (ledger size, quarantine size) for the gauges."""
-    t, name = sql.Identifier(schema, LOADER_STATE.name), sql.Literal(WATERMARK)
     with conn, conn.cursor() as cur:
         cur.execute(dialect.lock(schema, LOADER_STATE.name))  # loaders save concurrently
-        cur.execute(sql.SQL("DELETE FROM {} WHERE {} = {}").format(t, sql.Identifier("name"), name))
-        cur.execute(
-            sql.SQL("INSERT INTO {} ({}, {}, {}) VALUES ({}, {}, {})").format(
-                t, sql.Identifier("name"), sql.Identifier("value"), sql.Identifier("updated_at"),
-                name, sql.Literal(day.isoformat()), sql.Literal(utcnow()),
-            )
-        )  # fmt: skip
+        for statement in watermark_replace(schema, day, utcnow()):
+            cur.execute(statement)
         counts = []
         for table in (LOAD_LEDGER, QUARANTINE):
-            cur.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(schema, table.name)))
+            cur.execute(row_count(schema, table))
             counts.append(cur.fetchone()[0])
     return counts[0], counts[1]
 

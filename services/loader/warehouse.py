@@ -3,27 +3,34 @@
 Other services (the nightly reprocess, reports, status) use these functions rather than
 writing SQL against the loader's tables:
 
-- ``connect(settings)`` / ``Warehouse(settings)``: a connection (with retries) and dialect;
+- ``connect(settings)`` / ``Warehouse(settings, dialect)``: a connection (with retries) and
+  dialect (``eventpipe.bootstrap.build_warehouse`` chooses the dialect of the settings);
 - ``migrate(wh)``: create/upgrade the schema (idempotent);
 - ``replace_day(conn, dialect, schema, day, cutoff_day, corrections, contained)``: the
   nightly day replacement of contracts §6, in one transaction;
+- ``held_day_lock(settings, dialect, day)``: the nightly job's lock of one day;
 - ``loaded_keys`` / ``quarantined_keys`` / ``quarantine``: ledger and quarantine look-ups.
+
+This is the only module that imports psycopg2's connection and error types: ``run``
+translates what the driver raises into ``WarehouseError`` (down after bounded retries) or
+``WarehouseRefused`` (a statement refused), so callers catch eventpipe errors only.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import psycopg2
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from eventpipe.errors import WarehouseError
+from eventpipe.errors import WarehouseError, WarehouseRefused
 from eventpipe.loader import migrations
 from eventpipe.loader.batches import Batch
-from eventpipe.loader.dialects import Dialect, get_dialect, query_group_of
+from eventpipe.loader.dialects import Cursor, Dialect, get_dialect, query_group_of
 from eventpipe.loader.dialects.common import (
     delete_day,
     earliest_wins,
@@ -69,20 +76,6 @@ def connect(settings: Settings, application_name: str = "eventpipe-loader") -> A
     return conn
 
 
-def dialect_for(settings: Settings, s3: Any = None) -> Dialect:
-    if settings.warehouse_dialect == "redshift":
-        from eventpipe.s3 import s3_client
-
-        return get_dialect(
-            "redshift",
-            iam_role=settings.redshift_iam_role,
-            bucket=settings.s3_bucket,
-            s3=s3 if s3 is not None else s3_client(settings),  # it writes the COPY manifests
-            manifest_prefix=f"{settings.s3_prefix}manifests/",
-        )
-    return get_dialect("postgres")
-
-
 class Warehouse:
     """One connection plus the retry policy: retryable errors (lost connection, server
     restart, serialization failure) reconnect and retry with exponential backoff, at most
@@ -91,7 +84,7 @@ class Warehouse:
     def __init__(
         self,
         settings: Settings,
-        dialect: Dialect | None = None,
+        dialect: Dialect,
         *,
         attempts: int = 8,
         max_wait_s: float = 10.0,
@@ -99,7 +92,7 @@ class Warehouse:
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings, self.schema = settings, settings.warehouse_schema
-        self.dialect = dialect or dialect_for(settings)
+        self.dialect = dialect
         self.attempts, self.max_wait_s = attempts, max_wait_s
         self.application_name, self.on_retry = application_name, on_retry
         self._conn: Any = None
@@ -140,7 +133,31 @@ class Warehouse:
             if self.dialect.is_retryable(exc):
                 self.close()
                 raise WarehouseError(f"warehouse unavailable after {self.attempts} attempts: {exc}") from exc
-            raise
+            data_error = self.dialect.is_data_error(exc)
+            reason = self.dialect.data_error_reason(exc) if data_error else None
+            raise WarehouseRefused(str(exc.pgerror or exc), data_error=data_error, reason=reason) from exc
+
+
+@contextmanager
+def held_day_lock(settings: Settings, dialect: Dialect, day: date) -> Iterator[bool]:
+    """The nightly job's lock of ``day`` on a session of its own (autocommit): yields
+    whether it was taken; held until the block ends (or the session dies with a crash)."""
+    try:
+        conn = connect(settings, "eventpipe-reprocess-lock")
+    except psycopg2.Error as exc:
+        raise WarehouseError(f"cannot connect to the warehouse for the day lock: {exc}") from exc
+    conn.autocommit = True
+    schema = settings.warehouse_schema
+    try:
+        with conn.cursor() as cur:
+            held = dialect.acquire_day_lock(cur, schema, day)
+            try:
+                yield held
+            finally:
+                if held:
+                    dialect.release_day_lock(cur, schema, day)
+    finally:
+        conn.close()
 
 
 def migrate(wh: Warehouse) -> list[int]:
@@ -186,10 +203,12 @@ def replace_day(
     day: date,
     cutoff_day: date,
     corrections: Mapping[str, Batch],
-    contained: Sequence[str] | None,
+    contained: Sequence[str] = (),
     objects: int = 0,
-) -> None:
-    """Make day ``day`` final, in one transaction (contracts §6).
+    measure: Callable[[Cursor], T] | None = None,
+) -> T | None:
+    """Make day ``day`` final, in one transaction (contracts §6); returns what ``measure``
+    returned (None without it).
 
     ``corrections`` maps ``engagement_daily`` / ``experiment_daily`` to the nightly job's
     rows for that day (a ``Batch`` of shape ``<table>:final``: totals, no received_day)
@@ -197,20 +216,21 @@ def replace_day(
     ``batches.parse_batch(key, "<table>:final", body)`` from ``corrections/dt=D/…`` or
     ``batches.batch_from_rows``. ``contained`` lists the aggregate batch keys whose events
     the corrected rows contain (``keys.cut_agg_key`` of every raw object the job listed),
-    recorded in ``final_batches``; None if the caller recorded them in this transaction
-    (``record_final_batches``). For each aggregate table: day D's rows := corrected rows
-    (``is_final``) + the kept deltas of D whose batch is not contained; assignments are
-    upserted (earliest wins); ``day_status(D)`` := final with ``cutoff_day``, and its
-    ``day_watermark`` untouched. Loads of those tables wait for this transaction (same
-    locks), so none is half-applied.
+    recorded in ``final_batches``. ``measure(cur)`` runs once the locks are held and those
+    keys recorded, before anything is replaced: the nightly job reads the rows it is about
+    to replace there (drift), so no load slips in between. For each aggregate table: day
+    D's rows := corrected rows (``is_final``) + the kept deltas of D whose batch is not
+    contained; assignments are upserted (earliest wins); ``day_status(D)`` := final with
+    ``cutoff_day``, and its ``day_watermark`` untouched. Loads of those tables wait for
+    this transaction (same locks), so none is half-applied.
     """
     at = utcnow()
     with conn, conn.cursor() as cur:
         for table in (*AGGREGATES, "experiment_assignments"):
             cur.execute(dialect.lock(schema, table))
-        if contained is not None:
-            for statement in record_final_batches(schema, day, contained):
-                cur.execute(statement)
+        for statement in record_final_batches(schema, day, contained):
+            cur.execute(statement)
+        measured = measure(cur) if measure is not None else None
         for table in AGGREGATES:
             shape = f"{table}:final"
             for statement in dialect.create_stage(shape):
@@ -240,3 +260,4 @@ def replace_day(
             cur.execute(statement)
         for statement in dialect.drop_temps():
             cur.execute(statement)
+    return measured

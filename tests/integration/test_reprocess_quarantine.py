@@ -16,6 +16,8 @@ import psycopg2
 import pytest
 from prometheus_client import CollectorRegistry
 
+from eventpipe.bootstrap import build_warehouse
+from eventpipe.errors import WarehouseRefused
 from eventpipe.keys import raw_key
 from eventpipe.loader import commands
 from eventpipe.loader.batches import CorruptBatch, parse_batch
@@ -23,7 +25,7 @@ from eventpipe.loader.load import load_group
 from eventpipe.loader.reprocess import pipeline
 from eventpipe.loader.reprocess.lines import event_lines
 from eventpipe.loader.reprocess.pipeline import CorruptInputs, run_day
-from eventpipe.loader.warehouse import Warehouse, quarantine
+from eventpipe.loader.warehouse import quarantine
 from eventpipe.settings import Settings
 from eventpipe.timeutil import parse_ts
 from tests.support.histories import DAY
@@ -41,7 +43,7 @@ def put_corrupt(s3: Any, settings: Settings, body: bytes, n: int = 0) -> str:
 
 
 def set_aside(settings: Settings, key: str, reason: str = "bad_gzip") -> None:
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     try:
         wh.run(lambda conn: quarantine(conn, wh.schema, key, "events", reason, "test"))
     finally:
@@ -151,12 +153,12 @@ def loader_verdict(settings: Settings, key: str, body: bytes) -> str | None:
         batch = parse_batch(key, "events", body)
     except CorruptBatch as exc:
         return exc.reason
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     try:
         wh.run(lambda conn: load_group(conn, wh.dialect, wh.schema, "events", [batch]))
-    except psycopg2.Error as exc:
-        assert wh.dialect.is_data_error(exc), exc
-        return wh.dialect.data_error_reason(exc)
+    except WarehouseRefused as exc:
+        assert exc.data_error, exc
+        return exc.reason
     finally:
         wh.close()
     return None

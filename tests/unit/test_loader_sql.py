@@ -14,8 +14,8 @@ import sqlglot
 from psycopg2 import sql
 
 from eventpipe.loader import migrations
+from eventpipe.loader.dialects import bookkeeping, get_dialect, truth
 from eventpipe.loader.dialects import common as c
-from eventpipe.loader.dialects import get_dialect, truth
 from eventpipe.loader.dialects.redshift import manifest
 from eventpipe.loader.load import merge_statements
 from eventpipe.loader.tables import TARGETS
@@ -174,14 +174,14 @@ class MemoryS3:
 
 def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows():
     from eventpipe.loader.batches import Batch
-    from eventpipe.loader.warehouse import dialect_for
+    from eventpipe.bootstrap import build_dialect
     from eventpipe.settings import Settings
 
     s3 = MemoryS3()
     settings = Settings(
         warehouse_dialect="redshift", redshift_iam_role="arn:aws:iam::1:role/r", s3_prefix="p/"
     )
-    dialect = dialect_for(settings, s3)
+    dialect = build_dialect(settings, s3)
     cur = RecordingCursor()
     rows = dialect.stage(cur, "engagement_daily", [Batch("p/agg/a.jsonl.gz", "engagement_daily", [])])
     assert rows == {"p/agg/a.jsonl.gz": 7}
@@ -205,3 +205,70 @@ def test_verify_queries_parse_in_both_dialects(name):
         assert 'JSON_TYPEOF("e"."properties"."experiment_id")' in texts and "->" not in texts
     else:
         assert 'jsonb_typeof("e"."properties" -> \'experiment_id\')' in texts
+
+
+def bookkeeping_statements() -> list[sql.Composable]:
+    """What the loader's state, the migrations and the nightly job read and write
+    (``dialects.bookkeeping``), with every argument kind they take."""
+    schema, day = "analytics", date(2026, 11, 19)
+    out = [bookkeeping.watermark_select(schema), *bookkeeping.watermark_replace(schema, day, AT)]
+    out += [bookkeeping.row_count(schema, c.LOAD_LEDGER), bookkeeping.create_schema(schema)]
+    for table, dims in (
+        ("engagement_daily", ["event"]),
+        ("experiment_daily", ["experiment_id", "variant", "event"]),
+    ):
+        out += [
+            bookkeeping.day_rows(schema, table, dims, day),
+            bookkeeping.late_delta_sums(schema, table, dims, day),
+        ]
+    out += [bookkeeping.day_status_since(schema, day), bookkeeping.touched_before(schema, AT)]
+    out += [bookkeeping.assignments_before(schema, AT), bookkeeping.identity_links(schema)]
+    return [*out, bookkeeping.applied_migrations(schema), bookkeeping.record_migration(schema, 7, "v7")]
+
+
+@pytest.mark.parametrize("read", ["postgres", "redshift"])
+def test_bookkeeping_statements_render_and_parse(read):
+    for statement in bookkeeping_statements():
+        text = render(statement)
+        assert "{" not in SQL_LITERAL.sub("''", text), text  # no unfilled placeholders
+        assert not isinstance(sqlglot.parse_one(text, read=read), sqlglot.exp.Command), text
+
+
+class ScriptedRedshift(RecordingCursor):
+    """A Redshift session for the day lock: which sessions are alive, who holds the day."""
+
+    def __init__(self, live: set[int], holders: list[int]) -> None:
+        super().__init__()
+        self.live, self.holders = live, holders
+
+    def fetchall(self):
+        last = self.sent[-1]
+        if "stv_sessions" in last:
+            return [(pid,) for pid in sorted(self.live)]
+        assert last.startswith('SELECT "holder"'), last
+        return [(pid,) for pid in self.holders]
+
+
+@pytest.mark.parametrize(
+    ("live", "holders", "taken"),
+    [(set(), [], True), ({7, 9}, [9], False), ({7}, [9], True)],
+    ids=["free", "held-by-a-live-session", "held-by-a-crashed-run"],
+)
+def test_redshift_day_lock_is_a_row_owned_by_a_live_session(live, holders, taken):
+    """Redshift has no advisory locks (PITFALLS): the nightly job's day lock is a row written
+    under LOCK; a crashed run's row (its session gone) does not keep the day locked."""
+    cur = ScriptedRedshift(live, holders)
+    day = date(2026, 11, 19)
+    assert redshift().acquire_day_lock(cur, "analytics", day) is taken
+    assert cur.sent[1:3] == ["BEGIN", 'LOCK "analytics"."reprocess_locks"']
+    assert cur.sent[-1] == ("COMMIT" if taken else "ROLLBACK")
+    inserted = [s for s in cur.sent if s.startswith("INSERT")]
+    row = "('2026-11-19'::date, PG_BACKEND_PID(), GETDATE())"
+    assert inserted == ([f'INSERT INTO "analytics"."reprocess_locks" VALUES {row}'] if taken else [])
+    for text in cur.sent[3:]:
+        if text not in ("COMMIT", "ROLLBACK") and "stv_sessions" not in text:
+            assert not isinstance(sqlglot.parse_one(text, read="redshift"), sqlglot.exp.Command), text
+    release = ScriptedRedshift(set(), [])
+    redshift().release_day_lock(release, "analytics", day)
+    mine = """"day" = '2026-11-19'::date AND "holder" = PG_BACKEND_PID()"""
+    assert release.sent == [f'DELETE FROM "analytics"."reprocess_locks" WHERE {mine}']

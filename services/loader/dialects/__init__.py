@@ -1,21 +1,56 @@
 """Warehouse dialects behind one interface: ``get_dialect("postgres" | "redshift")``.
 
-A dialect builds SQL (pure ``psycopg2.sql`` composition) and owns the one adapter step
-that differs in I/O: staging an object's rows (PostgreSQL streams them through
-``COPY FROM STDIN``; Redshift COPYs them itself from S3 with a manifest).
+Every statement the loader, the nightly job and ``verify`` run comes from this package:
+what differs per dialect is a ``Dialect`` method, what both share is a function of
+``common``, ``bookkeeping``, ``links``, ``late_links`` or ``truth`` (pure ``psycopg2.sql``
+composition). A dialect also owns the adapter steps that differ in I/O: staging an
+object's rows (PostgreSQL streams them through ``COPY FROM STDIN``; Redshift COPYs them
+itself from S3 with a manifest) and the per-day lock of the nightly job (PostgreSQL: an
+advisory lock; Redshift has none: a lock row owned by a live session).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Protocol
 
 from psycopg2 import sql
 
 from eventpipe.loader.tables import Column, Table
 
+Params = Sequence[object] | Mapping[str, object] | None
+Statement = sql.Composable  # what callers outside this package pass around (never build)
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the dialects' adapter steps use."""
+
+    def execute(self, query: sql.Composable | str, vars: Params = None) -> object: ...
+
+    def fetchone(self) -> tuple[object, ...] | None: ...
+
+    def fetchall(self) -> list[tuple[object, ...]]: ...
+
+
+class Staged(Protocol):
+    """An object to stage: its key and JSON lines (``batches.Batch`` or one still downloading)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def lines(self) -> list[bytes]: ...
+
+    @property
+    def rows(self) -> int: ...
+
 
 class Dialect(Protocol):
     name: str
+    # True: the warehouse reads the objects from S3 itself (COPY with a manifest), so the
+    # loader does not download them
+    reads_s3_itself: bool
 
     def type_of(self, kind: str) -> sql.Composable: ...
 
@@ -74,9 +109,16 @@ class Dialect(Protocol):
         queries to its WLM queue (deploy/redshift/wlm.json); ``group`` is one of QUERY_GROUPS."""
         ...
 
-    def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
+    def stage(self, cur: Cursor, shape: str, batches: Sequence[Staged]) -> dict[str, int]:
         """Adapter: puts the batches' rows into the stage; returns rows staged per key."""
         ...
+
+    def acquire_day_lock(self, cur: Cursor, schema: str, day: date) -> bool:
+        """Adapter, on an autocommit session of its own: take the nightly job's lock of
+        ``day`` unless another live session holds it (False then). It dies with the session."""
+        ...
+
+    def release_day_lock(self, cur: Cursor, schema: str, day: date) -> None: ...
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Transient: reconnect/retry the transaction (lost connection, 1023, deadlock)."""
@@ -107,7 +149,16 @@ def query_group_of(application_name: str) -> str:
     return LOADER
 
 
-def get_dialect(name: str, **options: Any) -> Dialect:
+def get_dialect(
+    name: str,
+    *,
+    iam_role: str | None = None,
+    bucket: str = "eventpipe",
+    s3: object = None,
+    manifest_prefix: str = "manifests/",
+) -> Dialect:
+    """The dialect ``name``; the options are Redshift's (its COPY role, and the bucket and
+    client it writes the COPY manifests with)."""
     if name == "postgres":
         from eventpipe.loader.dialects.postgres import PostgresDialect
 
@@ -115,5 +166,5 @@ def get_dialect(name: str, **options: Any) -> Dialect:
     if name == "redshift":
         from eventpipe.loader.dialects.redshift import RedshiftDialect
 
-        return RedshiftDialect(**options)
+        return RedshiftDialect(iam_role=iam_role, bucket=bucket, s3=s3, manifest_prefix=manifest_prefix)
     raise ValueError(f"unknown warehouse dialect {name!r}")

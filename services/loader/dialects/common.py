@@ -8,12 +8,13 @@ forms that PostgreSQL 15 and Redshift both accept.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
 
 from psycopg2 import sql
 
+from eventpipe.loader.dialects import Dialect
+from eventpipe.loader.dialects.compose import cols, ident, keys_match, literals
 from eventpipe.loader.tables import (
     DAY_STATUS,
     DAY_WATERMARK,
@@ -33,23 +34,7 @@ SRC = "ep_src"  # the merge source derived from them
 COUNTS = ("event_count", "user_count")
 
 
-def ident(*parts: str) -> sql.Identifier:
-    return sql.Identifier(*parts)
-
-
-def cols(names: Iterable[str], prefix: str | None = None) -> sql.Composed:
-    return sql.SQL(", ").join(ident(prefix, n) if prefix else ident(n) for n in names)
-
-
-def keys_match(keys: Sequence[str], left: str, right: str) -> sql.Composed:
-    return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(ident(left, k), ident(right, k)) for k in keys)
-
-
-def literals(values: Iterable[Any]) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Literal(v) for v in values)
-
-
-def column_def(dialect: Any, c: Column) -> sql.Composed:
+def column_def(dialect: Dialect, c: Column) -> sql.Composed:
     parts = [ident(c.name), dialect.type_of(c.kind)]
     if c.default:
         parts.append(sql.SQL("DEFAULT {}").format(dialect.default_of(c.default)))
@@ -58,7 +43,7 @@ def column_def(dialect: Any, c: Column) -> sql.Composed:
     return sql.SQL(" ").join(parts)
 
 
-def create_table(dialect: Any, schema: str, table: Table, with_pk: bool = True) -> sql.Composed:
+def create_table(dialect: Dialect, schema: str, table: Table, with_pk: bool = True) -> sql.Composed:
     defs = [column_def(dialect, c) for c in table.columns]
     if with_pk and table.primary_key:
         defs.append(sql.SQL("PRIMARY KEY ({})").format(cols(table.primary_key)))
@@ -114,7 +99,7 @@ def freshness_of(schema: str, table: str) -> sql.Composed:
     )
 
 
-def newest_staged(dialect: Any, table: str) -> sql.Composable:
+def newest_staged(dialect: Dialect, table: str) -> sql.Composable:
     """The newest ``received_at`` among the staged rows (events), else NULL."""
     if table != "events":
         return sql.SQL("CAST(NULL AS TIMESTAMPTZ)")
@@ -123,7 +108,7 @@ def newest_staged(dialect: Any, table: str) -> sql.Composable:
     )
 
 
-def deltas_insert(dialect: Any, schema: str, table: str, at: datetime) -> sql.Composed:
+def deltas_insert(dialect: Dialect, schema: str, table: str, at: datetime) -> sql.Composed:
     """Every staged delta line, kept with its batch key (contracts §5)."""
     deltas = DELTAS[table]
     names = [c for c in deltas.column_names if c != "loaded_at"]
@@ -162,14 +147,14 @@ _NOT_INSIDE_FINAL = sql.SQL(
          r=ident("received_day"))  # fmt: skip
 
 
-def counts_source(dialect: Any, schema: str, table: str) -> list[sql.Composed]:
+def counts_source(dialect: Dialect, schema: str, table: str) -> list[sql.Composed]:
     """Staged deltas summed per row, minus those already inside a final day (contracts §5)."""
     keys = TARGETS[table].primary_key
     source = _with_final_state(sql.SQL("({})").format(dialect.typed_source(table)), schema)
     return dialect.temp_table(SRC, sql.SQL("AS {}").format(_grouped(source, keys, _NOT_INSIDE_FINAL)))
 
 
-def touch_final_days(dialect: Any, schema: str, table: str, at: datetime) -> sql.Composed:
+def touch_final_days(dialect: Dialect, schema: str, table: str, at: datetime) -> sql.Composed:
     """Mark final days (with a watermark) that staged deltas reach from outside their final
     rows: their event counts are added now, their user counts need the next nightly."""
     wm = DAY_WATERMARK.name
@@ -189,7 +174,7 @@ def touch_final_days(dialect: Any, schema: str, table: str, at: datetime) -> sql
     )  # fmt: skip
 
 
-def late_deltas_source(dialect: Any, schema: str, table: str, day: date) -> list[sql.Composed]:
+def late_deltas_source(dialect: Dialect, schema: str, table: str, day: date) -> list[sql.Composed]:
     """Kept deltas of ``day`` whose batch the final rows do not contain (``final_batches``
     of the day must be recorded first, in the same transaction)."""
     keys = TARGETS[table].primary_key
@@ -240,7 +225,7 @@ def merge_add(schema: str, table: str) -> sql.Composed:
 
 
 def earliest_wins(
-    dialect: Any, schema: str, table: str, order: Sequence[str], source: sql.Composable | None = None
+    dialect: Dialect, schema: str, table: str, order: Sequence[str], source: sql.Composable | None = None
 ) -> list[sql.Composed]:
     """Upsert where the earliest copy by ``order`` wins (assignments, identities; events on
     Redshift), as dedup-then-delete/insert: no constraint needed, the caller holds the table
@@ -285,7 +270,7 @@ def delete_day(schema: str, table: str, day: date) -> sql.Composed:
     )
 
 
-def insert_final(dialect: Any, schema: str, table: str) -> sql.Composed:
+def insert_final(dialect: Dialect, schema: str, table: str) -> sql.Composed:
     """The nightly job's corrected rows (staged as ``<table>:final``), marked final."""
     names = [c for c in TARGETS[table].column_names if c != "is_final"]
     return sql.SQL("INSERT INTO {t} ({c}, {f}) SELECT {sc}, TRUE FROM ({src}) AS s").format(

@@ -16,17 +16,17 @@ holding only such events are not marked (docs/reprocess.md).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from psycopg2 import sql
 
+from eventpipe.loader.dialects import Dialect
 from eventpipe.loader.dialects.common import ident
 from eventpipe.loader.dialects.links import links_of
 from eventpipe.loader.dialects.truth import RAW_KEY
 from eventpipe.loader.tables import DAY_WATERMARK
 
 
-def touch_linked_days(dialect: Any, schema: str, at: datetime) -> sql.Composed:
+def touch_linked_days(dialect: Dialect, schema: str, at: datetime) -> sql.Composed:
     """Mark the final days with events of an id that a staged link event links."""
     days = sql.SQL(
         "SELECT DISTINCT {day} AS {d} FROM {events} AS e JOIN ({links}) AS l ON {raw} = l.{a}"

@@ -10,10 +10,10 @@ read time, so links that land late and out of order need no rewrite.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from psycopg2 import sql
 
+from eventpipe.loader.dialects import Dialect
 from eventpipe.loader.dialects.common import cols, earliest_wins, ident
 from eventpipe.loader.tables import IDENTITIES
 
@@ -37,7 +37,7 @@ def links_of(events: sql.Composable) -> sql.Composed:
 LINK_ORDER = ("received_at", "linked_at")  # the canonical copy of a link event, as for events
 
 
-def merge_identities(dialect: Any, schema: str) -> list[sql.Composed]:
+def merge_identities(dialect: Dialect, schema: str) -> list[sql.Composed]:
     """The links among the staged events into ``identities`` (same transaction as the events
     merge, so a link is loaded exactly once with its event)."""
     return earliest_wins(

@@ -9,12 +9,14 @@ line and one stage layout serves every table.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import date
 
 import psycopg2
 from psycopg2 import errors, sql
 
+from eventpipe.loader.dialects import Cursor, Staged
 from eventpipe.loader.dialects.common import STAGE, cols, column_def, ident
 from eventpipe.loader.tables import (
     BIGINT,
@@ -39,6 +41,15 @@ _CASTS = {TS: "timestamptz", DATE: "date", BIGINT: "bigint", INT: "integer", BOO
 _DELIMITER, _QUOTE = b"\x02", b"\x01"
 COPY_CHUNK = 1 << 20
 WORK_MEM = "64MB"  # per sort, for the load transaction only
+
+
+def day_lock_ids(schema: str, day: date) -> tuple[int, int]:
+    """The advisory lock's two int4 keys: a namespace per warehouse schema, and the day."""
+    return zlib.crc32(f"eventpipe.reprocess:{schema}".encode()) - 2**31, day.toordinal()
+
+
+def _lock_literals(schema: str, day: date) -> list[sql.Literal]:
+    return [sql.Literal(k) for k in day_lock_ids(schema, day)]
 
 
 class _ChunkReader:
@@ -72,6 +83,7 @@ class _ChunkReader:
 
 class PostgresDialect:
     name = "postgres"
+    reads_s3_itself = False  # rows stream from the loader's downloads through COPY FROM STDIN
 
     def type_of(self, kind: str) -> sql.Composable:
         return sql.SQL(_TYPES[kind])
@@ -206,7 +218,7 @@ class PostgresDialect:
     def drop_temps(self) -> list[sql.Composed]:
         return []  # ON COMMIT DROP
 
-    def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
+    def stage(self, cur: Cursor, shape: str, batches: Sequence[Staged]) -> dict[str, int]:
         def chunks() -> Iterator[bytes]:
             for batch in batches:
                 # events need no batch key per row (an empty field is NULL): fewer bytes to COPY
@@ -215,12 +227,22 @@ class PostgresDialect:
 
         reader = _ChunkReader(chunks())
         try:
-            cur.copy_expert(self.copy_stage(), reader, size=COPY_CHUNK)
+            # a psycopg2 cursor (the Cursor port has no COPY FROM STDIN: only this dialect streams)
+            cur.copy_expert(self.copy_stage(), reader, size=COPY_CHUNK)  # type: ignore[attr-defined]
         except psycopg2.Error:
             if reader.error is not None:  # e.g. CorruptBatch from a batch fetched meanwhile
                 raise reader.error from None
             raise
         return {b.key: b.rows for b in batches}
+
+    def acquire_day_lock(self, cur: Cursor, schema: str, day: date) -> bool:
+        # session-level: held until unlocked or the session ends (a crashed run frees it)
+        cur.execute(sql.SQL("SELECT pg_try_advisory_lock({}, {})").format(*_lock_literals(schema, day)))
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+    def release_day_lock(self, cur: Cursor, schema: str, day: date) -> None:
+        cur.execute(sql.SQL("SELECT pg_advisory_unlock({}, {})").format(*_lock_literals(schema, day)))
 
     def is_retryable(self, exc: BaseException) -> bool:
         # lost connections, admin shutdowns, serialization failures, deadlocks

@@ -13,12 +13,15 @@ violation" means "retry the transaction", JSON columns are ``SUPER``, ``TEXT`` w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import orjson
 import psycopg2
 from psycopg2 import sql
 
+from eventpipe.loader.dialects import Cursor, Staged
 from eventpipe.loader.dialects.common import SRC, STAGE, column_def, earliest_wins, ident
 from eventpipe.loader.tables import (
     BIGINT,
@@ -39,6 +42,7 @@ from eventpipe.loader.tables import (
 _TYPES = {ID: "VARCHAR(1024)", TEXT: "VARCHAR(65535)", TS: "TIMESTAMPTZ", DATE: "DATE", BIGINT: "BIGINT",
           INT: "INTEGER", BOOL: "BOOLEAN", JSON: "SUPER"}  # fmt: skip
 _DEFAULTS = {"false": "FALSE", "now": "GETDATE()"}
+DAY_LOCKS = "reprocess_locks"  # the nightly job's per-day lock rows (acquire_day_lock)
 _RETRYABLE_TEXT = ("1023", "serializable isolation violation")
 _DATA_ERROR_TEXT = ("stl_load_errors", "load into table", "invalid", "cannot insert a null")
 
@@ -60,7 +64,7 @@ class RedshiftDialect:
         self,
         iam_role: str | None = None,
         bucket: str = "eventpipe",
-        s3: Any = None,
+        s3: Any = None,  # a boto3 S3 client: it writes the COPY manifests
         manifest_prefix: str = "manifests/",
     ) -> None:
         self.iam_role, self.bucket, self.s3, self.manifest_prefix = iam_role, bucket, s3, manifest_prefix
@@ -169,7 +173,7 @@ class RedshiftDialect:
         url = f"s3://{self.bucket}/{self.manifest_key(key)}"
         return [self.copy(shape, url), self.tag_batch(key)]
 
-    def stage(self, cur: Any, shape: str, batches: list[Any]) -> dict[str, int]:
+    def stage(self, cur: Cursor, shape: str, batches: Sequence[Staged]) -> dict[str, int]:
         """One COPY per object (each ≥ MBs as the stream cuts them), tagged with its key so
         deltas keep their batch."""
         rows = {}
@@ -180,9 +184,53 @@ class RedshiftDialect:
             copy, tag = self.stage_statements(shape, batch.key)
             cur.execute(copy)
             cur.execute("SELECT pg_last_copy_count()")
-            rows[batch.key] = int(cur.fetchone()[0])
+            count = cur.fetchone()
+            rows[batch.key] = int(str(count[0])) if count else 0
             cur.execute(tag)
         return rows
+
+    def acquire_day_lock(self, cur: Cursor, schema: str, day: date) -> bool:
+        """Redshift has no advisory locks: a row ``(day, holder pid)`` in ``reprocess_locks``,
+        written under ``LOCK`` (which waits, then serialises the check-and-insert). A row whose
+        holder is no live session (``STV_SESSIONS``: a leader-node table, so it is read on its
+        own, never joined with a user table) is a crashed run's: replaced. A reused pid can
+        only make a dead holder look alive (the day waits), never let two runs overlap."""
+        locks = ident(schema, DAY_LOCKS)
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({} DATE, {} INTEGER, {} TIMESTAMPTZ)").format(
+                locks, ident("day"), ident("holder"), ident("acquired_at")
+            )
+        )
+        cur.execute("BEGIN")
+        try:
+            cur.execute(sql.SQL("LOCK {}").format(locks))
+            cur.execute("SELECT process FROM stv_sessions")
+            live = {int(str(row[0])) for row in cur.fetchall()}
+            cur.execute(sql.SQL("SELECT {} FROM {} WHERE {} = {}").format(
+                ident("holder"), locks, ident("day"), sql.Literal(day)
+            ))  # fmt: skip
+            if any(int(str(row[0])) in live for row in cur.fetchall()):
+                cur.execute("ROLLBACK")
+                return False
+            for statement in (
+                sql.SQL("DELETE FROM {} WHERE {} = {}").format(locks, ident("day"), sql.Literal(day)),
+                sql.SQL("INSERT INTO {} VALUES ({}, PG_BACKEND_PID(), GETDATE())").format(
+                    locks, sql.Literal(day)
+                ),
+                sql.SQL("COMMIT"),
+            ):
+                cur.execute(statement)
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return True
+
+    def release_day_lock(self, cur: Cursor, schema: str, day: date) -> None:
+        cur.execute(
+            sql.SQL("DELETE FROM {} WHERE {} = {} AND {} = PG_BACKEND_PID()").format(
+                ident(schema, DAY_LOCKS), ident("day"), sql.Literal(day), ident("holder")
+            )
+        )
 
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):

@@ -20,11 +20,9 @@ from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from psycopg2 import sql
-
 from eventpipe.loader.batches import batch_from_rows
-from eventpipe.loader.dialects import Dialect
-from eventpipe.loader.dialects.common import record_final_batches
+from eventpipe.loader.dialects import Cursor, Dialect, Statement
+from eventpipe.loader.dialects.bookkeeping import day_rows, late_delta_sums
 from eventpipe.loader.reprocess.drift import drift
 from eventpipe.loader.reprocess.rows import (
     ASSIGNMENTS,
@@ -40,29 +38,20 @@ from eventpipe.loader.warehouse import replace_day as warehouse_replace_day
 Drift = dict[str, dict[str, int]]
 
 
-def _sums(cur: Any, query: sql.Composable, params: tuple[Any, ...], width: int) -> dict[RowKey, Counts]:
-    cur.execute(query, params)
-    return {tuple(map(str, r[:width])): (int(r[-2]), int(r[-1])) for r in cur.fetchall()}
+def _sums(cur: Cursor, table: str, query: Statement) -> dict[RowKey, Counts]:
+    cur.execute(query)
+    width = len(DIMENSIONS[table])
+    return {tuple(map(str, r[:width])): (int(str(r[-2])), int(str(r[-1]))) for r in cur.fetchall()}
 
 
-def read_day(cur: Any, schema: str, table: str, day: date) -> dict[RowKey, Counts]:
-    dims = DIMENSIONS[table]
-    query = sql.SQL("SELECT {}, event_count, user_count FROM {} WHERE day = %s").format(
-        sql.SQL(", ").join(map(sql.Identifier, dims)), sql.Identifier(schema, table)
-    )
-    return _sums(cur, query, (day,), len(dims))
+def read_day(cur: Cursor, schema: str, table: str, day: date) -> dict[RowKey, Counts]:
+    return _sums(cur, table, day_rows(schema, table, DIMENSIONS[table], day))
 
 
-def late_deltas(cur: Any, schema: str, table: str, day: date) -> dict[RowKey, Counts]:
+def late_deltas(cur: Cursor, schema: str, table: str, day: date) -> dict[RowKey, Counts]:
     """Deltas of ``day`` whose batch is not in ``final_batches``: the events the final rows
     lack (the day's batches must be recorded first, in the same transaction)."""
-    dims = sql.SQL(", ").join(sql.Identifier("s", d) for d in DIMENSIONS[table])
-    query = sql.SQL(
-        "SELECT {d}, sum(s.event_count), sum(s.user_count) FROM {t} AS s LEFT JOIN {fb} AS fb"
-        " ON fb.day = s.day AND fb.batch_key = s.batch_key"
-        " WHERE s.day = %s AND fb.batch_key IS NULL GROUP BY {d}"
-    ).format(d=dims, t=sql.Identifier(schema, f"{table}_deltas"), fb=sql.Identifier(schema, "final_batches"))
-    return _sums(cur, query, (day,), len(DIMENSIONS[table]))
+    return _sums(cur, table, late_delta_sums(schema, table, DIMENSIONS[table], day))
 
 
 def replace_day(
@@ -77,10 +66,10 @@ def replace_day(
     objects: int = 0,
 ) -> Drift:
     """Make ``day`` final with ``corrections`` (table -> contracts §3 rows), in one
-    transaction on ``conn``; returns the drift of each daily table's replaced rows.
-    ``keys`` names the correction objects in S3 (Redshift stages them from there);
-    ``contained`` the aggregate batches whose events the corrections contain, of the
-    ``objects`` raw objects the job listed."""
+    transaction on ``conn`` (``eventpipe.loader.warehouse.replace_day``); returns the drift
+    of each daily table's replaced rows, measured inside it. ``keys`` names the correction
+    objects in S3 (Redshift stages them from there); ``contained`` the aggregate batches
+    whose events the corrections contain, of the ``objects`` raw objects the job listed."""
     cutoff = day + timedelta(days=lateness_days)
     keys = keys or {}
     batches = {
@@ -92,20 +81,15 @@ def replace_day(
         batches[ASSIGNMENTS] = batch_from_rows(
             keys.get(ASSIGNMENTS, ASSIGNMENTS), ASSIGNMENTS, corrections[ASSIGNMENTS]
         )
-    report: Drift = {}
-    try:
-        with conn.cursor() as cur:  # opens the transaction warehouse_replace_day commits
-            for table in (*DAILY_TABLES, ASSIGNMENTS):
-                cur.execute(dialect.lock(schema, table))
-            for statement in record_final_batches(schema, day, contained):
-                cur.execute(statement)
-            for table in DAILY_TABLES:
-                final = add_counts(
-                    daily_counts(table, corrections.get(table, ())), late_deltas(cur, schema, table, day)
-                )
-                report[table] = drift(read_day(cur, schema, table, day), final)
-        warehouse_replace_day(conn, dialect, schema, day, cutoff, batches, None, objects)
-    except BaseException:
-        conn.rollback()
-        raise
-    return report
+
+    def measure(cur: Cursor) -> Drift:
+        report: Drift = {}
+        for table in DAILY_TABLES:
+            final = add_counts(
+                daily_counts(table, corrections.get(table, ())), late_deltas(cur, schema, table, day)
+            )
+            report[table] = drift(read_day(cur, schema, table, day), final)
+        return report
+
+    report = warehouse_replace_day(conn, dialect, schema, day, cutoff, batches, contained, objects, measure)
+    return report if report is not None else {}

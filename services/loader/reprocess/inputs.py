@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from psycopg2 import sql
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from eventpipe.keys import raw_day_prefix
 from eventpipe.loader.batches import CorruptBatch
+from eventpipe.loader.dialects.bookkeeping import assignments_before, identity_links
 from eventpipe.loader.reprocess.lines import event_lines
-from eventpipe.loader.tables import IDENTITIES
 from eventpipe.s3 import list_keys
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
@@ -153,13 +152,10 @@ def export_snapshot(conn: Any, schema: str, day: date, path: Path) -> int:
     returns the row count. Timestamps in the ``…SSS Z`` form so they compare as text
     with the events' own."""
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    query = sql.SQL(
-        "SELECT experiment_id, user_key, variant, first_exposed_at FROM {} WHERE first_exposed_at < %s"
-    ).format(sql.Identifier(schema, "experiment_assignments"))
     rows = 0
     with conn, conn.cursor(name="ep_reprocess_snapshot") as cur, path.open("wb") as sink:
         cur.itersize = 10_000  # server-side cursor: the table can be large
-        cur.execute(query, (midnight,))
+        cur.execute(assignments_before(schema, midnight))
         for experiment_id, user, variant, first in cur:
             row = {"experiment_id": experiment_id, "user_key": user, "variant": variant}
             row["first_exposed_at"] = format_ts(first)
@@ -171,13 +167,10 @@ def export_snapshot(conn: Any, schema: str, day: date, path: Path) -> int:
 def export_identities(conn: Any, schema: str, path: Path) -> int:
     """Write every identity link the warehouse holds (contracts §7) as JSONL, so links of
     any earlier day re-attribute the window's events; returns the row count."""
-    query = sql.SQL("SELECT anonymous_id, user_id, linked_at, message_id FROM {}").format(
-        sql.Identifier(schema, IDENTITIES.name)
-    )
     rows = 0
     with conn, conn.cursor(name="ep_reprocess_identities") as cur, path.open("wb") as sink:
         cur.itersize = 10_000
-        cur.execute(query)
+        cur.execute(identity_links(schema))
         for anonymous_id, user_id, linked_at, message_id in cur:
             row = {"anonymous_id": anonymous_id, "user_id": user_id, "linked_at": format_ts(linked_at)}
             row["message_id"] = message_id
