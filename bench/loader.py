@@ -18,11 +18,12 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from eventpipe.bootstrap import build_loader, build_warehouse
 from eventpipe.events import normalize
 from eventpipe.keys import raw_key
-from eventpipe.loader.runner import Limits, Loader
+from eventpipe.loader.runner import Limits
 from eventpipe.loader.tables import EVENTS, JSON
-from eventpipe.loader.warehouse import Warehouse, migrate
+from eventpipe.loader.warehouse import migrate
 from eventpipe.s3 import gzip_json_rows, s3_client
 from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
@@ -71,7 +72,7 @@ def drop_schemas(settings: Settings, schemas: list[str]) -> None:
 
 
 def _loader_seconds(settings: Settings, s3: Any) -> float:
-    loader = Loader(settings, s3=s3, limits=Limits(group_objects=OBJECTS, scan_interval_s=0))
+    loader = build_loader(settings, s3=s3, limits=Limits(group_objects=OBJECTS, scan_interval_s=0))
     loader.start()
     started = time.perf_counter()
     loaded = loader.run_once()
@@ -82,7 +83,7 @@ def _loader_seconds(settings: Settings, s3: Any) -> float:
 
 
 def _copy_seconds(settings: Settings, payload: bytes) -> float:
-    ceiling = Warehouse(settings)
+    ceiling = build_warehouse(settings)
     migrate(ceiling)  # the same events table, primary key included
     copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
         sql.Identifier(ceiling.schema, "events"), sql.SQL(", ").join(map(sql.Identifier, EVENTS.column_names))

@@ -19,10 +19,11 @@ from typing import Any
 from psycopg2 import sql
 
 from bench.loader import drop_schemas
+from eventpipe.bootstrap import build_warehouse
 from eventpipe.events import normalize
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.load import load_group
-from eventpipe.loader.warehouse import Warehouse, migrate
+from eventpipe.loader.warehouse import migrate
 from eventpipe.reports import sqlbuild
 from eventpipe.reports import warehouse as wh
 from eventpipe.settings import Settings
@@ -38,7 +39,7 @@ def _fill(settings: Settings, users: int) -> int:
         normalize(m, event_type=None, received_at=NOW, source="bench")
         for m in messages(seed=3, shape=TrafficShape(users=users), now=NOW)
     ]
-    store = Warehouse(settings)
+    store = build_warehouse(settings)
     try:
         migrate(store)
         for start in range(0, len(traffic), CHUNK):

@@ -22,6 +22,7 @@ def _day(text: str) -> date:
 def _reprocess(args: argparse.Namespace) -> int:
     import orjson
 
+    from eventpipe.bootstrap import build_reprocess
     from eventpipe.errors import EventpipeError
     from eventpipe.loader.reprocess.pipeline import QUARANTINE_WAIT_S, CorruptInputs, ReprocessBusy, run_day
     from eventpipe.logs import configure
@@ -30,14 +31,16 @@ def _reprocess(args: argparse.Namespace) -> int:
     configure()
     try:
         wait_s = QUARANTINE_WAIT_S if args.quarantine_wait_s is None else args.quarantine_wait_s
+        settings = get_settings()
         result = run_day(
-            get_settings(),
+            settings,
             args.date,
             args.lateness_days,
             args.runner,
             progress=sys.stderr.isatty(),
             quarantine_wait_s=wait_s,
             engine=getattr(args, "engine", None),  # a Namespace built by hand may lack it
+            adapters=build_reprocess(settings),
         )
     except ReprocessBusy as exc:
         print(f"eventpipe reprocess: {exc}", file=sys.stderr)

@@ -17,17 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg2
-
-from eventpipe.clock import Clock, SystemClock
-from eventpipe.errors import StorageError, WarehouseError
+from eventpipe.clock import Clock
+from eventpipe.errors import StorageError, WarehouseError, WarehouseRefused
 from eventpipe.loader import state
 from eventpipe.loader.batches import Batch, CorruptBatch
 from eventpipe.loader.discovery import Candidate, Notices, fetch_batch, list_candidates, next_watermark
 from eventpipe.loader.load import LoadResult, load_group
 from eventpipe.loader.metrics import LoaderMetrics
 from eventpipe.loader.warehouse import Warehouse, loaded_keys, migrate, quarantine, quarantined_keys
-from eventpipe.s3 import s3_client
 from eventpipe.settings import Settings
 from eventpipe.timeutil import parse_ts
 
@@ -70,33 +67,40 @@ class Fetching:
         return self._future.result().sample_received_at(count)
 
 
+def retry_counter(metrics: LoaderMetrics) -> Callable[[BaseException], None]:
+    """The warehouse's ``on_retry``: each retried error is counted and marks it down."""
+
+    def count(exc: BaseException) -> None:
+        metrics.warehouse_errors.labels(type(exc).__name__).inc()
+        metrics.warehouse_up.set(0)
+
+    return count
+
+
 class Loader:
+    """Built by ``eventpipe.bootstrap.build_loader``, which chooses the adapters: the
+    warehouse (its dialect decides whether objects are downloaded), the S3 client, the
+    notices consumer (None: S3 listing only) and the clock."""
+
     def __init__(
         self,
         settings: Settings,
         *,
-        warehouse: Warehouse | None = None,
-        s3: Any = None,
+        warehouse: Warehouse,
+        s3: Any,
+        metrics: LoaderMetrics,
+        clock: Clock,
         notices: Notices | None = None,
-        metrics: LoaderMetrics | None = None,
         limits: Limits | None = None,
         before_commit: Callable[[], None] | None = None,
-        clock: Clock | None = None,
     ) -> None:
         self.settings, self.limits = settings, limits or Limits()
-        self.clock = clock or SystemClock()
-        self.metrics = metrics or LoaderMetrics()
-        self.s3 = s3 if s3 is not None else s3_client(settings)
-        self.wh = warehouse or Warehouse(settings, on_retry=self._count_retry)
+        self.clock, self.metrics, self.s3, self.wh = clock, metrics, s3, warehouse
         self.notices, self.before_commit = notices, before_commit
         self.pending: dict[str, Candidate] = {}
         self._first_seen: dict[str, float] = {}
         self._last_scan = self._last_deep_scan = -1e18
         self._pool = ThreadPoolExecutor(self.limits.fetch_threads, thread_name_prefix="loader-fetch")
-
-    def _count_retry(self, exc: BaseException) -> None:
-        self.metrics.warehouse_errors.labels(type(exc).__name__).inc()
-        self.metrics.warehouse_up.set(0)
 
     def start(self) -> None:
         migrate(self.wh)
@@ -164,7 +168,7 @@ class Loader:
         self._first_seen.pop(key, None)
 
     def _load(self, table: str, group: list[Candidate]) -> int:
-        if getattr(self.wh.dialect, "reads_s3_itself", False):
+        if self.wh.dialect.reads_s3_itself:
             return self._load_batches(table, [Batch(c.key, table, []) for c in group])
         bucket = self.settings.s3_bucket
         batches = [
@@ -174,7 +178,7 @@ class Loader:
         return self._load_batches(table, batches)
 
     def _load_batches(self, table: str, batches: list[Any]) -> int:
-        started = time.perf_counter()
+        started = time.perf_counter()  # a duration metric: real time even under a test clock
         wh = self.wh
         try:
             result = wh.run(
@@ -198,13 +202,12 @@ class Loader:
         except WarehouseError:
             self.metrics.warehouse_up.set(0)
             raise
-        except psycopg2.Error as exc:
-            if not wh.dialect.is_data_error(exc):
+        except WarehouseRefused as exc:
+            if not exc.data_error:
                 raise  # a bug or a permissions problem: no batch is to blame
             if len(batches) > 1:  # the warehouse refused the data: find the culprit, load the others
                 return sum(self._load_batches(table, [b]) for b in batches)
-            reason = wh.dialect.data_error_reason(exc)
-            self._quarantine(batches[0].key, table, reason, str(exc.pgerror or exc))
+            self._quarantine(batches[0].key, table, exc.reason or "rejected_by_warehouse", exc.detail)
             return 0
         self.metrics.warehouse_up.set(1)
         self.metrics.load_seconds.labels(table).observe(time.perf_counter() - started)
@@ -279,7 +282,7 @@ class Loader:
                 log.exception("object store error; retrying")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-            except psycopg2.Error:  # not transient and not the data's fault: keep trying, loudly
+            except WarehouseRefused:  # not transient and not the data's fault: keep trying, loudly
                 log.exception("warehouse refused a statement; retrying")
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)

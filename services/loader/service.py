@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from eventpipe.bootstrap import build_loader, build_reprocess, warehouse_factory
 from eventpipe.checks.run import after_nightly
 from eventpipe.errors import WarehouseError
 from eventpipe.loader.discovery import Notices
@@ -50,8 +51,10 @@ def _start(loader: Loader, stop: threading.Event) -> bool:
 def run(settings: Settings, stop: threading.Event) -> None:
     metrics = LoaderMetrics()
     server, _ = start_http_server(settings.loader_port, addr=settings.loader_host, registry=metrics.registry)
-    loader = Loader(settings, metrics=metrics, notices=_notices(settings))
-    verifier = DayVerifier(settings, registry=metrics.registry)  # issue 11: the numbers check themselves
+    loader = build_loader(settings, metrics=metrics, notices=_notices(settings))
+    sessions = warehouse_factory(settings, loader.wh.dialect)
+    # issue 11: the numbers check themselves
+    verifier = DayVerifier(settings, registry=metrics.registry, warehouse=sessions)
     # issue 5: closed days, off-loop; each day made final is verified right after
     data_checks = after_nightly(settings, metrics.registry)  # issue 18: the data tests of that day
 
@@ -59,7 +62,8 @@ def run(settings: Settings, stop: threading.Event) -> None:
         verifier.final_day(result)
         data_checks(result)
 
-    nightly = NightlyScheduler(settings, registry=metrics.registry, after_day=after_day)
+    adapters = build_reprocess(settings, s3=loader.s3, dialect=loader.wh.dialect)
+    nightly = NightlyScheduler(settings, registry=metrics.registry, after_day=after_day, adapters=adapters)
     log.info(
         "loader started",
         extra={

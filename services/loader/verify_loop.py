@@ -62,9 +62,19 @@ def confirmed(first: Verification, second: Verification) -> Verification:
 
 
 def verify_and_export(
-    settings: Settings, day: date, registry: CollectorRegistry | None = None, confirm_after_s: float = 0.0
+    settings: Settings,
+    day: date,
+    registry: CollectorRegistry | None = None,
+    confirm_after_s: float = 0.0,
+    warehouse: Callable[[str], Warehouse] | None = None,
 ) -> Verification:
-    wh = Warehouse(settings, application_name="eventpipe-verify")
+    """Verify ``day`` on a session of its own (``warehouse``: application_name -> Warehouse,
+    from the composition root; None: the settings' warehouse) and export the gauges."""
+    if warehouse is None:
+        from eventpipe.bootstrap import warehouse_factory
+
+        warehouse = warehouse_factory(settings)
+    wh = warehouse("eventpipe-verify")
     try:
         result = wh.run(lambda conn: verify_day(conn, wh.dialect, wh.schema, day))
         if not result.ok and confirm_after_s > 0:
@@ -95,9 +105,10 @@ class DayVerifier:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
         confirm_after_s: float = 30.0,
+        warehouse: Callable[[str], Warehouse] | None = None,
     ) -> None:
         self.settings, self.registry, self.clock = settings, registry, clock
-        self.confirm_after_s = confirm_after_s
+        self.confirm_after_s, self.warehouse = confirm_after_s, warehouse
         self._thread: threading.Thread | None = None
         self._next = 0.0
 
@@ -124,6 +135,6 @@ class DayVerifier:
 
     def _check(self, day: date) -> None:
         try:
-            verify_and_export(self.settings, day, self.registry, self.confirm_after_s)
+            verify_and_export(self.settings, day, self.registry, self.confirm_after_s, self.warehouse)
         except Exception:  # the next tick tries again; the gauge keeps its last value
             log.exception("verify failed", extra={"day": day.isoformat()})

@@ -9,7 +9,8 @@ import json
 
 import httpx
 
-from eventpipe.loader.runner import Limits, Loader
+from eventpipe.bootstrap import build_loader
+from eventpipe.loader.runner import Limits
 from tests.support.clock import ManualClock
 from tests.support.kafka import read_topic
 from tests.support.loader import NOW, query, write_raw
@@ -46,7 +47,7 @@ def test_reject_and_flag_per_source(topics, s3, pg_schema, tmp_path):
     assert not any("trackingPlan" in e["value"]["context"] for e in events)
 
     write_raw(s3, topics, [e["value"] for e in events], per_object=len(events))
-    loader = Loader(
+    loader = build_loader(
         topics, s3=s3, limits=Limits(scan_interval_s=0, deep_scan_interval_s=0), clock=ManualClock(NOW)
     )
     loader.start()

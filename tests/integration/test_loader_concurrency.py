@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from eventpipe.loader.runner import Limits, Loader
+from eventpipe.bootstrap import build_loader
+from eventpipe.loader.runner import Limits
 from tests.support.loader import (
     drop_primary_keys,
     expected_events,
@@ -21,6 +22,9 @@ from tests.support.loader import (
 pytestmark = pytest.mark.integration
 
 
+TWO_PER_GROUP = Limits(group_objects=2, scan_interval_s=0, deep_scan_interval_s=0)
+
+
 @pytest.mark.parametrize("constraints", ["with_pk", "without_pk"])
 def test_two_loaders_load_each_batch_once(settings, s3, pg_schema, constraints):
     events = synthetic_events(users=30)
@@ -31,10 +35,7 @@ def test_two_loaders_load_each_batch_once(settings, s3, pg_schema, constraints):
         assignment = {"experiment_id": "x", "user_key": f"u{n % 3}", "variant": f"v{n}",
                       "first_exposed_at": f"2026-11-20T10:00:0{9 - n}.000Z"}  # fmt: skip
         keys.append(write_agg(s3, settings, "experiment_assignments", [assignment], n))
-    loaders = [
-        Loader(settings, s3=s3, limits=Limits(group_objects=2, scan_interval_s=0, deep_scan_interval_s=0))
-        for _ in range(2)
-    ]
+    loaders = [build_loader(settings, s3=s3, limits=TWO_PER_GROUP) for _ in range(2)]
     loaders[0].start()
     loaders[1].start()  # a concurrent start-up re-runs no migration
     if constraints == "without_pk":

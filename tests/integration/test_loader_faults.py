@@ -12,8 +12,9 @@ import time
 import psycopg2
 import pytest
 
-from eventpipe.loader.runner import Limits, Loader
-from eventpipe.loader.warehouse import Warehouse
+from eventpipe.bootstrap import build_loader, build_warehouse
+from eventpipe.loader.metrics import LoaderMetrics
+from eventpipe.loader.runner import Limits, retry_counter
 from tests.support.loader import (
     expected_events,
     loaded_events,
@@ -28,14 +29,15 @@ LIMITS = Limits(group_objects=50, scan_interval_s=0, deep_scan_interval_s=0)
 CHILD = """
 import sys, time
 from eventpipe.settings import Settings
-from eventpipe.loader.runner import Limits, Loader
+from eventpipe.bootstrap import build_loader
+from eventpipe.loader.runner import Limits
 
 def hang():  # COPY and merge are done, the ledger row is written: stop before COMMIT
     print("READY", flush=True)
     time.sleep(120)
 
 settings = Settings.model_validate_json(sys.argv[1])
-loader = Loader(settings, before_commit=hang, limits=Limits(group_objects=50, scan_interval_s=0))
+loader = build_loader(settings, before_commit=hang, limits=Limits(group_objects=50, scan_interval_s=0))
 loader.start()
 loader.run_once()
 """
@@ -60,7 +62,7 @@ def test_kill_9_between_copy_and_commit_then_restart(settings, s3, pg_schema):
     assert child.returncode == -signal.SIGKILL
     assert query(settings, "SELECT COUNT(*) FROM load_ledger") == [(0,)]
     assert query(settings, "SELECT COUNT(*) FROM events") == [(0,)]
-    loader = Loader(settings, s3=s3, limits=LIMITS)  # the restart
+    loader = build_loader(settings, s3=s3, limits=LIMITS)  # the restart
     try:
         loader.start()
         assert loader.run_once() == len(keys)  # waits for the dead session's lock to go
@@ -93,14 +95,17 @@ def test_backend_terminated_mid_load_recovers(settings, s3, pg_schema, unique):
         if not terminated:  # only the first attempt: the retry must succeed
             terminated.append(_terminate(settings, name))
 
-    loader = Loader(
+    metrics = LoaderMetrics()
+    loader = build_loader(
         settings,
         s3=s3,
         limits=LIMITS,
-        warehouse=Warehouse(settings, application_name=name, max_wait_s=1),
+        metrics=metrics,
+        warehouse=build_warehouse(
+            settings, application_name=name, max_wait_s=1, on_retry=retry_counter(metrics)
+        ),
         before_commit=kill_own_backend,
     )
-    loader.wh.on_retry = loader._count_retry
     try:
         loader.start()
         assert loader.run_once() == len(keys)
@@ -120,12 +125,12 @@ def test_backend_terminated_mid_load_recovers(settings, s3, pg_schema, unique):
 def test_unreachable_warehouse_skips_nothing(settings, s3, pg_schema):
     events = synthetic_events(users=10)
     keys = write_raw(s3, settings, events, per_object=100)
-    good = Warehouse(settings, max_wait_s=0.2)
-    loader = Loader(settings, s3=s3, limits=LIMITS, warehouse=good)
+    good = build_warehouse(settings, max_wait_s=0.2)
+    loader = build_loader(settings, s3=s3, limits=LIMITS, warehouse=good)
     try:
         loader.start()
         down = settings.model_copy(update={"warehouse_dsn": "postgresql://eventpipe:eventpipe@127.0.0.1:1/x"})
-        loader.wh = Warehouse(down, attempts=3, max_wait_s=0.2, on_retry=loader._count_retry)
+        loader.wh = build_warehouse(down, attempts=3, max_wait_s=0.2, on_retry=retry_counter(loader.metrics))
         loader.pending.clear()
         from eventpipe.errors import WarehouseError
 

@@ -9,10 +9,11 @@ import orjson
 import psycopg2
 import pytest
 
+from eventpipe.bootstrap import build_loader
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.dialects import get_dialect
 from eventpipe.loader.migrations import migrate
-from eventpipe.loader.runner import Limits, Loader
+from eventpipe.loader.runner import Limits
 from eventpipe.loader.warehouse import replace_day
 from eventpipe.timeutil import format_ts, parse_ts
 from tests.support.clock import ManualClock
@@ -38,7 +39,7 @@ SNAPSHOT = (
 
 def make_loader(settings, s3, clock=None, limits=None, **kw):
     limits = limits or Limits(group_objects=3, scan_interval_s=0, deep_scan_interval_s=0)
-    loader = Loader(settings, s3=s3, limits=limits, clock=clock or ManualClock(NOW), **kw)
+    loader = build_loader(settings, s3=s3, limits=limits, clock=clock or ManualClock(NOW), **kw)
     loader.start()
     return loader
 

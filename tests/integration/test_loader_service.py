@@ -13,8 +13,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer, TopicPartition
 
+from eventpipe.bootstrap import build_loader
 from eventpipe.loader.discovery import Notices
-from eventpipe.loader.runner import Limits, Loader
+from eventpipe.loader.runner import Limits
 from tests.support.loader import (
     expected_events,
     loaded_events,
@@ -43,7 +44,7 @@ def test_notices_alone_load_batches_and_commit_offsets(settings, topics, s3, pg_
     keys = write_raw(s3, settings, events, per_object=100)
     publish_notices(settings, keys)
     notices = Notices(settings)
-    loader = Loader(settings, s3=s3, notices=notices, limits=Limits(scan_interval_s=math.inf))
+    loader = build_loader(settings, s3=s3, notices=notices, limits=Limits(scan_interval_s=math.inf))
     try:
         loader.start()
         deadline, loaded = time.monotonic() + 30, 0

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from eventpipe.bootstrap import build_warehouse
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.load import load_group
-from eventpipe.loader.warehouse import Warehouse
 from tests.support.identities import stitched_histories
 from tests.support.reprocess import assert_days_equal_the_truth, prepare, reprocess_days
 from tests.support.warehouse import fresh_example
@@ -24,7 +24,7 @@ DAYS = [date(2026, 11, 24) + timedelta(days=n) for n in range(4)]
 
 
 def load_events(settings: Any, history: list[dict[str, Any]]) -> None:
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     try:
         batch = batch_from_rows(settings.s3_prefix + "raw/events/all.jsonl.gz", "events", history)
         wh.run(lambda conn: load_group(conn, wh.dialect, wh.schema, "events", [batch]))

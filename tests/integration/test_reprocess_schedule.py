@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
+from eventpipe.bootstrap import build_warehouse
 from eventpipe.loader.reprocess.pipeline import run_day
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
-from eventpipe.loader.warehouse import Warehouse, migrate
+from eventpipe.loader.warehouse import migrate
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # day 26 (L=1) became due at 02:00
@@ -18,7 +19,7 @@ NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)  # day 26 (L=1) became due at 02:
 
 def test_due_days_run_once_in_order_in_the_background(s3, settings, pg_schema):
     settings = settings.model_copy(update={"reprocess_lookback_days": 3})
-    migrate(Warehouse(settings))
+    migrate(build_warehouse(settings))
     registry = CollectorRegistry()
     gate = threading.Event()  # holds the round open, so the second tick meets it running
 

@@ -173,8 +173,8 @@ class MemoryS3:
 
 
 def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows():
-    from eventpipe.loader.batches import Batch
     from eventpipe.bootstrap import build_dialect
+    from eventpipe.loader.batches import Batch
     from eventpipe.settings import Settings
 
     s3 = MemoryS3()

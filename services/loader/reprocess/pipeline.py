@@ -3,8 +3,9 @@
 Every step is repeatable: the job is a pure function of the raw archive and the snapshot,
 the correction objects are deterministic (same rows, same bytes), and the replacement is
 one transaction computed from them -- so a crash anywhere is repaired by running the day
-again. A PostgreSQL advisory lock keyed by (schema, day) keeps two runs of the same day
-(CLI and scheduler, or two loader replicas) from overlapping; it dies with the session.
+again. The dialect's day lock (an advisory lock on PostgreSQL, a lock row owned by a live
+session on Redshift) keeps two runs of the same day (CLI and scheduler, or two loader
+replicas) from overlapping; it dies with the session.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -25,12 +25,12 @@ from prometheus_client import CollectorRegistry
 
 from eventpipe.errors import EventpipeError, StorageError
 from eventpipe.keys import corrections_key, cut_agg_key
+from eventpipe.loader.dialects import Dialect
+from eventpipe.loader.reprocess.corrupt import CorruptInputs, account, settle_corrupt
 from eventpipe.loader.reprocess.engines import Corrections, engine_for
 from eventpipe.loader.reprocess.finalize import Drift, replace_day
 from eventpipe.loader.reprocess.inputs import (
-    QUARANTINED,
     Inputs,
-    SkippedObject,
     download_inputs,
     export_identities,
     export_snapshot,
@@ -39,8 +39,8 @@ from eventpipe.loader.reprocess.inputs import (
 )
 from eventpipe.loader.reprocess.metrics import ReprocessMetrics, reprocess_metrics
 from eventpipe.loader.reprocess.rows import DAILY_TABLES, TABLES, window
-from eventpipe.loader.warehouse import Warehouse, connect, loaded_keys, quarantined_keys
-from eventpipe.s3 import gzip_json_rows, s3_client
+from eventpipe.loader.warehouse import Warehouse, held_day_lock
+from eventpipe.s3 import gzip_json_rows
 from eventpipe.settings import Settings
 
 log = logging.getLogger("eventpipe.loader.reprocess")
@@ -54,25 +54,13 @@ class ReprocessBusy(EventpipeError):
     """Another run holds the day's lock; nothing was done."""
 
 
-class CorruptInputs(EventpipeError):
-    """Raw objects of the window the loader would refuse but has not quarantined: the day is
-    not made final with data the warehouse may yet load (or never will); nothing was written."""
+@dataclass
+class ReprocessAdapters:
+    """What a run uses (``eventpipe.bootstrap.build_reprocess`` makes the real ones)."""
 
-    def __init__(self, day: date, corrupt: list[SkippedObject], loaded: set[str]) -> None:
-        listed = "; ".join(f"{o.key} ({o.reason}: {o.detail})" for o in corrupt)
-        text = (
-            f"day {day} not made final: {len(corrupt)} raw object(s) of its window are corrupt and not "
-            f"in the loader's quarantine table: {listed}. Quarantine each (a running loader does within "
-            "one S3 listing; by hand: docs/reprocess.md 'Corrupt raw objects') or repair it, then rerun."
-        )
-        if loaded:
-            text += (
-                f" {len(loaded)} of them are in the load ledger: the warehouse loaded lines the job "
-                f"refuses, so the two line checks disagree (a bug in eventpipe.loader.reprocess.lines): "
-                f"{', '.join(sorted(loaded))}"
-            )
-        super().__init__(text)
-        self.day, self.corrupt, self.loaded = day, corrupt, loaded
+    s3: Any  # a boto3 S3 client: the raw archive, the corrections
+    dialect: Dialect
+    warehouse: Callable[[str], Warehouse]  # application_name -> a session of the run's own
 
 
 @dataclass
@@ -91,27 +79,13 @@ class DayResult:
     engine: str = "mrjob"  # which engine ran the job (engines.ENGINES)
 
 
-def lock_ids(schema: str, day: date) -> tuple[int, int]:
-    """The advisory lock's two int4 keys: a namespace per warehouse schema, and the day."""
-    return zlib.crc32(f"eventpipe.reprocess:{schema}".encode()) - 2**31, day.toordinal()
-
-
 @contextmanager
-def day_lock(settings: Settings, day: date) -> Iterator[None]:
-    conn = connect(settings, "eventpipe-reprocess-lock")
-    conn.autocommit = True
-    ids = lock_ids(settings.warehouse_schema, day)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_lock(%s, %s)", ids)
-            if not cur.fetchone()[0]:
-                raise ReprocessBusy(f"day {day} is being reprocessed by another run")
-            try:
-                yield
-            finally:
-                cur.execute("SELECT pg_advisory_unlock(%s, %s)", ids)
-    finally:
-        conn.close()
+def day_lock(settings: Settings, day: date, dialect: Dialect | None = None) -> Iterator[None]:
+    """Hold the nightly job's lock of ``day``; ``ReprocessBusy`` if another run holds it."""
+    with held_day_lock(settings, dialect or _adapters(settings).dialect, day) as held:
+        if not held:
+            raise ReprocessBusy(f"day {day} is being reprocessed by another run")
+        yield
 
 
 def write_corrections(client: Any, settings: Settings, day: date, corrections: Corrections) -> dict[str, str]:
@@ -125,10 +99,24 @@ def write_corrections(client: Any, settings: Settings, day: date, corrections: C
     return keys
 
 
+def _adapters(settings: Settings) -> ReprocessAdapters:
+    """The real adapters, for callers that pass none (scripts, tests): the entry points pass
+    what the composition root built."""
+    from eventpipe.bootstrap import build_reprocess
+
+    return build_reprocess(settings)
+
+
 def _gather(
-    settings: Settings, wh: Warehouse, day: date, lateness: int, runner: str, tmp: Path, progress: bool
-) -> tuple[Any, Inputs]:
-    client = s3_client(settings)
+    settings: Settings,
+    wh: Warehouse,
+    client: Any,
+    day: date,
+    lateness: int,
+    runner: str,
+    tmp: Path,
+    progress: bool,
+) -> Inputs:
     schema = settings.warehouse_schema
     try:
         objects = raw_objects(client, settings, window(day, lateness))
@@ -141,52 +129,7 @@ def _gather(
         inputs.listed = keys
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"reading the raw archive for {day} failed: {exc}") from exc
-    return client, inputs
-
-
-def settle_corrupt(wh: Warehouse, day: date, inputs: Inputs, wait_s: float, poll_s: float) -> set[str]:
-    """Objects the job refused: skipped once the loader has quarantined them -- it may not
-    have seen them yet, so wait up to ``wait_s`` -- else ``CorruptInputs``. At once if one
-    is in the load ledger (the two line checks disagree: waiting cannot help). Returns the
-    still-corrupt keys the ledger holds."""
-    schema = wh.schema
-    pending = {o.key: o for o in inputs.corrupt}
-    deadline = time.monotonic() + wait_s
-    loaded: set[str] = set()
-    while pending:
-        keys = sorted(pending)
-        for key in wh.run(lambda conn, keys=keys: quarantined_keys(conn, schema, keys)):
-            inputs.skipped.append(SkippedObject(key, QUARANTINED, pending.pop(key).detail))
-        if not pending:
-            break
-        keys = sorted(pending)
-        loaded = wh.run(lambda conn, keys=keys: loaded_keys(conn, schema, keys))
-        left = deadline - time.monotonic()
-        if loaded or left <= 0:
-            break
-        log.warning(
-            "corrupt raw objects not quarantined yet: waiting for the loader",
-            extra={"day": day.isoformat(), "keys": sorted(pending), "wait_s": round(left, 1)},
-        )
-        time.sleep(min(poll_s, left))
-    inputs.corrupt = list(pending.values())
-    return loaded if pending else set()
-
-
-def _account(metrics: ReprocessMetrics, day: date, inputs: Inputs) -> None:
-    """A log line and a count per object left out (JSON logs: key, reason, detail)."""
-    for o in inputs.skipped:
-        metrics.skipped_objects.labels(QUARANTINED).inc()
-        log.warning(
-            "raw object skipped: quarantined by the loader",
-            extra={"day": day.isoformat(), "key": o.key, "reason": o.reason, "detail": o.detail},
-        )
-    for o in inputs.corrupt:
-        metrics.skipped_objects.labels(o.reason).inc()
-        log.error(
-            "corrupt raw object not quarantined: the day is not made final",
-            extra={"day": day.isoformat(), "key": o.key, "reason": o.reason, "detail": o.detail},
-        )
+    return inputs
 
 
 def _run(
@@ -199,19 +142,20 @@ def _run(
     metrics: ReprocessMetrics,
     wait_s: float,
     engine: str,
+    adapters: ReprocessAdapters,
 ) -> DayResult:
     started = time.monotonic()
     job = engine_for(settings, engine, runner)  # before any work: a bad combination fails at once
-    wh = Warehouse(settings, application_name="eventpipe-reprocess")
+    wh, client = adapters.warehouse("eventpipe-reprocess"), adapters.s3
     try:
         snapshot = tmp / "assignments.jsonl"
         schema = settings.warehouse_schema
         snapshot_rows = wh.run(lambda conn: export_snapshot(conn, schema, day, snapshot))
         identities = tmp / "identities.jsonl"
         wh.run(lambda conn: export_identities(conn, schema, identities))
-        client, inputs = _gather(settings, wh, day, lateness, runner, tmp, progress)
+        inputs = _gather(settings, wh, client, day, lateness, runner, tmp, progress)
         loaded = settle_corrupt(wh, day, inputs, wait_s, QUARANTINE_POLL_S)
-        _account(metrics, day, inputs)
+        account(metrics, day, inputs)
         if inputs.corrupt:
             raise CorruptInputs(day, inputs.corrupt, loaded)
         corrections: Corrections = {t: [] for t in TABLES}
@@ -248,6 +192,7 @@ def run_day(
     progress: bool = False,
     quarantine_wait_s: float = QUARANTINE_WAIT_S,
     engine: str | None = None,
+    adapters: ReprocessAdapters | None = None,
 ) -> DayResult:
     """Reprocess ``day`` and make it final; raises ``ReprocessBusy`` if it is already running,
     ``CorruptInputs`` (nothing written) if a raw object of its window is corrupt and not
@@ -257,11 +202,24 @@ def run_day(
     engine = engine or settings.reprocess_engine
     metrics = reprocess_metrics(registry)
     context = {"day": day.isoformat(), "lateness_days": lateness, "runner": runner, "engine": engine}
+    adapters = adapters or _adapters(settings)
     try:
-        with day_lock(settings, day), tempfile.TemporaryDirectory(prefix="ep-reprocess-") as tmp:
+        with (
+            day_lock(settings, day, adapters.dialect),
+            tempfile.TemporaryDirectory(prefix="ep-reprocess-") as tmp,
+        ):
             log.info("reprocess started", extra=context)
             result = _run(
-                settings, day, lateness, runner, Path(tmp), progress, metrics, quarantine_wait_s, engine
+                settings,
+                day,
+                lateness,
+                runner,
+                Path(tmp),
+                progress,
+                metrics,
+                quarantine_wait_s,
+                engine,
+                adapters,
             )
     except ReprocessBusy:
         raise

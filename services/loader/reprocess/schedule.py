@@ -17,11 +17,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
-from psycopg2 import sql
 
+from eventpipe.loader.dialects import Statement
+from eventpipe.loader.dialects.bookkeeping import day_status_since, touched_before
 from eventpipe.loader.reprocess.metrics import reprocess_metrics
-from eventpipe.loader.reprocess.pipeline import DayResult, ReprocessBusy, run_day
-from eventpipe.loader.warehouse import Warehouse
+from eventpipe.loader.reprocess.pipeline import DayResult, ReprocessAdapters, ReprocessBusy, run_day
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
 
@@ -64,11 +64,21 @@ class NightlyScheduler:
         run: Callable[..., DayResult] = run_day,
         check_every_s: float = 60.0,
         after_day: Callable[[DayResult], None] | None = None,
+        adapters: ReprocessAdapters | None = None,  # None: made on first use (scripts, tests)
     ) -> None:
         self.settings, self.registry, self.clock, self.run = settings, registry, clock, run
+        self._adapters = adapters
         self.check_every_s, self.after_day = check_every_s, after_day
         self._thread: threading.Thread | None = None
         self._next_check = 0.0
+
+    @property
+    def adapters(self) -> ReprocessAdapters:
+        if self._adapters is None:
+            from eventpipe.bootstrap import build_reprocess
+
+            self._adapters = build_reprocess(self.settings)
+        return self._adapters
 
     def due_days(self, now: datetime | None = None) -> list[date]:
         return [day for day, _ in self.due(now)]
@@ -77,17 +87,11 @@ class NightlyScheduler:
         """Due days, oldest first, each with the lateness to run it with (None: the setting)."""
         s, now = self.settings, now or self.clock()
         days = candidate_days(now, s.reprocess_lateness_days, s.reprocess_hour_utc, s.reprocess_lookback_days)
-        query = sql.SQL("SELECT day, is_final, finalized_at FROM {} WHERE day >= %s").format(
-            sql.Identifier(s.warehouse_schema, "day_status")
-        )
-        touched_query = sql.SQL(
-            "SELECT day, touched_received_day FROM {} WHERE touched_at IS NOT NULL AND touched_at < %s"
-        ).format(sql.Identifier(s.warehouse_schema, "day_watermark"))
-        wh = Warehouse(s, application_name="eventpipe-reprocess-scheduler")
+        since = last_nightly(now, s.reprocess_hour_utc)
+        wh = self.adapters.warehouse("eventpipe-reprocess-scheduler")
         try:
-            rows = wh.run(lambda conn: _fetch(conn, query, (days[0],)))
-            since = last_nightly(now, s.reprocess_hour_utc)
-            touched = wh.run(lambda conn: _fetch(conn, touched_query, (since,)))
+            rows = wh.run(lambda conn: _fetch(conn, day_status_since(s.warehouse_schema, days[0])))
+            touched = wh.run(lambda conn: _fetch(conn, touched_before(s.warehouse_schema, since)))
         finally:
             wh.close()
         final = {day for day, is_final, _ in rows if is_final}
@@ -101,7 +105,9 @@ class NightlyScheduler:
         done = []
         for day, lateness in self.due(now):
             try:
-                done.append(self.run(self.settings, day, lateness, registry=self.registry))
+                done.append(
+                    self.run(self.settings, day, lateness, registry=self.registry, adapters=self.adapters)
+                )
             except ReprocessBusy:
                 log.info("reprocess skipped: day already running", extra={"day": day.isoformat()})
                 continue
@@ -146,7 +152,7 @@ class NightlyScheduler:
             gauge.set(max(finalized).timestamp())
 
 
-def _fetch(conn: Any, query: sql.Composable, params: tuple[Any, ...]) -> list[tuple]:
+def _fetch(conn: Any, query: Statement) -> list[tuple]:
     with conn, conn.cursor() as cur:
-        cur.execute(query, params)
+        cur.execute(query)
         return cur.fetchall()
