@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,20 +21,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eventpipe import strictjson
+from eventpipe.clock import Clock, SystemClock
 from eventpipe.errors import InvalidInput, PayloadTooLarge, PublishError
 from eventpipe.events import EVENT_TYPES
 from eventpipe.ingest import openapi
 from eventpipe.ingest.auth import source_for, write_key_from_header
 from eventpipe.ingest.body import decode_body, read_capped
 from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
-from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics
+from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics, StatusMetricsMiddleware
 from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
 from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
 from eventpipe.ingest.routes import Route, add_tracking_routes
 from eventpipe.ingest.server import InFlightLimit, OpsPortOnly, ops_port
 from eventpipe.ingest.trackingplan import TrackingPlan
 from eventpipe.settings import Settings
-from eventpipe.timeutil import utcnow
 
 log = logging.getLogger("eventpipe.ingest")
 RETRY_AFTER_S = 5
@@ -50,8 +49,10 @@ def error(status: int, reason: str, detail: str, headers: dict[str, str] | None 
 class Collector:
     """Everything a request needs, created once per app in the lifespan."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, metrics: IngestMetrics) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings, publisher: Publisher, metrics: IngestMetrics, clock: Clock
+    ) -> None:
+        self.settings, self.clock = settings, clock
         self.publisher = publisher
         self.metrics = metrics
         self.keys = settings.write_key_map
@@ -67,7 +68,7 @@ class Collector:
 
     def publishing_fails(self) -> bool:
         """The last publish within a few timeouts failed and none succeeded since."""
-        recent = time.monotonic() - self.last_publish_failure < 3 * self.settings.publish_timeout_s
+        recent = self.clock.monotonic() - self.last_publish_failure < 3 * self.settings.publish_timeout_s
         return recent and self.last_publish_failure > self.last_publish_success
 
     def authenticate(self, authorization: str | None, body_key: str | None = None) -> str:
@@ -106,12 +107,12 @@ class Collector:
         if source is None:  # browsers and mobile SDKs put the key in the body
             body_key = body.get("writeKey") if isinstance(body, dict) else None
             source = self.authenticate(None, body_key if isinstance(body_key, str) else None)
-        wait = self.limiter.bytes_retry_after(source, len(body_bytes), time.monotonic())
+        wait = self.limiter.bytes_retry_after(source, len(body_bytes), self.clock.monotonic())
         if wait > 0:
             return self.rate_limited("bytes", wait)
 
         info = RequestInfo(
-            received_at=utcnow(),
+            received_at=self.clock.now(),
             source=source,
             client_ip=request.client.host if request.client else None,
             max_event_bytes=settings.max_event_bytes,
@@ -125,7 +126,7 @@ class Collector:
 
         # rejected events are charged too: each costs a dead-letter record
         charged = len(collected.records) + len(collected.rejected)
-        wait = self.limiter.retry_after(source, charged, time.monotonic())
+        wait = self.limiter.retry_after(source, charged, self.clock.monotonic())
         if wait > 0:
             self.metrics.events_rejected.labels("rate_limited").inc(charged)
             return self.rate_limited("event", wait)
@@ -138,7 +139,7 @@ class Collector:
             await self.publisher.publish(records)
         except PublishError:
             self.metrics.publish_failures.inc()
-            self.last_publish_failure = time.monotonic()
+            self.last_publish_failure = self.clock.monotonic()
             log.warning("publish failed", extra={"events": len(records)})
             return error(
                 503,
@@ -146,7 +147,7 @@ class Collector:
                 "events not stored: Kafka did not acknowledge, retry",
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
-        self.last_publish_success = time.monotonic()
+        self.last_publish_success = self.clock.monotonic()
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
         metrics = self.metrics
         for kind, name, size in zip(collected.types, collected.names, collected.sizes, strict=True):
@@ -165,36 +166,10 @@ class Collector:
         return JSONResponse(answer)
 
 
-class StatusMetricsMiddleware:
-    """Counts every response by route template and status (pure ASGI: cheap)."""
-
-    def __init__(self, app: Callable[..., Any], metrics_of: Callable[[], IngestMetrics | None]) -> None:
-        self.app = app
-        self.metrics_of = metrics_of
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def capture(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            metrics = self.metrics_of()
-            if metrics is not None:
-                route = scope.get("route")
-                metrics.requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()
-
-
 def create_app(
-    settings: Settings, publisher_factory: Callable[[Settings], Publisher] = create_publisher
+    settings: Settings,
+    publisher_factory: Callable[[Settings], Publisher] = create_publisher,
+    clock: Clock | None = None,
 ) -> FastAPI:
     settings.require_secrets("ingest")
     names = EventNameLabels(
@@ -206,7 +181,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher = await asyncio.to_thread(publisher_factory, settings)
-        state["collector"] = Collector(settings, publisher, metrics)
+        state["collector"] = Collector(settings, publisher, metrics, clock or SystemClock())
         log.info("ingest ready", extra={"kafka": settings.kafka_bootstrap, "client": settings.kafka_client})
         try:
             yield

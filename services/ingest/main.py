@@ -7,14 +7,14 @@ from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
 from eventpipe import logs
-from eventpipe.ingest.app import create_app
+from eventpipe.bootstrap import build_ingest
 from eventpipe.ingest.server import listening_sockets, server_config
 from eventpipe.settings import get_settings
 
 
 def app_factory() -> FastAPI:
     logs.configure()
-    return create_app(get_settings())
+    return build_ingest(get_settings())
 
 
 def serve(workers: int = 1) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -158,3 +159,31 @@ class IngestMetrics:
         """A name that lost its label slot: its series goes (Prometheus sees a counter end)."""
         with contextlib.suppress(KeyError):
             self.events_by_name.remove(name)
+
+
+class StatusMetricsMiddleware:
+    """Counts every response by route template and status (pure ASGI: cheap)."""
+
+    def __init__(self, app: Callable[..., Any], metrics_of: Callable[[], IngestMetrics | None]) -> None:
+        self.app = app
+        self.metrics_of = metrics_of
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def capture(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            metrics = self.metrics_of()
+            if metrics is not None:
+                route = scope.get("route")
+                metrics.requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()

@@ -191,7 +191,7 @@ class ConfluentPublisher(_ThreadedPublisher):
         self._producer.flush(self.timeout_s)
         self._running = False
         self._poller.join(timeout=2)
-        self._producer = None  # the last reference: librdkafka's handle and threads go with it
+        self._producer = None  # type: ignore[assignment]  # the last reference: librdkafka's handle and threads go with it
 
 
 def _connect(settings: Settings) -> Publisher:

@@ -17,7 +17,9 @@ import faust
 from faust.app.base import BootStrategy
 from prometheus_client import generate_latest
 
+from eventpipe.clock import Clock
 from eventpipe.settings import Settings
+from eventpipe.stream.clients import Connect
 from eventpipe.stream.deadletters import DeadLetterArchiver
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.pipeline import Pipeline
@@ -39,7 +41,15 @@ class StreamApp(faust.App):
     metrics: StreamMetrics
 
 
-def create_app(settings: Settings) -> StreamApp:
+def create_app(
+    settings: Settings,
+    *,
+    metrics: StreamMetrics,
+    connect: Connect,
+    clock: Clock | None = None,
+) -> StreamApp:
+    """The app around the pipeline and the dead-letter archiver; ``eventpipe.bootstrap.build_stream``
+    is the caller that decides the adapters (``connect``) and the clock."""
     datadir = Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id
     # the whole path, race-free: another worker may remove or create the parent meanwhile
     datadir.mkdir(parents=True, exist_ok=True)
@@ -56,14 +66,14 @@ def create_app(settings: Settings) -> StreamApp:
         # the changelog topic), so keep it out of the working directory.
         datadir=str(datadir),
     )
-    app.metrics = StreamMetrics()
-    app.pipeline = Pipeline(settings, app.metrics, loop=app.loop, beacon=app.beacon)
-    app.service(app.pipeline)
-    app.archiver = DeadLetterArchiver(settings, app.metrics, loop=app.loop, beacon=app.beacon)
-    app.service(app.archiver)
+    app.metrics = metrics
+    app.pipeline = Pipeline(settings, metrics, clock, connect, loop=app.loop, beacon=app.beacon)
+    app.service(app.pipeline)  # type: ignore[arg-type]  # faust's stub wants the class; it takes either
+    app.archiver = DeadLetterArchiver(settings, metrics, clock, loop=app.loop, beacon=app.beacon)
+    app.service(app.archiver)  # type: ignore[arg-type]
 
     @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
+    async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(generate_latest(app.metrics.registry), content_type=METRICS_CONTENT_TYPE)
 
     @app.page("/healthz")

@@ -156,7 +156,9 @@ class PartitionState:
         if current[2] == offset:
             out.assignments[(experiment, user)] = (current[0], current[1])
 
-    def _count(self, table: dict, member: Key, row: tuple, offset: int, weight: int) -> None:
+    def _count(
+        self, table: dict[Any, list[int]], member: Key, row: tuple[str, ...], offset: int, weight: int
+    ) -> None:
         acc = table.get(row)
         if acc is None:
             acc = table[row] = [0, 0]

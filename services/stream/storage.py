@@ -49,13 +49,15 @@ def _is_taken(exc: ClientError) -> bool:
 
 
 class S3Writer:
-    def __init__(self, settings: Settings, metrics: StreamMetrics, attempts: int = 6) -> None:
+    def __init__(
+        self, settings: Settings, metrics: StreamMetrics, attempts: int = 6, *, conditional: bool = False
+    ) -> None:
         self.client: Any = s3_client(settings)
         self.bucket = settings.s3_bucket
         self.prefix = settings.s3_prefix
         self.metrics = metrics
         self.attempts = attempts
-        self.conditional = bool(getattr(settings, "s3_conditional_put", False))
+        self.conditional = conditional  # StreamSettings.s3_conditional_put (s3rver has no conditional PUT)
 
     async def _call(self, op: str, fn: Any, **kwargs: Any) -> Any:
         """Run one S3 call with bounded exponential backoff (0.2 s doubling, 5 s cap)."""

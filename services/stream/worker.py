@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import faust
 
+from eventpipe.bootstrap import build_stream
 from eventpipe.logs import JsonFormatter
-from eventpipe.stream.app import create_app
 from eventpipe.stream.settings import StreamSettings
 
 QUIET = ("kafka", "aiokafka", "botocore", "urllib3", "faust", "mode", "aiohttp")
@@ -26,7 +26,7 @@ def logging_config(level: str = "INFO") -> dict:
 def main() -> int:
     settings = StreamSettings()
     settings.require_secrets("stream")
-    app = create_app(settings)
+    app = build_stream(settings)
     worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=logging_config())
     worker.execute_from_commandline()
     return 0

@@ -16,10 +16,12 @@ from botocore.stub import Stubber
 
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import PartitionBatch, S3Object
+from eventpipe.stream.clients import StreamClients
 from eventpipe.stream.cuts import CutPolicy
+from eventpipe.stream.fold import PartitionState
 from eventpipe.stream.metrics import StreamMetrics
-from eventpipe.stream.pipeline import Owned, Pipeline
-from eventpipe.stream.settings import StreamSettings
+from eventpipe.stream.partition import Owned
+from eventpipe.stream.pipeline import FENCE_HOLD_S, Pipeline
 from eventpipe.stream.storage import UNRECORDED, ObjectExists, S3Writer
 from tests.support.batches import event, fill
 from tests.support.clock import ManualClock
@@ -52,6 +54,9 @@ class FakeConsumer:
     def pause(self, tp: TopicPartition) -> None:
         self.paused.add(tp)
 
+    def resume(self, tp: TopicPartition) -> None:
+        self.paused.discard(tp)
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.sought.append(offset)
 
@@ -78,6 +83,11 @@ class FakeS3:
 class FakeChangelog:
     def __init__(self, log: list[str]) -> None:
         self.log = log
+        self.restored: dict[int, PartitionState] = {}
+
+    async def restore(self, partitions: list[int]) -> dict[int, PartitionState]:
+        self.restored = {p: PartitionState() for p in partitions}
+        return self.restored
 
     async def flush(self, partition: int, state: Any) -> int:
         self.log.append("state")
@@ -105,17 +115,12 @@ def open_cut(n: int, first: int = 0) -> Owned:
     return Owned(TP, batch, verify=False, next_offset=first + n)
 
 
-def pipeline(consumer: FakeConsumer) -> tuple[Pipeline, list[str], FakeS3]:
+def pipeline(consumer: FakeConsumer, clock: ManualClock | None = None) -> tuple[Pipeline, list[str], FakeS3]:
     log: list[str] = []
     consumer.log = log
-    pipe = Pipeline(Settings(), StreamMetrics())
+    pipe = Pipeline(Settings(), StreamMetrics(), clock=clock)
     s3 = FakeS3(log)
-    pipe.s3, pipe.consumer, pipe.changelog, pipe.producer = (
-        s3,
-        consumer,
-        FakeChangelog(log),
-        FakeProducer(log),
-    )
+    pipe.attach(StreamClients(consumer, FakeProducer(log), s3, FakeChangelog(log)))  # type: ignore[arg-type]
     return pipe, log, s3
 
 
@@ -125,7 +130,7 @@ def written_by(n: int, first: int = 0) -> dict[str, S3Object]:
 
 def cut(pipe: Pipeline, part: Owned) -> bool:
     pipe.parts[part.tp.partition] = part
-    return asyncio.run(pipe._cut(part, "time"))
+    return asyncio.run(pipe.writer.write(part, "time"))
 
 
 def test_a_cut_is_fenced_written_committed_then_announced() -> None:
@@ -159,6 +164,31 @@ def test_a_worker_that_lost_its_partition_writes_nothing(consumer: FakeConsumer)
     assert TP in consumer.paused and part.fenced_at is not None and not part.batch.policy.is_open
     assert pipe.owned() == []
     assert pipe.metrics.fenced._value.get() == 1
+
+
+def test_a_fenced_partition_is_held_for_the_rebalance_then_read_again_from_the_committed_offset() -> None:
+    """No rebalance came to take the fenced partition away: after ``FENCE_HOLD_S`` (on the
+    clock port: no sleeping) it is adopted again -- state from the changelog, reading from
+    the group's committed offset -- so the fence checks run again on the next cut."""
+    clock = ManualClock()
+    consumer = FakeConsumer(committed=40)  # another worker wrote and committed 0-39
+    pipe, _, _ = pipeline(consumer, clock)
+    part = open_cut(5)
+    assert not cut(pipe, part)
+    assert pipe.owned() == [] and TP in consumer.paused
+
+    clock.advance(FENCE_HOLD_S)  # not yet beyond the hold
+    asyncio.run(pipe.reclaim_stale_fences())
+    assert pipe.parts[TP.partition] is part and pipe.owned() == [] and TP in consumer.paused
+    assert consumer.sought == []
+
+    clock.advance(1)
+    asyncio.run(pipe.reclaim_stale_fences())
+    fresh = pipe.parts[TP.partition]
+    assert fresh is not part and fresh.fenced_at is None and fresh.rewound
+    assert fresh.next_offset == 40 and consumer.sought == [40]  # the committed offset
+    assert TP not in consumer.paused and pipe.owned() == [TP.partition]
+    assert fresh.batch.state is pipe.changelog.restored[TP.partition]  # type: ignore[attr-defined]
 
 
 def test_an_object_of_another_cut_is_never_overwritten() -> None:
@@ -198,7 +228,7 @@ def test_a_replay_writes_only_what_is_missing_and_a_failed_commit_announces_noth
 
 def test_exclusive_puts_are_conditional_when_the_store_supports_them() -> None:
     obj = S3Object("raw/k", "events", b"x", 1, {"last-offset": "3"})
-    writer = S3Writer(StreamSettings(s3_conditional_put=True), StreamMetrics(), attempts=2)
+    writer = S3Writer(Settings(), StreamMetrics(), attempts=2, conditional=True)
     expected = {
         "Bucket": "eventpipe",
         "Key": "raw/k",

@@ -1,0 +1,59 @@
+"""The stream worker's adapters, created on the worker's event loop (aiokafka clients bind
+to the running loop): the composition root (``eventpipe.bootstrap``) hands the pipeline a
+``connect`` that makes them, tests hand it their own ``StreamClients``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from eventpipe.settings import Settings
+from eventpipe.stream.changelog import StateChangelog
+from eventpipe.stream.metrics import StreamMetrics
+from eventpipe.stream.storage import S3Writer
+
+
+@dataclass
+class StreamClients:
+    consumer: AIOKafkaConsumer  # not started: the pipeline subscribes it with its rebalance listener
+    producer: AIOKafkaProducer  # started: batch notices and the state changelog
+    storage: S3Writer
+    changelog: StateChangelog
+
+
+Connect = Callable[[], Awaitable[StreamClients]]
+
+
+def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_put: bool = False) -> Connect:
+    """The real clients: Kafka (acks=all, idempotent producer; manual commits), S3 (PUTs
+    with ``If-None-Match: *`` when ``conditional_put``), the state changelog."""
+
+    async def connect() -> StreamClients:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=8 * 1024 * 1024,
+        )
+        await producer.start()
+        partitions = await producer.partitions_for(settings.events_topic)
+        changelog = StateChangelog(settings, producer)
+        await changelog.ensure_topic(len(partitions))
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.stream_app_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        )
+        storage = S3Writer(settings, metrics, conditional=conditional_put)
+        return StreamClients(consumer, producer, storage, changelog)
+
+    return connect
