@@ -8,7 +8,7 @@ functions, so a count means one thing in the codebase. Events are normalised dic
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from eventpipe.events import user_key
 
@@ -37,9 +37,9 @@ def engagement_name(event: dict[str, Any]) -> str | None:
     """The row name an engagement event counts under, or None (identify/group/alias)."""
     kind = event.get("type")
     if kind == "track":
-        return event.get("event")
+        return cast("str | None", event.get("event"))  # validated: a track's event is a string
     if kind in ("page", "screen"):
-        return kind
+        return cast(str, kind)
     return None
 
 

@@ -88,6 +88,7 @@ def _replay(args: argparse.Namespace) -> int:
         fix = load_fix(args.fix_script) if args.fix_script else None
         prepared = plan(_items(args, frozenset(args.id or ())), fix)
         collector = args.collector or f"http://127.0.0.1:{settings.ingest_port}"
+        refused: list[Any]
         if args.dry_run:
             accepted, refused = 0, []
         else:

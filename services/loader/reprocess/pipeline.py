@@ -39,7 +39,7 @@ from eventpipe.loader.reprocess.inputs import (
 )
 from eventpipe.loader.reprocess.metrics import ReprocessMetrics, reprocess_metrics
 from eventpipe.loader.reprocess.rows import DAILY_TABLES, TABLES, window
-from eventpipe.loader.warehouse import Warehouse, held_day_lock
+from eventpipe.loader.warehouse import Warehouse, held_day_lock, quarantined_keys
 from eventpipe.s3 import gzip_json_rows
 from eventpipe.settings import Settings
 
