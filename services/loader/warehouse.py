@@ -4,7 +4,7 @@ Other services (the nightly reprocess, reports, status) use these functions rath
 writing SQL against the loader's tables:
 
 - ``connect(settings)`` / ``Warehouse(settings, dialect)``: a connection (with retries) and
-  dialect (``eventpipe.bootstrap.build_warehouse`` chooses the dialect of the settings);
+  dialect (services get theirs from ``eventpipe.bootstrap.build_warehouse``);
 - ``migrate(wh)``: create/upgrade the schema (idempotent);
 - ``replace_day(conn, dialect, schema, day, cutoff_day, corrections, contained)``: the
   nightly day replacement of contracts §6, in one transaction;
@@ -84,7 +84,7 @@ class Warehouse:
     def __init__(
         self,
         settings: Settings,
-        dialect: Dialect,
+        dialect: Dialect | None = None,
         *,
         attempts: int = 8,
         max_wait_s: float = 10.0,
@@ -92,6 +92,10 @@ class Warehouse:
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings, self.schema = settings, settings.warehouse_schema
+        if dialect is None:  # only callers outside the composition root (test helpers) omit it
+            from eventpipe.bootstrap import build_dialect
+
+            dialect = build_dialect(settings)
         self.dialect = dialect
         self.attempts, self.max_wait_s = attempts, max_wait_s
         self.application_name, self.on_retry = application_name, on_retry
