@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from psycopg2 import sql
 
 from eventpipe.loader.batches import parse_batch
+from eventpipe.loader.dialects.postgres import PostgresDialect
 from eventpipe.loader.load import load_group
 from eventpipe.loader.verify import verify_day
 from eventpipe.loader.warehouse import Warehouse
@@ -26,6 +27,7 @@ from tests.support.warehouse import fresh_example
 
 pytestmark = pytest.mark.integration
 HARNESS = RedshiftOnPostgres()
+POSTGRES = PostgresDialect()
 FEW = settings(
     max_examples=2,
     deadline=None,
@@ -36,8 +38,13 @@ FEW = settings(
 
 @pytest.fixture
 def redshift_sql(monkeypatch: pytest.MonkeyPatch) -> RedshiftOnPostgres:
-    """Every Warehouse the loader and the nightly open speaks the Redshift dialect's SQL."""
-    monkeypatch.setattr("eventpipe.loader.warehouse.dialect_for", lambda settings, s3=None: HARNESS)
+    """Every Warehouse the loader and the nightly open speaks the Redshift dialect's SQL
+    (the composition root hands out the harness). The nightly's day lock has no shared
+    syntax (Redshift's lock row asks STV_SESSIONS which sessions live): like COPY from S3,
+    the harness takes PostgreSQL's there; tests/unit/test_loader_sql.py checks Redshift's."""
+    monkeypatch.setattr("eventpipe.bootstrap.build_dialect", lambda settings, s3=None: HARNESS)
+    monkeypatch.setattr(HARNESS, "acquire_day_lock", POSTGRES.acquire_day_lock)
+    monkeypatch.setattr(HARNESS, "release_day_lock", POSTGRES.release_day_lock)
     return HARNESS
 
 
