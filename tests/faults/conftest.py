@@ -24,7 +24,9 @@ from tests.support.pipeline import Pipeline, pipeline_settings
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ci: fast fault scenario, part of `make test`")
-    config.addinivalue_line("markers", "components(*names): dedicated kafka/s3/postgres for `isolated`")
+    config.addinivalue_line(
+        "markers", "components(*names): dedicated kafka/kafka-cluster/s3/postgres for `isolated`"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,13 +47,18 @@ def shared(settings: Settings, topics: Settings, pg_schema: str, s3: object) -> 
 @pytest.fixture
 def isolated(settings: Settings, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """Settings on dedicated components: ``@pytest.mark.components("kafka", "postgres")``
-    picks which are private (the rest stay shared). ``request.node.components`` holds them."""
+    picks which are private (the rest stay shared); ``kafka-cluster`` is three KRaft nodes
+    (``kafka-1`` … ``kafka-3``) with every topic at replication 3, min.insync.replicas 2.
+    ``request.node.components`` holds them."""
     marker = request.node.get_closest_marker("components")
     names = marker.args if marker else ("kafka", "s3", "postgres")
     with dedicated(tmp_path, *names) as parts:
         update: dict[str, object] = {}
-        if "kafka" in parts:
-            update["kafka_bootstrap"] = parts["kafka"].part.bootstrap
+        brokers = [component.part.bootstrap for name, component in parts.items() if name.startswith("kafka")]
+        if brokers:
+            update["kafka_bootstrap"] = ",".join(brokers)
+        if "kafka-cluster" in names:  # one broker may die: every write still reaches two
+            update.update(kafka_replication_factor=3, kafka_min_insync_replicas=2)
         if "s3" in parts:
             update["s3_endpoint"] = parts["s3"].part.endpoint
         if "postgres" in parts:

@@ -10,13 +10,14 @@ server is a child the test owns and reaps, so each ``Component`` can be stopped,
 
 from __future__ import annotations
 
+import base64
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,22 @@ class Component:
         return self.dir / f"{self.name}.log"
 
     def start(self) -> None:
+        self.launch()()
+
+    def launch(self) -> Callable[[], None]:
+        """Spawns the server; returns what waits until it is healthy (a KRaft quorum elects
+        no leader until enough nodes run, so a cluster's nodes are all launched first)."""
         recipe: Part = self.part
         cwd = Path("/") if recipe.user else self.dir  # the postgres user may not enter it
         proc = self.proc = spawn(recipe.command(), self.log, cwd=cwd, env=recipe.env(), user=recipe.user)
-        wait_healthy(self.name, lambda: proc.poll() is None, recipe.healthy, recipe.start_timeout_s, self.log)
-        recipe.after_start()
+
+        def wait() -> None:
+            wait_healthy(
+                self.name, lambda: proc.poll() is None, recipe.healthy, recipe.start_timeout_s, self.log
+            )
+            recipe.after_start()
+
+        return wait
 
     def running(self) -> bool:
         # poll() reaps our own child, so a killed server never lingers as a zombie that
@@ -124,6 +136,26 @@ def kafka(workdir: Path) -> Component:
     return Component(part, home)
 
 
+def kafka_cluster(workdir: Path, size: int = 3) -> list[Component]:
+    """``size`` KRaft broker+controller nodes, each on its own free ports (not the stack's
+    +100 steps, which another test or stack may hold) and data directory."""
+    ports = [(free_port(), free_port()) for _ in range(size)]
+    voters = ",".join(f"{n}@127.0.0.1:{controller}" for n, (_, controller) in enumerate(ports, 1))
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    nodes = []
+    for n, (port, controller) in enumerate(ports, 1):
+        home = workdir / f"kafka-{n}"
+        part = Kafka(home, port, controller, KAFKA_LIBS, heap="384m", jvm_flags=("-XX:TieredStopAtLevel=1",),
+                     node_id=n, voters=voters, cluster_size=size, cluster_id=cluster_id)  # fmt: skip
+        nodes.append(Component(part, home))
+    return nodes
+
+
+def start_together(nodes: list[Component]) -> None:
+    for wait in [node.launch() for node in nodes]:
+        wait()
+
+
 def s3_server(workdir: Path, wrapper: tuple[str, ...] = ()) -> Component:
     home = workdir / "s3"
     return Component(S3Server(home / "data", free_port(), S3RVER, wrapper=wrapper), home)
@@ -157,12 +189,18 @@ class PrivatePostgres(Component):
 
 @contextmanager
 def dedicated(workdir: Path, *names: str) -> Iterator[dict[str, Component]]:
-    """Starts the named components (``kafka``, ``s3``, ``postgres``); kills them after."""
+    """Starts the named components (``kafka``, ``s3``, ``postgres``, or ``kafka-cluster``: three
+    KRaft nodes named ``kafka-1`` … ``kafka-3``); kills them after."""
     base = workdir / f"components-{uuid.uuid4().hex[:6]}"
     makers = {"kafka": lambda: kafka(base), "s3": lambda: s3_server(base), "postgres": PrivatePostgres}
     started: dict[str, Component] = {}
     try:
         for name in names:
+            if name == "kafka-cluster":
+                nodes = kafka_cluster(base)
+                started.update({f"kafka-{n}": node for n, node in enumerate(nodes, 1)})
+                start_together(nodes)
+                continue
             component = makers[name]()
             started[name] = component
             component.start()
