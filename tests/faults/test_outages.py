@@ -92,35 +92,42 @@ def test_03b_broker_killed_in_3_node_cluster(
     isolated: Settings, request, pipeline_factory, checker_for
 ) -> None:
     """3 KRaft nodes, RF 3, min.insync 2: kill -9 the broker leading most partitions of the
-    events topic, 25 s later restart it. Two replicas stay in sync, so after the failover
+    events topic, 45 s later restart it. Two replicas stay in sync, so after the failover
     the collector answers 2xx again while the broker is still dead, and the stream consumes."""
-    from tests.support.faults.availability import answers_2xx_share, leading_broker, longest_503_window
+    from tests.support.faults.availability import (
+        answers_2xx_share,
+        first_2xx_after,
+        leading_broker,
+        longest_503_window,
+    )
     from tests.support.faults.moments import raw_objects
 
     pipe = pipeline_factory(isolated).start_all()
-    with LoadGenerator(pipe.ingest_url, count=4000, duration_s=60, concurrency=3) as load:
+    with LoadGenerator(pipe.ingest_url, count=5000, duration_s=75, concurrency=3) as load:
         load.wait_for_ok(500, timeout_s=60)
         leader = leading_broker(pipe.settings, pipe.settings.events_topic)
+        victim = request.node.components[f"kafka-{leader}"]
         known = raw_objects(pipe.settings)
         killed_at = time.monotonic()
-        request.node.components[f"kafka-{leader}"].kill()
-        time.sleep(25)
+        victim.kill()
+        time.sleep(45)
         streamed_in_outage = len(raw_objects(pipe.settings) - known)
         restarted_at = time.monotonic()
-        request.node.components[f"kafka-{leader}"].start()
-    # requests sent after the failover (the broker's session timeout, 9 s, plus a publish timeout)
-    late = load.outcomes.answered_between(killed_at + 20, restarted_at)
+        victim.start()
+    back_after = first_2xx_after(load.outcomes, killed_at)
     evidence = [
         f"killed node {leader} (led most events partitions) for {restarted_at - killed_at:.0f} s",
         f"2xx share {answers_2xx_share(load.outcomes):.3f}; longest 503 window "
         f"{longest_503_window(load.outcomes):.1f} s",
-        f"answers 20 s+ into the outage: {dict(late)}; raw objects written while dead: {streamed_in_outage}",
+        f"first 2xx to a request sent after the kill: +{back_after or float('nan'):.1f} s; "
+        f"raw objects written while the broker was dead: {streamed_in_outage}",
     ]
     result = checker_for(pipe.settings, "3b broker kill -9 + restart in a 3-node cluster (RF 3)").check(
         load.outcomes, in_order=False, evidence=evidence
     )
     assert_held(result, pipe)
-    assert any(status.startswith("2") for status in late), evidence  # the collector still accepts
+    # the collector accepted writes again while the broker was still dead (after the failover)
+    assert back_after is not None and killed_at + back_after < restarted_at, evidence
     assert streamed_in_outage > 0, evidence  # the stream kept consuming from the survivors
 
 

@@ -36,6 +36,16 @@ def longest_503_window(outcomes: Outcomes) -> float:
     return longest
 
 
+def first_2xx_after(outcomes: Outcomes, moment: float) -> float | None:
+    """Seconds from ``moment`` (monotonic) to the first 2xx answer of a request sent after
+    it: how long the collector took to accept writes again; None if it never did."""
+    with outcomes.lock:
+        answers = [
+            done for sent, done, status in outcomes.timeline if sent > moment and status.startswith("2")
+        ]
+    return min(answers) - moment if answers else None
+
+
 def leading_broker(settings: Settings, topic: str) -> int:
     """The node id leading most partitions of ``topic`` (ties: the lowest id)."""
     from kafka import KafkaAdminClient
