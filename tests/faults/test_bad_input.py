@@ -176,7 +176,7 @@ def test_schemathesis_finds_no_5xx(collector: Pipeline, tmp_path: Path) -> None:
     hostile_log = tmp_path / "hostile.log"
     env = {
         **os.environ,
-        "SCHEMATHESIS_HOOKS": str(Path(__file__).with_name("schemathesis_hooks.py")),
+        "SCHEMATHESIS_HOOKS": str(ROOT / "tests" / "support" / "faults" / "schemathesis_hooks.py"),
         "EVENTPIPE_HOSTILE_LOG": str(hostile_log),
     }
     proc = subprocess.run(

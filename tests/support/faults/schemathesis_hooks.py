@@ -17,7 +17,7 @@ from typing import Any
 import schemathesis
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # loaded by path from the CLI
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # loaded by path from the CLI
 
 from tests.support.hostile import calendar_edge_time, hostile_text
 
