@@ -3,7 +3,9 @@ cluster of them on loopback (``make up KAFKA_BROKERS=3``)."""
 
 from __future__ import annotations
 
+import base64
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -96,6 +98,16 @@ class Kafka(Part):
             return False
         finally:
             admin.close()
+
+
+def random_cluster_id() -> str:
+    """A KRaft cluster id as ``StorageTool random-uuid`` prints it: url-safe base64 of a random
+    UUID, never starting with "-" (the tool's argument parser would take it for an option and
+    refuse to format, 1 time in 64)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def cluster_nodes(

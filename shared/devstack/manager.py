@@ -8,15 +8,13 @@ servers' recipes are in parts.py, kafka.py and postgres.py; the ports and direct
 
 from __future__ import annotations
 
-import base64
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from eventpipe.devstack import procs
-from eventpipe.devstack.kafka import Kafka, cluster_nodes
+from eventpipe.devstack.kafka import Kafka, cluster_nodes, random_cluster_id
 from eventpipe.devstack.layout import COMPONENTS, Layout
 from eventpipe.devstack.parts import Part, Prometheus, S3Server, Service
 from eventpipe.devstack.postgres import Postgres, pg_home
@@ -76,7 +74,7 @@ class Stack:
                 f" kafka` and remove it first (its topics and events go with it)"
             )
         if not path.exists():
-            path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode() + "\n")
+            path.write_text(random_cluster_id() + "\n")
         return path.read_text().strip()
 
     def expand(self, names: Iterable[str]) -> list[str]:

@@ -10,7 +10,6 @@ server is a child the test owns and reaps, so each ``Component`` can be stopped,
 
 from __future__ import annotations
 
-import base64
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from eventpipe.devstack.kafka import Kafka
+from eventpipe.devstack.kafka import Kafka, random_cluster_id
 from eventpipe.devstack.parts import Part, S3Server, port_open
 from eventpipe.devstack.postgres import Postgres
 from eventpipe.devstack.procs import send, spawn, tail, wait_healthy
@@ -141,7 +140,7 @@ def kafka_cluster(workdir: Path, size: int = 3) -> list[Component]:
     +100 steps, which another test or stack may hold) and data directory."""
     ports = [(free_port(), free_port()) for _ in range(size)]
     voters = ",".join(f"{n}@127.0.0.1:{controller}" for n, (_, controller) in enumerate(ports, 1))
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = random_cluster_id()
     nodes = []
     for n, (port, controller) in enumerate(ports, 1):
         home = workdir / f"kafka-{n}"

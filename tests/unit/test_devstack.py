@@ -3,13 +3,14 @@ the stack's own directory, and Prometheus scraping the stack's own ports."""
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from eventpipe.devstack.kafka import cluster_nodes
+from eventpipe.devstack.kafka import cluster_nodes, random_cluster_id
 from eventpipe.devstack.layout import ROOT, Layout, StackSettings, port_of
 from eventpipe.devstack.parts import Prometheus
 from eventpipe.settings import Settings
@@ -128,3 +129,11 @@ def test_kafka_brokers_name_the_nodes_and_their_ports(monkeypatch: pytest.Monkey
     ports = layout.ports()
     assert (ports["kafka-2"], ports["kafka-3 controller"]) == (9192, 9293)
     assert len(set(ports.values())) == len(ports)  # nothing listens twice on one port
+
+
+def test_a_cluster_id_never_starts_with_a_dash_which_kafkas_format_tool_takes_for_an_option() -> None:
+    # 1 plain url-safe base64 UUID in 64 starts with "-": 5,000 draws would show ~78 of them
+    ids = [random_cluster_id() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(i + "==")) == 16 for i in ids)
+    assert len(set(ids)) == len(ids)
