@@ -1,11 +1,15 @@
-"""Benchmark of the nightly reprocess: the mrjob job with the local runner and the Spark
-engine in local mode over one generated day of raw logs, side by side with a single-process
-pure-Python pass over the same files (the one-machine ceiling: same rollup functions, no
-serialisation or sorting); each engine's per-event cost projected to a 1 B-event EMR day.
+"""Benchmark of the nightly reprocess: the mrjob job on the default runner (``-r local``,
+in a process of its own whose tree's peak RSS is sampled) over generated raw logs of three
+received days -- D-1, D, D+1, what production reads for D with one day of lateness --
+side by side with a single-process pure-Python pass over the same files (the one-machine
+ceiling: same rollup functions, no serialisation or sorting); the job's per-event cost
+projected to a 1 B-event EMR day.
 
-``run()`` returns ``{"events_per_s", "ceiling_events_per_s", ...}`` for ``make bench``.
-Size: ``EVENTPIPE_BENCH_REPROCESS_EVENTS`` (default 1,000,000 raw lines, duplicates
-included). Data lives in a temporary directory, removed afterwards.
+``run()`` returns ``{"events_per_s", "ceiling_events_per_s", "peak_rss_mb", ...}`` for
+``make bench``. Size: ``EVENTPIPE_BENCH_REPROCESS_EVENTS`` (default 1,000,000 raw lines
+over the three days, duplicates included). The Spark engine is compared only with
+``EVENTPIPE_BENCH_REPROCESS_SPARK=1`` (its JVM and five Python shuffles take minutes).
+Data lives in a temporary directory, removed afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -22,7 +27,9 @@ from typing import Any
 
 import orjson
 
+from bench.common import ROOT, python_exe
 from bench.emr_cost import project
+from bench.rss import run_measured
 from eventpipe.definitions import canonical_first
 from eventpipe.identity import Links
 from eventpipe.loader.reprocess.rows import (
@@ -33,7 +40,6 @@ from eventpipe.loader.reprocess.rows import (
     to_row,
     user_contributions,
 )
-from eventpipe.loader.reprocess.runjob import job_args, run_job
 from eventpipe.rollup import rollup_user
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
@@ -44,19 +50,20 @@ EXPERIMENTS = {"checkout-button": ("control", "green"), "pricing-page": ("contro
 
 
 def generate(workdir: Path, n: int, seed: int = 11) -> list[Path]:
-    """About ``n`` raw lines for DAY as the archive holds them: gzip JSONL per partition
-    and received hour; 2% retried duplicates, 2% late (received the next day), skewed clocks."""
+    """About ``n`` raw lines of the received days D-1, D, D+1 as the archive holds them: gzip
+    JSONL per partition and received hour; events of those three days, 2% retried duplicates,
+    2% late (received up to a day later, never after D+1: what a run with lateness 1 reads)."""
     rng = random.Random(seed)
-    users = max(n // 20, 1)
-    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    users = max(n // 60, 1)  # ~20 events per user and day
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) - timedelta(days=1)
+    last = start + timedelta(days=3, milliseconds=-1)
     files: dict[tuple[int, str], list[bytes]] = defaultdict(list)
     i = 0
     while i < n:
         u = rng.randrange(users)
-        at = start + timedelta(seconds=rng.uniform(0, 86_399))
-        received = at + timedelta(
-            seconds=rng.uniform(0.05, 2) if rng.random() > 0.02 else rng.uniform(0, 86_400)
-        )
+        at = start + timedelta(seconds=rng.uniform(0, 3 * 86_400 - 1))
+        late = rng.random() < 0.02
+        received = min(at + timedelta(seconds=rng.uniform(0, 86_400) if late else rng.uniform(0.05, 2)), last)
         kind = rng.choices(("track", "page", "screen", "identify"), (60, 25, 10, 5))[0]
         event: dict[str, Any] = {
             "type": kind, "messageId": f"{seed}-{i:012d}", "userId": f"user-{u}" if u % 3 else None,
@@ -82,7 +89,7 @@ def generate(workdir: Path, n: int, seed: int = 11) -> list[Path]:
         copies = 2 if rng.random() < 0.02 else 1
         for c in range(copies):
             if c:
-                retry = received + timedelta(seconds=rng.uniform(1, 600))
+                retry = min(received + timedelta(seconds=rng.uniform(1, 600)), last)
                 event = {**event, "receivedAt": format_ts(retry)}
             files[(u % 6, event["receivedAt"][:13])].append(orjson.dumps(event))
             i += 1
@@ -133,8 +140,20 @@ def pack(paths: list[Path], workdir: Path) -> list[str]:
     return [str(packed), str(snapshot)]
 
 
-def job(inputs: list[str], workdir: Path) -> dict[str, list[dict[str, Any]]]:
-    return run_job(job_args(Settings(), DAY, "local", workdir), inputs)
+def job(inputs: list[str], workdir: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The job on the default runner in a child process: its rows and its memory."""
+    output = workdir / "job-output.json"
+    args = [python_exe(), "-m", "bench.reprocess_job", DAY.isoformat(), str(workdir), str(output), *inputs]
+    code, peak_kb = run_measured(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if code != 0:
+        raise RuntimeError(f"the job failed (exit {code}): python -m bench.reprocess_job ...")
+    measured = orjson.loads(output.read_bytes())
+    memory = {
+        "runner": measured["runner"],
+        "peak_rss_mb": round(peak_kb / 1024, 1),  # the whole process tree, summed per sample
+        "largest_process_rss_mb": round(measured["largest_process_kb"] / 1024, 1),
+    }
+    return measured["rows"], memory
 
 
 def spark(inputs: list[str]) -> tuple[dict[str, list[dict[str, Any]]], float, float]:
@@ -153,40 +172,54 @@ def spark(inputs: list[str]) -> tuple[dict[str, list[dict[str, Any]]], float, fl
         session.stop()
 
 
+def with_spark(inputs: list[str], expected: dict[str, Any], n: int) -> dict[str, Any]:
+    by_spark, startup_s, spark_s = spark(inputs)
+    if by_spark != expected:
+        raise AssertionError("the Spark engine and the single-process pass disagree")
+    spark_us = spark_s * (os.cpu_count() or 1) / n * 1e6
+    return {
+        "spark_events_per_s": round(n / spark_s),
+        "spark_s": round(spark_s, 1),
+        "spark_startup_s": round(startup_s, 1),
+        "spark_core_us_per_event": round(spark_us, 1),
+        "spark_emr_1b_events_day": project(spark_us),
+    }
+
+
 def run(events: int | None = None) -> dict[str, Any]:
     n = events or int(os.environ.get("EVENTPIPE_BENCH_REPROCESS_EVENTS", "1000000"))
+    extra: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="ep-bench-reprocess-") as tmp:
         workdir = Path(tmp)
         paths = generate(workdir, n)
         started = time.perf_counter()
+        inputs = pack(paths, workdir)
+        found, memory = job(inputs, workdir)
+        job_s = time.perf_counter() - started
+        started = time.perf_counter()
         expected = ceiling(paths)
         ceiling_s = time.perf_counter() - started
-        started = time.perf_counter()
-        inputs = pack(paths, workdir)
-        found = job(inputs, workdir)
-        job_s = time.perf_counter() - started
-        by_spark, spark_startup_s, spark_s = spark(inputs)
-    if found != expected:
-        raise AssertionError("the job and the single-process pass disagree")
-    if by_spark != expected:
-        raise AssertionError("the Spark engine and the single-process pass disagree")
+        if found != expected:
+            raise AssertionError("the job and the single-process pass disagree")
+        if os.environ.get("EVENTPIPE_BENCH_REPROCESS_SPARK") == "1":
+            extra = with_spark(inputs, expected, n)
     cores = os.cpu_count() or 1
     job_us = job_s * cores / n * 1e6
-    spark_us = spark_s * cores / n * 1e6
     return {
         "events_per_s": round(n / job_s),
         "ceiling_events_per_s": round(n / ceiling_s),
-        "spark_events_per_s": round(n / spark_s),
+        "ratio_to_ceiling": round(ceiling_s / job_s, 2),
+        **memory,
         "events": n,
+        "received_days": 3,
         "job_s": round(job_s, 1),
         "ceiling_s": round(ceiling_s, 1),
-        "spark_s": round(spark_s, 1),
-        "spark_startup_s": round(spark_startup_s, 1),
         "cores": cores,
+        "load_average": round(os.getloadavg()[0], 2),
         "job_core_us_per_event": round(job_us, 1),
-        "spark_core_us_per_event": round(spark_us, 1),
-        "emr_1b_events_day": {"mrjob": project(job_us), "spark": project(spark_us)},
+        "emr_1b_events_day": {"mrjob": project(job_us)},
         "rows": {t: len(r) for t, r in found.items()},
+        **extra,
     }
 
 

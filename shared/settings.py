@@ -135,7 +135,15 @@ class Settings(BaseSettings):
     unloaded_alert_minutes: int = 10
     reprocess_lateness_days: int = Field(1, ge=0)
     reprocess_hour_utc: int = Field(2, ge=0, le=23)
-    reprocess_runner: Literal["inline", "local", "hadoop", "emr"] = "inline"
+    # local: mrjob's subprocess runner, which sorts between steps with GNU sort on disk, so a
+    # day never has to fit in memory; inline sorts in memory (small days, tests)
+    reprocess_runner: Literal["inline", "local", "hadoop", "emr"] = "local"
+    reprocess_sort_buffer_mb: int = Field(
+        256, ge=16, description="GNU sort's memory per sort of the local runner (sort -S); spills to disk"
+    )
+    reprocess_tasks: int | None = Field(
+        None, ge=1, description="map/reduce tasks in parallel on the local runner (default: cores)"
+    )
     reprocess_lookback_days: int = Field(3, ge=1, description="closed days the scheduler re-checks")
     reprocess_schedule_enabled: bool = Field(True, description="the loader runs the nightly itself")
     reprocess_mrjob_conf: str | None = Field(None, description="mrjob.conf for -r emr/hadoop")

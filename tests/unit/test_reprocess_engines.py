@@ -16,6 +16,7 @@ from eventpipe.settings import Settings
 def test_mrjob_is_the_default_engine_for_every_runner():
     settings = Settings()
     assert settings.reprocess_engine == "mrjob"
+    assert settings.reprocess_runner == "local"  # sorts on disk: a day need not fit in memory
     for runner in ("inline", "local", "hadoop", "emr"):
         engine = engine_for(settings, settings.reprocess_engine, runner)
         assert isinstance(engine, MrjobEngine) and engine.runner == runner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, date, datetime
 
 import pytest
@@ -56,6 +57,19 @@ def test_late_deltas_add_to_final_rows():
 def test_runner_arguments():
     settings = Settings(emr_instance_type="m6g.xlarge", emr_core_instances=4)
     assert "--no-conf" in job_args(settings, D, "inline")
+    local = job_args(Settings(reprocess_sort_buffer_mb=64, reprocess_tasks=3), D, "local")
+    assert local[local.index("--num-cores") + 1] == "3"
+    # mrjob splits the command with shlex: the quoted tab must survive as one argument
+    assert shlex.split(local[local.index("--sort-bin") + 1]) == [
+        "sort",
+        "-t",
+        "\t",
+        "-k",
+        "1,1",
+        "-s",
+        "-S",
+        "64M",
+    ]
     emr = job_args(settings, D, "emr")
     assert emr[emr.index("-c") + 1] == str(DEFAULT_CONF) and DEFAULT_CONF.exists()
     assert emr[emr.index("--instance-type") + 1] == "m6g.xlarge"
