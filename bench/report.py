@@ -55,7 +55,7 @@ def _fill(settings: Settings, users: int) -> int:
 
 def _best_seconds(settings: Settings, key: str, runs: int = 3) -> tuple[float, list[Any]]:
     times, found = [], []
-    with wh.connect(settings.warehouse_dsn) as conn:
+    with wh.connect(settings) as conn:
         for _ in range(runs):
             started = time.perf_counter()
             found = wh.variant_counts(conn, settings.warehouse_schema, EXPERIMENT, GOAL, key)

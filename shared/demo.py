@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import psycopg2
 from psycopg2 import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -54,7 +53,6 @@ def _scalar(conn: Any, query: sql.Composable, params: tuple = ()) -> Any:
     with conn.cursor() as cur:
         cur.execute(query, params)
         row = cur.fetchone()
-    conn.commit()
     return row[0] if row else None
 
 
@@ -74,7 +72,7 @@ def wait_for_warehouse(settings: Settings, ids: set[str], console: Console, time
     id_list = sorted(ids)
     deadline = time.monotonic() + timeout_s
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with psycopg2.connect(settings.warehouse_dsn) as conn, Progress(*columns, console=console) as bar:
+    with wh.connect(settings) as conn, Progress(*columns, console=console) as bar:
         loaded_task = bar.add_task("loaded into the warehouse", total=len(ids))
         counted_task = bar.add_task("counted by the stream", total=None)
         while True:
@@ -99,7 +97,7 @@ def engagement_table(settings: Settings, console: Console) -> None:
         "SELECT day, event, event_count, user_count, is_final FROM {}.engagement_daily "
         "WHERE day >= current_date - 1 ORDER BY day, (event = '*') DESC, event_count DESC"
     ).format(sql.Identifier(settings.warehouse_schema))
-    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+    with wh.connect(settings) as conn, conn.cursor() as cur:
         cur.execute(query)
         rows = cur.fetchall()
     table = Table(title="engagement_daily (event '*' = any engagement event: its users are DAU)")
@@ -113,7 +111,7 @@ def engagement_table(settings: Settings, console: Console) -> None:
 def stitching_tables(settings: Settings, console: Console, experiments: tuple[str, ...], goal: str) -> None:
     """How far raw ids (no identity stitching) would have been off, on this very data."""
     schema = settings.warehouse_schema
-    with wh.connect(settings.warehouse_dsn, settings.warehouse_dialect) as conn:
+    with wh.connect(settings) as conn:
         console.print(stitching.dau_table(wh.daily_users(conn, schema)))
         for experiment in experiments:
             rows = stitching.experiment_drift(conn, schema, experiment, goal)

@@ -11,8 +11,8 @@ writing SQL against the loader's tables:
 - ``held_day_lock(settings, dialect, day)``: the nightly job's lock of one day;
 - ``loaded_keys`` / ``quarantined_keys`` / ``quarantine``: ledger and quarantine look-ups.
 
-This is the only module that imports psycopg2's connection and error types: ``run``
-translates what the driver raises into ``WarehouseError`` (down after bounded retries) or
+Connections come from ``connection`` (the only module that opens them); ``run`` translates
+what the driver raises into ``WarehouseError`` (down after bounded retries) or
 ``WarehouseRefused`` (a statement refused), so callers catch eventpipe errors only.
 """
 
@@ -24,13 +24,13 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
-import psycopg2
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from eventpipe.errors import WarehouseError, WarehouseRefused
 from eventpipe.loader import migrations
 from eventpipe.loader.batches import Batch
-from eventpipe.loader.dialects import Cursor, Dialect, get_dialect, query_group_of
+from eventpipe.loader.connection import DriverError, open_connection
+from eventpipe.loader.dialects import Cursor, Dialect
 from eventpipe.loader.dialects.common import (
     delete_day,
     earliest_wins,
@@ -53,27 +53,9 @@ T = TypeVar("T")
 
 
 def connect(settings: Settings, application_name: str = "eventpipe-loader") -> Any:
-    """A psycopg2 connection (not autocommit: every load is an explicit transaction), in
-    its service's query group (Redshift WLM: ``query_group_of``)."""
-    conn = psycopg2.connect(
-        settings.warehouse_dsn,
-        application_name=application_name,
-        connect_timeout=5,
-        keepalives=1,
-        keepalives_idle=10,
-        keepalives_interval=5,
-        keepalives_count=3,
-    )
-    setup = get_dialect(settings.warehouse_dialect).session_setup(query_group_of(application_name))
-    if setup:
-        try:
-            with conn, conn.cursor() as cur:  # a session setting: it outlives this transaction
-                for statement in setup:
-                    cur.execute(statement)
-        except BaseException:
-            conn.close()
-            raise
-    return conn
+    """A connection of the settings' warehouse (not autocommit: every load is an explicit
+    transaction); the driver's errors as they are, for ``Warehouse.run`` to classify."""
+    return open_connection(settings.warehouse_dsn, application_name, dialect=settings.warehouse_dialect)
 
 
 class Warehouse:
@@ -133,7 +115,7 @@ class Warehouse:
         )
         try:
             return retrying(lambda: work(self.conn))
-        except psycopg2.Error as exc:
+        except DriverError as exc:
             if self.dialect.is_retryable(exc):
                 self.close()
                 raise WarehouseError(f"warehouse unavailable after {self.attempts} attempts: {exc}") from exc
@@ -148,7 +130,7 @@ def held_day_lock(settings: Settings, dialect: Dialect, day: date) -> Iterator[b
     whether it was taken; held until the block ends (or the session dies with a crash)."""
     try:
         conn = connect(settings, "eventpipe-reprocess-lock")
-    except psycopg2.Error as exc:
+    except DriverError as exc:
         raise WarehouseError(f"cannot connect to the warehouse for the day lock: {exc}") from exc
     conn.autocommit = True
     schema = settings.warehouse_schema

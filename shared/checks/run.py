@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
-from psycopg2 import sql
-from psycopg2.extensions import parse_dsn
 
 from eventpipe.checks.results import CheckResult, failed
+from eventpipe.loader.connection import dsn_parts
+from eventpipe.loader.dialects.checks import insert_result
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
 
@@ -40,7 +40,7 @@ class CheckRun:
 
 def data_source(dsn: str, schema: str, dialect: str) -> str:
     """Soda's configuration YAML for the warehouse (``redshift`` needs soda-core-redshift)."""
-    parts = parse_dsn(dsn)
+    parts = dsn_parts(dsn)
     config = {
         "type": "redshift" if dialect == "redshift" else "postgres",
         "host": parts.get("host", "127.0.0.1"),
@@ -97,10 +97,7 @@ def record(conn: Any, schema: str, run: CheckRun) -> None:
     with conn, conn.cursor() as cur:
         for r in run.rows:
             cur.execute(
-                sql.SQL(
-                    "INSERT INTO {} (run_at, day, dataset, check_name, outcome, value) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)"
-                ).format(sql.Identifier(schema, "check_results")),
+                insert_result(schema),
                 (run.run_at, run.day, r.dataset[:256], r.check[:1024], r.outcome, r.value),
             )
 

@@ -102,38 +102,43 @@ class Postgres(Part):
         return f"*postgres -D {self.data}*"
 
     def _connect(self) -> Any:
-        import psycopg2
+        """The superuser's session over the private socket (trust), autocommit: CREATE
+        DATABASE cannot run in a transaction."""
+        from eventpipe.loader.connection import open_connection
 
-        return psycopg2.connect(host=str(self.sock), port=self.port, user="postgres", dbname="postgres")
+        return open_connection(
+            "", "eventpipe-devstack", autocommit=True, host=str(self.sock), port=self.port, user="postgres",
+            dbname="postgres",
+        )  # fmt: skip
 
     def healthy(self) -> bool:
-        import psycopg2
+        from eventpipe.errors import WarehouseError
+        from eventpipe.loader.connection import translated
 
         try:
-            self._connect().close()
+            with translated("postgres not ready"):
+                self._connect().close()
             return True
-        except psycopg2.OperationalError:  # starting up, or not listening yet
+        except WarehouseError:  # starting up, or not listening yet
             return False
 
     def after_start(self) -> None:
         """The role and database of DESIGN.md, created once."""
-        from psycopg2 import sql
+        from eventpipe.loader.dialects.local_cluster import (
+            DATABASE_EXISTS,
+            ROLE_EXISTS,
+            create_database,
+            create_role,
+        )
 
         conn = self._connect()
-        conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,))
+                cur.execute(ROLE_EXISTS, (ROLE,))
                 if cur.fetchone() is None:
-                    cur.execute(
-                        sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(ROLE)), (ROLE,)
-                    )
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+                    cur.execute(create_role(ROLE), (ROLE,))
+                cur.execute(DATABASE_EXISTS, (DATABASE,))
                 if cur.fetchone() is None:
-                    cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(DATABASE), sql.Identifier(ROLE)
-                        )
-                    )
+                    cur.execute(create_database(DATABASE, ROLE))
         finally:
             conn.close()

@@ -53,7 +53,7 @@ def _report(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
-        with connect(settings.warehouse_dsn, settings.warehouse_dialect) as conn:
+        with connect(settings) as conn:
             report = service.experiment_report(
                 conn,
                 settings.warehouse_schema,
@@ -83,7 +83,7 @@ def _list(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
-        with wh.connect(settings.warehouse_dsn, settings.warehouse_dialect) as conn:
+        with wh.connect(settings) as conn:
             items = wh.experiments(conn, settings.warehouse_schema)
     except WarehouseError as exc:
         return _fail(EXIT_WAREHOUSE, str(exc))

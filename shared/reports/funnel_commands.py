@@ -28,7 +28,7 @@ def _answer(args: argparse.Namespace, ask: Callable[[Any, str], dict[str, Any]],
 
     settings = get_settings()
     try:
-        with connect(settings.warehouse_dsn) as conn:
+        with connect(settings) as conn:
             result = ask(conn, settings.warehouse_schema)
     except ReportError as exc:
         return _fail(EXIT_REQUEST, str(exc))

@@ -62,7 +62,7 @@ def status(settings: Settings, now: datetime, stale_minutes: float, days: int = 
     ]
     facts: LoadFacts | None = None
     try:
-        with wh.connect(settings.warehouse_dsn, settings.warehouse_dialect) as conn:
+        with wh.connect(settings) as conn:
             facts = wh.load_facts(conn, settings.warehouse_schema)
     except WarehouseError as exc:
         stages.append(probes.warehouse_error(exc))

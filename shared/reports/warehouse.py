@@ -1,8 +1,8 @@
 """Warehouse adapter of the reports: runs ``sqlbuild``'s queries, returns plain values.
 
 Read-only. Missing tables are facts ("unknown"), not errors: a fresh warehouse, or one
-whose nightly job never ran, still gets a report. psycopg2 errors become
-``WarehouseError`` at this boundary.
+whose nightly job never ran, still gets a report. Sessions come from the warehouse adapter
+(``eventpipe.loader.connection``), whose driver errors arrive as ``WarehouseError``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import psycopg2
 from psycopg2 import sql
 
 from eventpipe.errors import WarehouseError
+from eventpipe.loader.connection import session, translated
 from eventpipe.reports import sqlbuild
 from eventpipe.reports.analysis import MultiExposure
 from eventpipe.reports.errors import UnknownExperiment
 from eventpipe.reports.freshness import LoadFacts
 from eventpipe.reports.stats import VariantCounts
+from eventpipe.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,45 +35,28 @@ class ExperimentSummary:
     last_exposure: datetime
 
 
-class ReportConnection(psycopg2.extensions.connection):
-    """A connection that knows its warehouse dialect: the queries below are built for it."""
-
-    dialect = sqlbuild.POSTGRES
-
-
 def dialect_of(conn: Any) -> str:
+    """The dialect the connection was opened for (a plain connection: PostgreSQL)."""
     return getattr(conn, "dialect", sqlbuild.POSTGRES)
 
 
 @contextmanager
-def connect(dsn: str, dialect: str = sqlbuild.POSTGRES) -> Iterator[Any]:
+def connect(settings: Settings) -> Iterator[Any]:
     """A read-only session in the ``reports`` query group (Redshift WLM, docs/loader.md)."""
-    from eventpipe.loader.dialects import REPORTS, get_dialect
-
-    try:
-        conn = psycopg2.connect(
-            dsn, connect_timeout=5, application_name="eventpipe-reports", connection_factory=ReportConnection
-        )
-        conn.dialect = dialect
-    except psycopg2.Error as exc:
-        raise WarehouseError(f"cannot connect to the warehouse: {exc}".strip()) from exc
-    try:
-        conn.set_session(readonly=True, autocommit=True)
-        with conn.cursor() as cur:
-            for statement in get_dialect(dialect).session_setup(REPORTS):
-                cur.execute(statement)
+    with session(
+        settings.warehouse_dsn,
+        "eventpipe-reports",
+        dialect=settings.warehouse_dialect,
+        readonly=True,
+        autocommit=True,
+    ) as conn:
         yield conn
-    finally:
-        conn.close()
 
 
 def _rows(conn: Any, query: sql.Composable, params: dict[str, Any] | None = None) -> list[tuple]:
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return list(cur.fetchall())
-    except psycopg2.Error as exc:
-        raise WarehouseError(f"warehouse query failed: {exc}".strip()) from exc
+    with translated("warehouse query failed"), conn.cursor() as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall())
 
 
 # Redshift has neither to_regclass nor format (catalog and string functions AWS lists)

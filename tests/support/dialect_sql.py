@@ -68,7 +68,7 @@ def redshift():
 def redshift_statements() -> list[str]:
     """Every statement the Redshift dialect can emit, rendered: loads, migrations, day
     replacements, verify, identity links, the session's query group and the reports."""
-    from eventpipe.loader.dialects import QUERY_GROUPS, late_links, truth
+    from eventpipe.loader.dialects import QUERY_GROUPS, checks, late_links, truth
 
     dialect = redshift()
     out = list(all_statements(dialect))
@@ -76,6 +76,7 @@ def redshift_statements() -> list[str]:
     out += truth.checks(dialect, "analytics", date(2026, 11, 19), stitched=False)
     out += [truth.day_state("analytics", date(2026, 11, 19)), links.winning_links("analytics")]
     out += [links.backfill_identities("analytics"), late_links.touch_linked_days(dialect, "analytics", AT)]
+    out.append(checks.insert_result("analytics"))  # the data checks' record of a run
     for group in QUERY_GROUPS:
         out += dialect.session_setup(group)
     out += report_queries("analytics", "redshift")

@@ -25,6 +25,13 @@ def check_results_table(schema: str) -> sql.Composed:
     ).format(sql.Identifier(schema, CHECK_RESULTS))
 
 
+def insert_result(schema: str) -> sql.Composed:
+    """One row of ``check_results``; parameters: run_at, day, dataset, check_name, outcome, value."""
+    return sql.SQL(
+        "INSERT INTO {} (run_at, day, dataset, check_name, outcome, value) VALUES (%s, %s, %s, %s, %s, %s)"
+    ).format(sql.Identifier(schema, CHECK_RESULTS))
+
+
 def volume_view(schema: str) -> sql.Composed:
     """Date minus date is an integer of days on both dialects; ``CREATE OR REPLACE VIEW``
     keeps the migration replayable."""
