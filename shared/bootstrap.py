@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from eventpipe.loader.runner import Limits, Loader
     from eventpipe.loader.warehouse import Warehouse
     from eventpipe.stream.app import StreamApp
-    from eventpipe.stream.clients import Connect
+    from eventpipe.stream.clients import Connect, ConnectLetters
     from eventpipe.stream.metrics import StreamMetrics
     from eventpipe.stream.settings import StreamSettings
 
@@ -51,18 +51,26 @@ def build_stream(
     settings: StreamSettings,
     *,
     connect: Connect | None = None,
+    connect_letters: ConnectLetters | None = None,
     metrics: StreamMetrics | None = None,
     clock: Clock | None = None,
 ) -> StreamApp:
-    """The Faust app of a stream worker; ``connect`` makes its Kafka/S3/changelog clients on
-    the worker's event loop (default: the real ones, per the settings)."""
+    """The Faust app of a stream worker; ``connect`` makes its Kafka/S3/changelog clients and
+    ``connect_letters`` the dead-letter archiver's, on the worker's event loop (default: the
+    real ones, per the settings)."""
     from eventpipe.stream.app import create_app
-    from eventpipe.stream.clients import stream_connect
+    from eventpipe.stream.clients import deadletter_connect, stream_connect
     from eventpipe.stream.metrics import StreamMetrics
 
     metrics = metrics or StreamMetrics()
     connect = connect or stream_connect(settings, metrics, conditional_put=settings.s3_conditional_put)
-    return create_app(settings, metrics=metrics, connect=connect, clock=clock or SystemClock())
+    return create_app(
+        settings,
+        metrics=metrics,
+        connect=connect,
+        connect_letters=connect_letters or deadletter_connect(settings, metrics),
+        clock=clock or SystemClock(),
+    )
 
 
 def build_dialect(settings: Settings, s3: Any = None) -> Dialect:

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from psycopg2 import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from eventpipe import demosql
+from eventpipe.loader.dialects import Statement
 from eventpipe.reports import stitching
 from eventpipe.reports import warehouse as wh
 from eventpipe.settings import Settings
@@ -49,7 +50,7 @@ def send(settings: Settings, batch_messages: list[dict[str, Any]], console: Cons
     return accepted
 
 
-def _scalar(conn: Any, query: sql.Composable, params: tuple = ()) -> Any:
+def _scalar(conn: Any, query: Statement, params: tuple = ()) -> Any:
     with conn.cursor() as cur:
         cur.execute(query, params)
         row = cur.fetchone()
@@ -58,17 +59,11 @@ def _scalar(conn: Any, query: sql.Composable, params: tuple = ()) -> Any:
 
 def wait_for_warehouse(settings: Settings, ids: set[str], console: Console, timeout_s: float = 180) -> None:
     """Until every sent messageId is in ``events`` and the streamed DAU rows match them."""
-    schema = sql.Identifier(settings.warehouse_schema)
-    loaded_q = sql.SQL("SELECT count(*) FROM {}.events WHERE message_id = ANY(%s)").format(schema)
-    engaged_q = sql.SQL(
-        "SELECT count(*) FROM {}.events WHERE type IN ('track','page','screen') AND message_id = ANY(%s)"
-    ).format(schema)
-    days_q = sql.SQL(
-        "SELECT array_agg(DISTINCT timestamp::date) FROM {}.events WHERE message_id = ANY(%s)"
-    ).format(schema)
-    counted_q = sql.SQL(
-        "SELECT coalesce(sum(event_count), 0) FROM {}.engagement_daily WHERE event = '*' AND day = ANY(%s)"
-    ).format(schema)
+    schema = settings.warehouse_schema
+    loaded_q, engaged_q, days_q, counted_q = (
+        demosql.in_schema(template, schema)
+        for template in (demosql.LOADED, demosql.ENGAGED, demosql.DAYS, demosql.COUNTED)
+    )
     id_list = sorted(ids)
     deadline = time.monotonic() + timeout_s
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -93,10 +88,7 @@ def wait_for_warehouse(settings: Settings, ids: set[str], console: Console, time
 
 
 def engagement_table(settings: Settings, console: Console) -> None:
-    query = sql.SQL(
-        "SELECT day, event, event_count, user_count, is_final FROM {}.engagement_daily "
-        "WHERE day >= current_date - 1 ORDER BY day, (event = '*') DESC, event_count DESC"
-    ).format(sql.Identifier(settings.warehouse_schema))
+    query = demosql.in_schema(demosql.RECENT_ENGAGEMENT, settings.warehouse_schema)
     with wh.connect(settings) as conn, conn.cursor() as cur:
         cur.execute(query)
         rows = cur.fetchall()

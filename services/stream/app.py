@@ -19,7 +19,7 @@ from prometheus_client import generate_latest
 
 from eventpipe.clock import Clock
 from eventpipe.settings import Settings
-from eventpipe.stream.clients import Connect
+from eventpipe.stream.clients import Connect, ConnectLetters
 from eventpipe.stream.deadletters import DeadLetterArchiver
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.pipeline import Pipeline
@@ -46,10 +46,11 @@ def create_app(
     *,
     metrics: StreamMetrics,
     connect: Connect,
+    connect_letters: ConnectLetters,
     clock: Clock | None = None,
 ) -> StreamApp:
     """The app around the pipeline and the dead-letter archiver; ``eventpipe.bootstrap.build_stream``
-    is the caller that decides the adapters (``connect``) and the clock."""
+    is the caller that decides the adapters (``connect``, ``connect_letters``) and the clock."""
     datadir = Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id
     # the whole path, race-free: another worker may remove or create the parent meanwhile
     datadir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,9 @@ def create_app(
     app.metrics = metrics
     app.pipeline = Pipeline(settings, metrics, clock, connect, loop=app.loop, beacon=app.beacon)
     app.service(app.pipeline)  # type: ignore[arg-type]  # faust's stub wants the class; it takes either
-    app.archiver = DeadLetterArchiver(settings, metrics, clock, loop=app.loop, beacon=app.beacon)
+    app.archiver = DeadLetterArchiver(
+        settings, metrics, connect_letters, clock, loop=app.loop, beacon=app.beacon
+    )
     app.service(app.archiver)  # type: ignore[arg-type]
 
     @app.page("/metrics")

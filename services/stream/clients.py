@@ -23,7 +23,14 @@ class StreamClients:
     changelog: StateChangelog
 
 
+@dataclass
+class DeadLetterClients:
+    consumer: AIOKafkaConsumer  # subscribed to the dead-letter topic, not started
+    storage: S3Writer
+
+
 Connect = Callable[[], Awaitable[StreamClients]]
+ConnectLetters = Callable[[], Awaitable[DeadLetterClients]]
 
 
 def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_put: bool = False) -> Connect:
@@ -55,5 +62,24 @@ def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_pu
         )
         storage = S3Writer(settings, metrics, conditional=conditional_put)
         return StreamClients(consumer, producer, storage, changelog)
+
+    return connect
+
+
+def deadletter_connect(settings: Settings, metrics: StreamMetrics) -> ConnectLetters:
+    """The dead-letter archiver's real clients: a consumer of ``deadletter_topic`` in group
+    ``<stream_app_id>-deadletters`` (manual commits) and its S3 writer."""
+
+    async def connect() -> DeadLetterClients:
+        consumer = AIOKafkaConsumer(
+            settings.deadletter_topic,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=f"{settings.stream_app_id}-deadletters",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+        )
+        return DeadLetterClients(consumer, S3Writer(settings, metrics))
 
     return connect

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from mode import Service
 
@@ -37,9 +37,9 @@ from eventpipe.keys import rejected_key
 from eventpipe.s3 import gzip_json_rows
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object
+from eventpipe.stream.clients import ConnectLetters
 from eventpipe.stream.cuts import Clock, CutPolicy, SystemClock
 from eventpipe.stream.metrics import StreamMetrics
-from eventpipe.stream.storage import S3Writer
 from eventpipe.timeutil import format_ts, parse_ts
 
 log = logging.getLogger("eventpipe.stream.deadletters")
@@ -121,25 +121,27 @@ class LetterCut:
 
 
 class DeadLetterArchiver(Service):
-    def __init__(self, settings: Settings, metrics: StreamMetrics, clock: Clock | None = None, **kw) -> None:
+    """Its Kafka consumer and S3 writer come from ``connect`` (``clients.deadletter_connect``
+    from the composition root), made on the worker's loop when the service starts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: StreamMetrics,
+        connect: ConnectLetters,
+        clock: Clock | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
         self.settings = settings
         self.metrics = metrics
+        self.connect = connect
         self.clock = clock or SystemClock()
         self.cuts: dict[int, LetterCut] = {}
 
     async def on_start(self) -> None:
-        s = self.settings
-        self.s3 = S3Writer(s, self.metrics)
-        self.consumer = AIOKafkaConsumer(
-            s.deadletter_topic,
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=f"{s.stream_app_id}-deadletters",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
-        )
+        clients = await self.connect()
+        self.s3, self.consumer = clients.storage, clients.consumer
         await self.consumer.start()
         self._task = asyncio.ensure_future(self._run())
 

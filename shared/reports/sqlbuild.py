@@ -41,13 +41,15 @@ VARIANT_SEPARATOR = "\x1f"  # joins the variants on Redshift (LISTAGG): a contro
 RAW_KEY = sql.SQL("coalesce(nullif(e.user_id, ''), e.anonymous_id)")
 PERSON, RAW = "person", "raw_key"  # the id columns of ``person_events``
 USER_KEY = sql.SQL("e.person")
+# the CLI's parameters (the views pass function arguments instead)
+EXPERIMENT_PARAM, GOAL_PARAM = sql.Placeholder("experiment"), sql.Placeholder("goal")
 
 
 def dialect_name(dialect: DialectArg) -> str:
     return dialect if isinstance(dialect, str) else dialect.name
 
 
-def _loader(dialect: DialectArg) -> Any:
+def loader_dialect(dialect: DialectArg) -> Any:
     from eventpipe.loader.dialects import get_dialect
 
     return get_dialect(dialect) if isinstance(dialect, str) else dialect
@@ -94,7 +96,7 @@ def _prop(name: str, dialect: DialectArg = POSTGRES) -> sql.Composable:
     """A scalar property as text, like ``eventpipe.definitions._as_id`` (objects,
     arrays, booleans and empty strings are absent)."""
     if dialect_name(dialect) == REDSHIFT:
-        return _loader(dialect).json_id(sql.SQL("e.properties"), name)
+        return loader_dialect(dialect).json_id(sql.SQL("e.properties"), name)
     return sql.SQL(
         "CASE WHEN jsonb_typeof(e.properties -> {k}) IN ('string', 'number') "
         "THEN nullif(e.properties ->> {k}, '') END"
@@ -257,7 +259,7 @@ def daily_users(schema: str, dialect: DialectArg = POSTGRES) -> sql.Composable:
     """``day, persons, raw_ids``: distinct engaged persons and raw ids per day (DAU)."""
     day = sql.SQL("(e.\"timestamp\" AT TIME ZONE 'UTC')::date")
     if dialect_name(dialect) == REDSHIFT:
-        day = _loader(dialect).utc_date(sql.SQL('e."timestamp"'))
+        day = loader_dialect(dialect).utc_date(sql.SQL('e."timestamp"'))
     return sql.SQL(
         "SELECT {day} AS day, count(DISTINCT e.person)::bigint, "
         "count(DISTINCT e.raw_key)::bigint FROM {events} e WHERE e.type IN ('track', 'page', 'screen') "

@@ -28,8 +28,6 @@ from psycopg2 import sql
 
 from eventpipe.reports import funnel_views, sqlbuild
 
-_LOCK_KEY = 0x65766E74  # arbitrary, constant: "evnt"
-
 
 def statements(
     schema: str, conn: Any, dialect: sqlbuild.DialectArg = sqlbuild.POSTGRES
@@ -63,7 +61,7 @@ def ensure_report_views(conn: Any, schema: str, dialect: sqlbuild.DialectArg = s
     commits. Redshift has no advisory locks: there the loader's migration lock serialises
     callers (``warehouse.migrate``)."""
     with conn, conn.cursor() as cur:
-        if sqlbuild.dialect_name(dialect) == sqlbuild.POSTGRES:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        for statement in sqlbuild.loader_dialect(dialect).report_views_lock():
+            cur.execute(statement)
         for statement in statements(schema, conn, dialect):
             cur.execute(statement)

@@ -2,7 +2,8 @@
 
 Read-only. Missing tables are facts ("unknown"), not errors: a fresh warehouse, or one
 whose nightly job never ran, still gets a report. Sessions come from the warehouse adapter
-(``eventpipe.loader.connection``), whose driver errors arrive as ``WarehouseError``.
+(``eventpipe.loader.connection``), whose driver errors arrive as ``WarehouseError``. The
+queries come from the pure builders ``sqlbuild`` and ``statesql``: no SQL text here.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from psycopg2 import sql
-
 from eventpipe.errors import WarehouseError
 from eventpipe.loader.connection import session, translated
-from eventpipe.reports import sqlbuild
+from eventpipe.loader.dialects import Statement
+from eventpipe.reports import sqlbuild, statesql
 from eventpipe.reports.analysis import MultiExposure
 from eventpipe.reports.errors import UnknownExperiment
 from eventpipe.reports.freshness import LoadFacts
@@ -53,24 +53,15 @@ def connect(settings: Settings) -> Iterator[Any]:
         yield conn
 
 
-def _rows(conn: Any, query: sql.Composable, params: dict[str, Any] | None = None) -> list[tuple]:
+def _rows(conn: Any, query: Statement, params: dict[str, Any] | None = None) -> list[tuple]:
     with translated("warehouse query failed"), conn.cursor() as cur:
         cur.execute(query, params)
         return list(cur.fetchall())
 
 
-# Redshift has neither to_regclass nor format (catalog and string functions AWS lists)
-REDSHIFT_HAS_TABLE = sql.SQL(
-    "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}"
-).format(sql.Placeholder("s"), sql.Placeholder("n"))
-
-
 def has_table(conn: Any, schema: str, name: str) -> bool:
-    if dialect_of(conn) == sqlbuild.REDSHIFT:
-        return bool(_rows(conn, REDSHIFT_HAS_TABLE, {"s": schema, "n": name})[0][0])
-    query = sql.SQL("SELECT to_regclass(format('%%I.%%I', %(s)s::text, %(n)s::text))")
-    found = _rows(conn, query, {"s": schema, "n": name})
-    return found[0][0] is not None
+    found = _rows(conn, statesql.has_table(dialect_of(conn)), {"s": schema, "n": name})[0][0]
+    return bool(found) if dialect_of(conn) == sqlbuild.REDSHIFT else found is not None
 
 
 def _require(conn: Any, schema: str, *names: str) -> None:
@@ -82,7 +73,7 @@ def _require(conn: Any, schema: str, *names: str) -> None:
 # the other report modules (funnels, retention) run their queries through the same boundary
 rows, require = _rows, _require
 
-_EXPERIMENT = sql.Placeholder("experiment")
+_EXPERIMENT = sqlbuild.EXPERIMENT_PARAM
 
 
 def experiment_start(conn: Any, schema: str, experiment: str) -> datetime | None:
@@ -103,7 +94,7 @@ def variant_counts(
     conn: Any, schema: str, experiment: str, goal: str, key: str = sqlbuild.PERSON
 ) -> list[VariantCounts]:
     """Per variant: persons and converters (``key=sqlbuild.RAW``: raw ids instead)."""
-    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sql.Placeholder("goal"), key, dialect_of(conn))
+    query = sqlbuild.variant_counts(schema, _EXPERIMENT, sqlbuild.GOAL_PARAM, key, dialect_of(conn))
     rows = _rows(conn, query, {"experiment": experiment, "goal": goal})
     return [VariantCounts(variant, int(users), int(converters)) for variant, users, converters, _ in rows]
 
@@ -142,17 +133,11 @@ def load_facts(conn: Any, schema: str) -> LoadFacts:
     newest_received = newest_loaded = loaded = None
     final: set[date] | None = None
     if has_table(conn, schema, "freshness"):  # the loader's watermark: no scan of events
-        q = sql.SQL("SELECT max(newest_received_at) FROM {} WHERE table_name = 'events'").format(
-            sqlbuild.table(schema, "freshness")
-        )
-        newest_received = _rows(conn, q)[0][0]
+        newest_received = _rows(conn, statesql.newest_received_watermark(schema))[0][0]
     if newest_received is None and has_table(conn, schema, "events"):
-        q = sql.SQL("SELECT max(received_at) FROM {}").format(sqlbuild.table(schema, "events"))
-        newest_received = _rows(conn, q)[0][0]
+        newest_received = _rows(conn, statesql.newest_received(schema))[0][0]
     if has_table(conn, schema, "load_ledger"):
-        q = sql.SQL("SELECT max(loaded_at), count(*) FROM {}").format(sqlbuild.table(schema, "load_ledger"))
-        newest_loaded, loaded = _rows(conn, q)[0]
+        newest_loaded, loaded = _rows(conn, statesql.ledger_summary(schema))[0]
     if has_table(conn, schema, "day_status"):
-        q = sql.SQL("SELECT day FROM {} WHERE is_final").format(sqlbuild.table(schema, "day_status"))
-        final = {row[0] for row in _rows(conn, q)}
+        final = {row[0] for row in _rows(conn, statesql.final_days(schema))}
     return LoadFacts(newest_received, newest_loaded, loaded, final)

@@ -77,6 +77,7 @@ def redshift_statements() -> list[str]:
     out += [truth.day_state("analytics", date(2026, 11, 19)), links.winning_links("analytics")]
     out += [links.backfill_identities("analytics"), late_links.touch_linked_days(dialect, "analytics", AT)]
     out.append(checks.insert_result("analytics"))  # the data checks' record of a run
+    out += dialect.report_views_lock()
     for group in QUERY_GROUPS:
         out += dialect.session_setup(group)
     out += report_queries("analytics", "redshift")
@@ -91,7 +92,8 @@ def report_queries(schema: str, dialect: str) -> list[sql.Composable]:
     out = [sqlbuild.variant_counts(schema, x, goal, key, dialect) for key in (sqlbuild.PERSON, sqlbuild.RAW)]
     out += [sqlbuild.experiment_known(schema, x, dialect), sqlbuild.multi_exposure(schema, x, dialect)]
     out += [sqlbuild.experiment_list(schema, dialect), sqlbuild.daily_users(schema, dialect)]
-    from eventpipe.reports.warehouse import REDSHIFT_HAS_TABLE
+    from eventpipe.reports import statesql
 
-    out += [REDSHIFT_HAS_TABLE] if dialect == "redshift" else []
+    out += [statesql.has_table(dialect), statesql.newest_received_watermark(schema)]
+    out += [statesql.newest_received(schema), statesql.ledger_summary(schema), statesql.final_days(schema)]
     return out + views.statements(schema, None, dialect)

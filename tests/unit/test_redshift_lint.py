@@ -71,6 +71,7 @@ SQL_MODULES = (
     "eventpipe.loader.dialects.checks",
     "eventpipe.loader.dialects.redshift",
     "eventpipe.reports.sqlbuild",
+    "eventpipe.reports.statesql",
 )
 NOT_SQL = {  # what these modules define that emits no statement of its own
     "manifest",  # the COPY manifest's JSON body (S3), not SQL

@@ -66,6 +66,11 @@ class Dialect(Protocol):
         """Serialises writers of ``table`` (loads and day replacements) until commit."""
         ...
 
+    def report_views_lock(self) -> list[sql.Composed]:
+        """Serialises the (re)creation of the report views until commit (none: the caller
+        already holds the migration lock)."""
+        ...
+
     def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
         """(Re)create ``TEMP TABLE name <body>``, gone at the end of the transaction."""
         ...

@@ -43,6 +43,9 @@ COPY_CHUNK = 1 << 20
 WORK_MEM = "64MB"  # per sort, for the load transaction only
 
 
+REPORT_VIEWS_LOCK = 0x65766E74  # arbitrary, constant: "evnt"
+
+
 def day_lock_ids(schema: str, day: date) -> tuple[int, int]:
     """The advisory lock's two int4 keys: a namespace per warehouse schema, and the day."""
     return zlib.crc32(f"eventpipe.reprocess:{schema}".encode()) - 2**31, day.toordinal()
@@ -137,6 +140,10 @@ class PostgresDialect:
         return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
             ident(schema, table.name), column_def(self, column)
         )
+
+    def report_views_lock(self) -> list[sql.Composed]:
+        # concurrent CREATE OR REPLACE VIEW of one view fail ("tuple concurrently updated")
+        return [sql.SQL("SELECT pg_advisory_xact_lock({})").format(sql.Literal(REPORT_VIEWS_LOCK))]
 
     def lock(self, schema: str, table: str) -> sql.Composed:
         # self-conflicting, but readers (ACCESS SHARE) are never blocked by a load

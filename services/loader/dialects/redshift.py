@@ -107,6 +107,9 @@ class RedshiftDialect:
             ident(schema, table.name), column_def(self, column)
         )
 
+    def report_views_lock(self) -> list[sql.Composed]:
+        return []  # no advisory locks: ``warehouse.migrate`` holds the migration lock (``lock``)
+
     def lock(self, schema: str, table: str) -> sql.Composed:
         # LOCK is ACCESS EXCLUSIVE here: lock the ledger, not the table dashboards read
         locked = SCHEMA_MIGRATIONS.name if table == SCHEMA_MIGRATIONS.name else LOAD_LEDGER.name
