@@ -16,7 +16,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-STAGES = ("ingest", "stream", "loader", "freshness", "reprocess", "verify", "report")
+STAGES = ("ingest", "stream", "loader", "freshness", "reprocess", "verify", "report", "funnel")
 RESULTS = Path(__file__).with_name("results.json")
 
 

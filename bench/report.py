@@ -39,6 +39,12 @@ def _fill(settings: Settings, users: int) -> int:
         normalize(m, event_type=None, received_at=NOW, source="bench")
         for m in messages(seed=3, shape=TrafficShape(users=users), now=NOW)
     ]
+    return load(settings, traffic)
+
+
+def load(settings: Settings, traffic: list[dict[str, Any]]) -> int:
+    """Migrate the settings' schema and load ``traffic`` (normalised events) through the
+    loader's own transaction, ``CHUNK`` events an object; then ``ANALYZE``. Returns the count."""
     store = build_warehouse(settings)
     try:
         migrate(store)

@@ -2,9 +2,10 @@
 cannot call Python). Created by ``views.ensure_report_views`` next to ``experiment_results``.
 
 - ``funnel_persons(steps text[], from timestamptz, to timestamptz, within interval)`` returns
-  ``step, event, persons``: the rules of ``eventpipe funnel`` (docs/funnels.md) for any number
-  of steps, as a recursive query (step k+1 from each person's step-k match), with entry
-  instants in [from, to) instead of whole days;
+  ``step, event, persons``: the rules of ``eventpipe funnel`` (docs/funnels.md) for 2 to
+  ``MAX_STEPS`` steps, ``funnelsql.funnel`` itself over ``MAX_STEPS`` step slots (a slot past
+  the array's end is NULL and matches nothing), with entry instants in [from, to) instead of
+  whole days; steps nobody reached have no row;
 - ``retention_daily(cohort_event text, return_event text, from timestamptz, to timestamptz)``
   returns ``cohort, k, persons`` (``k`` NULL: the cohort's size): ``funnelsql.retention`` by day.
 
@@ -19,24 +20,25 @@ from psycopg2 import sql
 
 from eventpipe.reports import funnelsql, sqlbuild
 
-_NAME = sql.SQL("CASE WHEN e.type = 'track' THEN e.event ELSE e.type END")
+MAX_STEPS = 10
 
 
 def funnel_body(schema: str) -> sql.Composable:
+    """PL/pgSQL: refuse more than ``MAX_STEPS`` steps, else the CLI's funnel query."""
+    arg = sql.SQL
+    counts = funnelsql.funnel(
+        schema,
+        [arg("p_steps[{}]").format(sql.Literal(n)) for n in range(1, MAX_STEPS + 1)],
+        arg("p_within"),
+        window=(arg("p_from"), arg("p_to"), arg("p_to + p_within")),
+    )
     return sql.SQL(
-        'WITH RECURSIVE ev AS (SELECT e.person, {name} AS name, e."timestamp" AS at FROM ({persons}) e '
-        "WHERE e.type IN ('track', 'page', 'screen') AND e.\"timestamp\" >= p_from "
-        'AND e."timestamp" < p_to + p_within), '
-        "s (k, person, entry, at) AS ("
-        "SELECT 1, ev.person, min(ev.at), min(ev.at) FROM ev WHERE ev.name = p_steps[1] AND ev.at < p_to "
-        "GROUP BY ev.person "
-        "UNION ALL "
-        "SELECT s.k + 1, s.person, s.entry, n.at FROM s CROSS JOIN LATERAL ("
-        "SELECT min(ev.at) AS at FROM ev WHERE ev.person = s.person AND ev.name = p_steps[s.k + 1] "
-        "AND ev.at >= s.at AND ev.at <= s.entry + p_within) n "
-        "WHERE s.k < cardinality(p_steps) AND n.at IS NOT NULL) "
-        "SELECT k, p_steps[k], count(*)::bigint FROM s GROUP BY k ORDER BY k"
-    ).format(name=_NAME, persons=sqlbuild.person_events(schema))
+        "#variable_conflict use_column\n"
+        "BEGIN IF cardinality(p_steps) > {max} THEN "
+        "RAISE EXCEPTION 'funnel_persons: at most {max} steps, got %', cardinality(p_steps); END IF; "
+        "RETURN QUERY SELECT CAST(f.step AS integer), p_steps[f.step], CAST(f.persons AS bigint) "
+        "FROM ({counts}) f WHERE f.step <= cardinality(p_steps) AND f.persons > 0 ORDER BY f.step; END"
+    ).format(max=sql.SQL(str(MAX_STEPS)), counts=counts)
 
 
 def statements(schema: str, conn: Any) -> list[sql.Composable]:
@@ -47,7 +49,7 @@ def statements(schema: str, conn: Any) -> list[sql.Composable]:
         sql.SQL(
             "CREATE OR REPLACE FUNCTION {}(p_steps text[], p_from timestamptz, p_to timestamptz, "
             "p_within interval) RETURNS TABLE (step integer, event text, persons bigint) "
-            "LANGUAGE sql STABLE AS {}"
+            "LANGUAGE plpgsql STABLE AS {}"
         ).format(sqlbuild.table(schema, "funnel_persons"), sql.Literal(funnel_body(schema).as_string(conn))),
         sql.SQL(
             "CREATE OR REPLACE FUNCTION {}(p_cohort text, p_return text, p_from timestamptz, "

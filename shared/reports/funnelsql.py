@@ -37,11 +37,17 @@ def _step_events(
     persons: sql.Composable,
     start: sql.Composable = START,
 ) -> sql.Composable:
-    """The persons' events of any of ``names`` from ``start`` to before ``until``."""
+    """The persons' events of any of ``names`` from ``start`` to before ``until``:
+    ``person, at`` and ``is_1``, ``is_2``, … (1 where the event is ``names[n - 1]``)."""
+    flags = [
+        sql.SQL("CASE WHEN {} THEN 1 ELSE 0 END AS {}").format(matches(n), sql.Identifier(f"is_{i}"))
+        for i, n in enumerate(names, 1)
+    ]
     return sql.SQL(
-        'SELECT e.person, e.type, e.event, e."timestamp" AS at FROM ({events}) e '
+        'SELECT e.person, e."timestamp" AS at, {flags} FROM ({events}) e '
         'WHERE e."timestamp" >= {start} AND e."timestamp" < {until} AND ({any})'
     ).format(
+        flags=sql.SQL(", ").join(flags),
         events=persons,
         start=start,
         until=until,
@@ -49,69 +55,85 @@ def _step_events(
     )
 
 
-def _interval(within: timedelta) -> sql.Composable:
+def _interval(within: timedelta | sql.Composable) -> sql.Composable:
+    if not isinstance(within, timedelta):
+        return within
     return sql.SQL("interval {}").format(sql.Literal(f"{int(within.total_seconds())} seconds"))
+
+
+def _at(n: int) -> sql.Identifier:
+    return sql.Identifier(f"at_{n}")
+
+
+def _matched(n: int, within: sql.Composable, end: sql.Composable) -> sql.Composable:
+    """The window level that adds ``at_n``, the person's matched time of step ``n``: step 1 the
+    earliest entry before ``end``; a next step the earliest at or after the previous step's
+    time and at most ``within`` after the entry. One ``min`` over the person's rows: no join."""
+    if n == 1:
+        condition = sql.SQL("e.is_1 = 1 AND e.at < {}").format(end)
+    else:
+        condition = sql.SQL("e.{is_n} = 1 AND e.at >= e.{previous} AND e.at <= e.at_1 + {within}").format(
+            is_n=sql.Identifier(f"is_{n}"), previous=_at(n - 1), within=within
+        )
+    return sql.SQL("min(CASE WHEN {} THEN e.at END) OVER (PARTITION BY e.person) AS {}").format(
+        condition, _at(n)
+    )
 
 
 def funnel(
     schema: str,
-    steps: Sequence[str],
-    within: timedelta,
+    steps: Sequence[str | sql.Composable],
+    within: timedelta | sql.Composable,
     experiment: str | None = None,
     persons: sql.Composable | None = None,
     assignments: sql.Composable | None = None,
+    window: tuple[sql.Composable, sql.Composable, sql.Composable] = (START, END, HORIZON),
 ) -> sql.Composable:
     """``variant, step, persons``: persons who reached each step (1-based); ``variant`` is NULL
-    without an experiment. Steps nobody reached have no row. ``persons`` (events with a
-    ``person`` column) and ``assignments`` default to the experiment reports' definitions."""
+    without an experiment. ``persons`` (events with a ``person`` column) and ``assignments``
+    default to the experiment reports' definitions. Steps, ``within`` and ``window`` (start,
+    end, horizon) may be other SQL, e.g. a function's arguments (``funnel_views``).
+
+    One pass per step over the step events, each a window ``min`` per person (the step's
+    matched time, from the previous one's): no self-join, so no planner estimate can turn it
+    into nested loops over persons x events (445 s on 153k events before, docs/funnels.md)."""
     persons = persons if persons is not None else sqlbuild.person_events(schema)
-    ctes = [
-        sql.SQL("ev AS ({})").format(_step_events(steps, HORIZON, persons)),
-        sql.SQL(
-            "s1 AS (SELECT e.person, min(e.at) AS entry, min(e.at) AS at FROM ev e "
-            "WHERE {match} AND e.at < {end} GROUP BY e.person)"
-        ).format(match=matches(steps[0]), end=END),
-    ]
-    for n in range(2, len(steps) + 1):
-        ctes.append(
-            sql.SQL(
-                "{this} AS (SELECT s.person, s.entry, min(e.at) AS at FROM {previous} s "
-                "JOIN ev e ON e.person = s.person AND {match} "
-                "AND e.at >= s.at AND e.at <= s.entry + {within} "
-                "GROUP BY s.person, s.entry)"
-            ).format(
-                this=sql.Identifier(f"s{n}"),
-                previous=sql.Identifier(f"s{n - 1}"),
-                match=matches(steps[n - 1]),
-                within=_interval(within),
-            )
-        )
-    if experiment is not None:
-        ctes.append(
-            sql.SQL(
-                "asg AS (SELECT a.user_key, a.variant, a.first_exposed_at FROM ({}) a "
-                "WHERE a.experiment_id = {})"
-            ).format(
-                assignments if assignments is not None else sqlbuild.assignments(schema),
-                sql.Literal(experiment),
-            )
-        )
-    counts = []
+    start, end, horizon = window
+    level = sql.SQL("({})").format(_step_events(steps, horizon, persons, start))
+    carried = [sql.SQL("e.person, e.at")] + [sql.Identifier("e", f"is_{n}") for n in range(1, len(steps) + 1)]
     for n in range(1, len(steps) + 1):
-        source = sql.Identifier(f"s{n}")
-        if experiment is None:
-            counts.append(
-                sql.SQL(
-                    "SELECT CAST(NULL AS varchar) AS variant, {n} AS step, count(*) AS persons FROM {s}"
-                ).format(n=sql.Literal(n), s=source)
+        level = sql.SQL("(SELECT {carried}, {matched} FROM {level} e{entered})").format(
+            carried=sql.SQL(", ").join(carried),
+            matched=_matched(n, _interval(within), end),
+            level=level,
+            # persons who never entered leave after the first pass
+            entered=sql.SQL(" WHERE e.at_1 IS NOT NULL") if n == 2 else sql.SQL(""),
+        )
+        carried.append(sql.Identifier("e", f"at_{n}"))
+    reached = [sql.SQL("min(e.{}) AS {}").format(_at(n), _at(n)) for n in range(1, len(steps) + 1)]
+    ctes = [
+        sql.SQL(
+            "p AS (SELECT e.person, {reached} FROM {level} e WHERE e.at_1 IS NOT NULL GROUP BY e.person)"
+        ).format(reached=sql.SQL(", ").join(reached), level=level)
+    ]
+    if experiment is None:
+        ctes.append(sql.SQL("fp AS (SELECT CAST(NULL AS varchar) AS variant, p.* FROM p)"))
+    else:
+        ctes.append(
+            sql.SQL(
+                "fp AS (SELECT a.variant, p.* FROM p JOIN ({assignments}) a ON a.user_key = p.person "
+                "AND a.experiment_id = {experiment} AND a.first_exposed_at <= p.at_1)"
+            ).format(
+                assignments=assignments if assignments is not None else sqlbuild.assignments(schema),
+                experiment=sql.Literal(experiment),
             )
-        else:
-            counts.append(
-                sql.SQL(
-                    "SELECT a.variant, {n} AS step, count(*) AS persons FROM {s} s "
-                    "JOIN asg a ON a.user_key = s.person AND a.first_exposed_at <= s.entry GROUP BY a.variant"
-                ).format(n=sql.Literal(n), s=source)
-            )
+        )
+    counts = [
+        sql.SQL(
+            "SELECT fp.variant, {n} AS step, count(fp.{at}) AS persons FROM fp GROUP BY fp.variant"
+        ).format(n=sql.Literal(n), at=_at(n))
+        for n in range(1, len(steps) + 1)
+    ]
     return sql.SQL("WITH {} {}").format(sql.SQL(", ").join(ctes), sql.SQL(" UNION ALL ").join(counts))
 
 
@@ -132,23 +154,21 @@ def retention(
 ) -> sql.Composable:
     """``cohort, k, persons``: ``k`` NULL for the cohort's size, else persons back in period
     ``k`` >= 1 after the cohort's. Events from ``start`` to before ``end`` only (``window``:
-    other SQL for both, e.g. a function's arguments)."""
+    other SQL for both, e.g. a function's arguments). The cohort is a window ``min`` per
+    person over the same rows as the returns: no join (docs/funnels.md, speed)."""
     persons = persons if persons is not None else sqlbuild.person_events(schema)
     days = 7 if period == "week" else 1
     return sql.SQL(
-        "WITH ev AS ({events}), "
-        "cohort AS (SELECT e.person, {first_period} AS cohort FROM ev e WHERE {is_cohort} "
-        "GROUP BY e.person), "
-        "back AS (SELECT DISTINCT e.person, {period} AS period FROM ev e WHERE {is_return}) "
-        "SELECT c.cohort, CAST(NULL AS integer) AS k, count(*) AS persons FROM cohort c GROUP BY c.cohort "
+        "WITH c AS (SELECT e.person, e.is_2, {period} AS period, "
+        "min(CASE WHEN e.is_1 = 1 THEN {period} END) OVER (PARTITION BY e.person) AS cohort "
+        "FROM ({events}) e) "
+        "SELECT c.cohort, CAST(NULL AS integer) AS k, count(DISTINCT c.person) AS persons FROM c "
+        "WHERE c.cohort IS NOT NULL GROUP BY c.cohort "
         "UNION ALL "
-        "SELECT c.cohort, (b.period - c.cohort) / {days} AS k, count(*) AS persons FROM cohort c "
-        "JOIN back b ON b.person = c.person AND b.period > c.cohort GROUP BY c.cohort, b.period"
+        "SELECT c.cohort, (c.period - c.cohort) / {days} AS k, count(DISTINCT c.person) AS persons FROM c "
+        "WHERE c.is_2 = 1 AND c.period > c.cohort GROUP BY c.cohort, c.period"
     ).format(
         events=_step_events([cohort_event, return_event], window[1], persons, window[0]),
-        first_period=_period(sql.SQL("min(e.at)"), period),
-        is_cohort=matches(cohort_event),
         period=_period(sql.SQL("e.at"), period),
-        is_return=matches(return_event),
         days=sql.Literal(days),
     )
