@@ -87,7 +87,7 @@ def run(users: int | None = None) -> dict[str, Any]:
     window = funnel_service._window(FIRST_DAY, last_day)
     try:
         events = load(settings, traffic(n))
-        with wh.connect(settings.warehouse_dsn) as conn:
+        with wh.connect(settings) as conn:
             ceiling_s, (scanned, raw_ids) = _best(conn, lambda c: _ceiling(c, schema, **window))
             funnel_s, found = _best(conn, lambda c: funnel_service.funnel(c, schema, funnel))
             retention_s, cohorts = _best(conn, lambda c: funnel_service.retention(c, schema, retention))
