@@ -7,13 +7,14 @@ entries changed by a cut are produced (acks=all) *before* that cut's offsets are
 committed; a worker that is assigned ``p`` rebuilds the state by reading changelog
 partition ``p`` from the start. State may thus be ahead of the committed offset, never
 behind it, and the offset tags of ``fold.py`` make the replay of the gap exact.
-Expired entries are deleted with tombstones, so compaction bounds the topic.
+A cut's messageIds and distinct-user marks go in one compact record (``cutrecord.py``,
+chunked under 1 MB), assignments one record each; a cut record is deleted with tombstones
+once everything in it is older than the dedup window, so compaction bounds the topic.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -22,17 +23,15 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from eventpipe.kafka_admin import replication_configs
 from eventpipe.settings import Settings
+from eventpipe.stream.cutrecord import BadCutRecord
 from eventpipe.stream.fold import PartitionState
+from eventpipe.stream.marks import horizon
 
 log = logging.getLogger("eventpipe.stream.changelog")
 
 
 def changelog_topic(settings: Settings) -> str:
     return f"{settings.stream_app_id}-state-changelog"
-
-
-def encode(key: tuple[str, ...], value: Any) -> tuple[bytes, bytes | None]:
-    return orjson.dumps(key), None if value is None else orjson.dumps(value)
 
 
 class StateChangelog:
@@ -55,8 +54,10 @@ class StateChangelog:
         finally:
             await admin.close()
 
-    async def restore(self, partitions: list[int]) -> dict[int, PartitionState]:
-        """The state of each partition, rebuilt from its changelog partition."""
+    async def restore(self, starts: dict[int, int]) -> dict[int, PartitionState]:
+        """The state of each partition in ``starts`` (partition -> the offset folding resumes
+        from), rebuilt from its changelog partition and pruned to the dedup window."""
+        partitions = sorted(starts)
         states = {p: PartitionState() for p in partitions}
         if not partitions:
             return states
@@ -77,39 +78,48 @@ class StateChangelog:
             while pending:
                 batch = await consumer.getmany(*pending, timeout_ms=1000, max_records=10_000)
                 for tp, messages in batch.items():
-                    state = states[tp.partition]
+                    state, start = states[tp.partition], starts[tp.partition]
                     for message in messages:
-                        value = None if message.value is None else orjson.loads(message.value)
-                        state.restore(tuple(orjson.loads(message.key)), value)
+                        try:
+                            state.restore(tuple(orjson.loads(message.key)), message.value, start)
+                        except (BadCutRecord, orjson.JSONDecodeError, ValueError) as exc:
+                            # not ours or damaged: the state misses it (streamed counts may then
+                            # count a duplicate; the nightly reprocess is final), never a crash loop
+                            log.error(
+                                "changelog record skipped",
+                                extra={
+                                    "partition": tp.partition,
+                                    "offset": message.offset,
+                                    "error": repr(exc),
+                                },
+                            )
                     records += len(messages)
                 for tp in list(pending):
                     if await consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
             for state in states.values():
-                state.changed.clear()
+                if state.high_received:
+                    state.prune(horizon(state.high_received, self.settings.dedup_window_hours))
             log.info("state restored", extra={"partitions": partitions, "records": records})
         finally:
             await consumer.stop()
         return states
 
-    async def flush(self, partition: int, state: PartitionState) -> int:
-        """Produce every changed entry of ``partition`` and wait until the broker has them."""
-        entries = state.drain()
+    async def flush(self, partition: int, state: PartitionState, first: int, last: int) -> int:
+        """Produce the changelog records of the cut ``first..last`` (``PartitionState.cut_records``)
+        and wait until the broker has them all; how many records."""
+        records = state.cut_records(first, last)
         futures = []
         batch = self.producer.create_batch()
-        for key, value in entries:
-            k, v = encode(key, value)
-            if batch.append(key=k, value=v, timestamp=None) is None:
+        for key, value in records:
+            k = orjson.dumps(key)
+            if batch.append(key=k, value=value, timestamp=None) is None:
                 futures.append(await self.producer.send_batch(batch, self.topic, partition=partition))
                 batch = self.producer.create_batch()
-                batch.append(key=k, value=v, timestamp=None)
+                batch.append(key=k, value=value, timestamp=None)
         if batch.record_count():
             futures.append(await self.producer.send_batch(batch, self.topic, partition=partition))
-        try:
-            for future in futures:
-                await future
-        except Exception:
-            # not persisted: keep the entries marked so the next flush sends them again
-            state.changed.update(key for key, _ in entries)
-            raise
-        return len(entries)
+        for future in futures:
+            await future  # a failure leaves the assignments and tombstones queued for the retry
+        state.written(records)
+        return len(records)

@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from eventpipe.definitions import (
     ANY_EVENT,
     EXPOSURE_EVENT,
@@ -40,9 +42,11 @@ from eventpipe.definitions import (
     exposure_of,
     user_key,
 )
+from eventpipe.stream import cutrecord
+from eventpipe.stream.marks import Marks, day_tag, hour_tag, key_hash
 
-# State entry keys (also the changelog keys): ("m", messageId), ("e", day, event, user),
-# ("x", day, experiment, variant, event, user), ("a", user, experiment).
+# Mark keys: ("e", day, event, user), ("x", day, experiment, variant, event, user), hashed;
+# changelog keys: ("c", first offset, chunk) for a cut record, ("a", user, experiment).
 Key = tuple[str, ...]
 TABLES = ("engagement_daily", "experiment_daily", "experiment_assignments")
 
@@ -86,16 +90,38 @@ class Deltas:
 
 @dataclass
 class PartitionState:
-    seen: dict[str, tuple[int, str]] = field(default_factory=dict)  # messageId -> (offset, receivedAt)
-    members: dict[Key, int] = field(default_factory=dict)  # (row..., user) -> offset
+    """A partition's state in two layers. *Live* entries were created by offsets that may be
+    folded again (not committed yet): they keep the creating offset, as the module docstring
+    requires. Once a cut is committed its entries are *sealed* into compact hashed sets
+    (``marks.py``): no offset is needed any more, since every offset still to be folded is
+    beyond them, so a sealed hit simply means "existed before". Keys are 64-bit hashes of
+    the messageId and of the (row, user) mark (collision bound: docs/stream.md)."""
+
+    live_ids: dict[int, tuple[int, int]] = field(default_factory=dict)  # hash -> (offset, hour tag)
+    live_members: dict[int, tuple[int, int]] = field(default_factory=dict)  # hash -> (offset, day tag)
+    ids: Marks = field(default_factory=Marks)  # sealed messageIds, tagged by the hour received
+    members: Marks = field(default_factory=Marks)  # sealed (row, user) marks, tagged by the day
     assigned: dict[str, dict[str, tuple[str, str, int]]] = field(default_factory=dict)
-    changed: set[Key] = field(default_factory=set)  # entries not yet in the changelog
+    changed: set[tuple[str, str]] = field(default_factory=set)  # (user, experiment) assignments to log
+    # changelog cut records: first offset -> (chunks, newest hour tag, newest day tag)
+    records: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    expired: list[tuple[int, int]] = field(default_factory=list)  # (first offset, chunks) to tombstone
     n_assigned: int = 0
     high_received: str = ""  # latest receivedAt folded: the data clock for pruning
+    _tags: dict[str, int] = field(default_factory=dict, repr=False)  # hour/day string -> tag (cache)
 
     @property
     def size(self) -> int:
-        return len(self.seen) + len(self.members) + self.n_assigned
+        live = len(self.live_ids) + len(self.live_members)
+        return live + len(self.ids) + len(self.members) + self.n_assigned
+
+    def _tag(self, text: str) -> int:
+        tag = self._tags.get(text)
+        if tag is None:
+            if len(self._tags) > 10_000:
+                self._tags.clear()
+            tag = self._tags[text] = hour_tag(text) if len(text) == 13 else day_tag(text)
+        return tag
 
     def apply(self, offset: int, event: dict[str, Any], out: Deltas) -> bool:
         """Fold the event at ``offset``; False if it is a duplicate of an earlier offset."""
@@ -103,12 +129,16 @@ class PartitionState:
         received = event["receivedAt"]
         if received > self.high_received:
             self.high_received = received
-        seen = self.seen.get(mid)
-        if seen is not None and seen[0] < offset:
+        h = key_hash(mid)
+        live = self.live_ids.get(h)
+        if live is None:
+            if h in self.ids:
+                return False  # sealed: created by an offset before any that is folded again
+            self.live_ids[h] = (offset, self._tag(received[:13]))
+        elif live[0] < offset:
             return False
-        if seen is None or seen[0] != offset:
-            self.seen[mid] = (offset, received)
-            self.changed.add(("m", mid))
+        elif live[0] > offset:
+            self.live_ids[h] = (offset, self._tag(received[:13]))
         user = user_key(event)
         if user is None:
             return True
@@ -152,7 +182,7 @@ class PartitionState:
                 self.n_assigned += 1
             current = (exposure.variant, ts, offset)
             mine[experiment] = current
-            self.changed.add(("a", user, experiment))
+            self.changed.add((user, experiment))
         if current[2] == offset:
             out.assignments[(experiment, user)] = (current[0], current[1])
 
@@ -163,78 +193,113 @@ class PartitionState:
         if acc is None:
             acc = table[row] = [0, 0]
         acc[0] += weight
-        created = self.members.get(member)
-        if created is None or created > offset:
-            self.members[member] = offset
-            self.changed.add(member)
+        h = key_hash("\x1f".join(member))
+        live = self.live_members.get(h)
+        if live is None:
+            if h in self.members:
+                return  # sealed: the user was counted in this row by an earlier offset
+            self.live_members[h] = (offset, self._tag(member[1]))
             acc[1] += 1
-        elif created == offset:
+        elif live[0] > offset:
+            self.live_members[h] = (offset, live[1])
+            acc[1] += 1
+        elif live[0] == offset:
             acc[1] += 1
 
     # ------------------------------------------------------------ persistence (pure)
-    def value_of(self, key: Key) -> Any:
-        """The changelog value of an entry, None once it is gone (a tombstone)."""
-        kind = key[0]
-        if kind == "m":
-            seen = self.seen.get(key[1])
-            return None if seen is None else list(seen)
-        if kind == "a":
-            entry = self.assigned.get(key[1], {}).get(key[2])
-            return None if entry is None else list(entry)
-        return self.members.get(key)
-
-    def drain(self) -> list[tuple[Key, Any]]:
-        """Changed entries with their values (None: deleted), for the changelog; clears the
-        change set. Inlined ``value_of``: this runs for about three entries per event."""
-        seen, members, assigned = self.seen, self.members, self.assigned
+    def cut_records(self, first: int, last: int) -> list[tuple[Key, bytes | None]]:
+        """The changelog records of the cut ``first..last``: its live entries as compact
+        chunks (``cutrecord.py``), the assignments it changed, and tombstones for cut records
+        that fell out of the window. Writing them again (a retry) is harmless."""
+        ids = [(h, o, t) for h, (o, t) in self.live_ids.items() if o <= last]
+        members = [(h, o, t) for h, (o, t) in self.live_members.items() if o <= last]
         out: list[tuple[Key, Any]] = []
-        for key in self.changed:
-            kind = key[0]
-            if kind == "m":
-                out.append((key, seen.get(key[1])))
-            elif kind == "a":
-                mine = assigned.get(key[1])
-                out.append((key, mine.get(key[2]) if mine else None))
-            else:
-                out.append((key, members.get(key)))
-        self.changed.clear()
+        if ids or members:
+            chunks = cutrecord.encode(self.high_received, ids, members)
+            out += [(("c", str(first), str(i)), chunk) for i, chunk in enumerate(chunks)]
+            newest_hour = max((t for _, _, t in ids), default=-1)
+            newest_day = max((t for _, _, t in members), default=-1)
+            self.records[first] = (len(chunks), newest_hour, newest_day)
+        for user, experiment in sorted(self.changed):
+            entry = self.assigned.get(user, {}).get(experiment)
+            out.append((("a", user, experiment), None if entry is None else orjson.dumps(list(entry))))
+        for old, n_chunks in self.expired:
+            out += [(("c", str(old), str(i)), None) for i in range(n_chunks)]
         return out
 
-    def restore(self, key: Key, value: Any) -> None:
-        """Apply one changelog record (value None deletes)."""
-        kind = key[0]
-        if kind == "m":
-            if value is None:
-                self.seen.pop(key[1], None)
-            else:
-                self.seen[key[1]] = (int(value[0]), str(value[1]))
-                self.high_received = max(self.high_received, str(value[1]))
-        elif kind == "a":
-            user, experiment = key[1], key[2]
-            mine = self.assigned.setdefault(user, {})
-            had = experiment in mine
-            if value is None:
-                mine.pop(experiment, None)
-                self.n_assigned -= had
-            else:
-                mine[experiment] = (str(value[0]), str(value[1]), int(value[2]))
-                self.n_assigned += not had
-        elif value is None:
-            self.members.pop(key, None)
-        else:
-            self.members[key] = int(value)
+    def written(self, records: list[tuple[Key, bytes | None]]) -> None:
+        """``records`` are in the changelog: their assignments and tombstones are done."""
+        for key, _ in records:
+            if key[0] == "a":
+                self.changed.discard((key[1], key[2]))
+        tombstoned = {int(key[1]) for key, value in records if key[0] == "c" and value is None}
+        self.expired = [e for e in self.expired if e[0] not in tombstoned]
 
-    def prune(self, horizon: str) -> int:
-        """Forget messageIds received before ``horizon`` (ISO timestamp) and distinct-user
-        entries of days before its date. Assignments are kept: conversions need them for as
-        long as an experiment runs. Returns how many entries went (as tombstones)."""
-        old_ids = [mid for mid, (_, received) in self.seen.items() if received < horizon]
-        for mid in old_ids:
-            del self.seen[mid]
-            self.changed.add(("m", mid))
-        day = horizon[:10]
-        old_members = [key for key in self.members if key[1] < day]
-        for key in old_members:
-            del self.members[key]
-            self.changed.add(key)
-        return len(old_ids) + len(old_members)
+    def seal(self, last: int) -> None:
+        """The cut ending at ``last`` is committed: its entries will never be folded again."""
+        for live, marks in ((self.live_ids, self.ids), (self.live_members, self.members)):
+            done = [(h, t) for h, (o, t) in live.items() if o <= last]
+            for h, tag in done:
+                del live[h]
+                marks.add(h, tag)
+
+    def restore(self, key: Key, value: bytes | None, start: int) -> None:
+        """Apply one changelog record; ``start`` is the offset folding resumes from: entries
+        created before it are sealed, later ones stay live with their offsets. Tombstones
+        need no work (the records they delete are pruned by ``prune`` after the restore)."""
+        kind = key[0]
+        if value is None:
+            if kind == "a":
+                mine = self.assigned.get(key[1], {})
+                self.n_assigned -= mine.pop(key[2], None) is not None
+            return
+        if kind == "c":
+            high, ids, members = cutrecord.decode(value)
+            self.high_received = max(self.high_received, high)
+            self._restore_entries(ids, self.live_ids, self.ids, start)
+            self._restore_entries(members, self.live_members, self.members, start)
+            chunks, hour, day = self.records.get(int(key[1]), (0, -1, -1))
+            newest_hour = max([hour, *(t for _, _, t in ids)])
+            newest_day = max([day, *(t for _, _, t in members)])
+            self.records[int(key[1])] = (max(chunks, int(key[2]) + 1), newest_hour, newest_day)
+        elif kind == "a":
+            variant, ts, created = orjson.loads(value)
+            mine = self.assigned.setdefault(key[1], {})
+            self.n_assigned += key[2] not in mine
+            mine[key[2]] = (str(variant), str(ts), int(created))
+        elif kind == "m":  # the per-key format before cut records: [offset, receivedAt]
+            created, received = orjson.loads(value)
+            self.high_received = max(self.high_received, received)
+            entry = (key_hash(key[1]), int(created), hour_tag(received[:13]))
+            self._restore_entries([entry], self.live_ids, self.ids, start)
+        else:  # "e"/"x" marks of the per-key format: the creating offset
+            entry = (key_hash("\x1f".join(key)), int(orjson.loads(value)), day_tag(key[1]))
+            self._restore_entries([entry], self.live_members, self.members, start)
+
+    @staticmethod
+    def _restore_entries(
+        entries: list[tuple[int, int, int]], live: dict[int, tuple[int, int]], marks: Marks, start: int
+    ) -> None:
+        for h, created, tag in entries:
+            if created < start:
+                marks.add(h, tag)
+            elif h not in live or live[h][0] > created:
+                live[h] = (created, tag)
+
+    def prune(self, oldest: str) -> int:
+        """Forget messageIds received in hours before that of ``oldest`` (an ISO timestamp,
+        see ``horizon``) and distinct-user marks of days before its date; queue tombstones
+        for the cut records holding nothing newer. Assignments are kept: conversions need
+        them for as long as an experiment runs. Returns how many entries went."""
+        min_hour, min_day = hour_tag(oldest[:13]), day_tag(oldest[:10])
+        dropped = self.ids.prune(min_hour) + self.members.prune(min_day)
+        for live, floor in ((self.live_ids, min_hour), (self.live_members, min_day)):
+            old = [h for h, (_, tag) in live.items() if tag < floor]
+            for h in old:
+                del live[h]
+            dropped += len(old)
+        for first, (chunks, hour, day) in list(self.records.items()):
+            if hour < min_hour and day < min_day:
+                del self.records[first]
+                self.expired.append((first, chunks))
+        return dropped

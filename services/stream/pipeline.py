@@ -122,8 +122,8 @@ class Pipeline(Service):
 
     async def _adopt(self, tps: list[TopicPartition]) -> None:
         """Take partitions over: state restored from the changelog, reading from the committed offset."""
-        states = await self.changelog.restore([tp.partition for tp in tps])
         starts = await self._start_offsets(tps)
+        states = await self.changelog.restore({tp.partition: starts[tp] for tp in tps})
         s = self.settings
         for tp in tps:
             policy = CutPolicy(s.archive_max_events, s.archive_max_bytes, s.flush_interval_s, self.clock)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import timedelta
 
 import orjson
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -44,10 +43,11 @@ from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object
 from eventpipe.stream.clients import StreamClients
+from eventpipe.stream.marks import horizon
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.partition import Diverged, Fenced, Owned, gather_all
 from eventpipe.stream.storage import UNRECORDED
-from eventpipe.timeutil import format_ts, parse_ts
+from eventpipe.timeutil import format_ts
 
 log = logging.getLogger("eventpipe.stream.pipeline")
 
@@ -79,7 +79,7 @@ class CutWriter:
             # rejected/ keys carry the write date (a replay on another day makes a second
             # object) and are never loaded: written without the key fence
             rest = [self.s3.put(o, exclusive=o.table != "rejected") for o in todo if o.table != "events"]
-            await gather_all(*rest, self.changelog.flush(tp.partition, batch.state))
+            await gather_all(*rest, self.changelog.flush(tp.partition, batch.state, first, last))
             await self.consumer.commit({tp: last + 1})
         except (Fenced, CommitFailedError, IllegalStateError) as exc:  # not (or no longer) ours
             self.fence_off(part, exc)
@@ -88,6 +88,7 @@ class CutWriter:
             self.abandon(part, exc, first)
             return False
         part.committed = last + 1
+        batch.state.seal(last)  # never folded again: compact, without offsets
         try:
             await self.notify(objects, part)
         except KafkaError as exc:  # committed already; the loader also lists S3 (contracts section 4)
@@ -198,8 +199,6 @@ class CutWriter:
         if not hour or hour == part.pruned_hour:
             return
         part.pruned_hour = hour
-        window = timedelta(hours=self.settings.dedup_window_hours)
-        horizon = format_ts(parse_ts(state.high_received) - window)
-        dropped = state.prune(horizon)
+        dropped = state.prune(horizon(state.high_received, self.settings.dedup_window_hours))
         if dropped:
             log.info("state pruned", extra={"partition": part.tp.partition, "entries": dropped})

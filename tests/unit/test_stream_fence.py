@@ -85,11 +85,11 @@ class FakeChangelog:
         self.log = log
         self.restored: dict[int, PartitionState] = {}
 
-    async def restore(self, partitions: list[int]) -> dict[int, PartitionState]:
-        self.restored = {p: PartitionState() for p in partitions}
+    async def restore(self, starts: dict[int, int]) -> dict[int, PartitionState]:
+        self.restored = {p: PartitionState() for p in starts}
         return self.restored
 
-    async def flush(self, partition: int, state: Any) -> int:
+    async def flush(self, partition: int, state: Any, first: int, last: int) -> int:
         self.log.append("state")
         return 0
 

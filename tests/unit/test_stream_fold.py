@@ -10,16 +10,19 @@ with state that ran ahead (even partially persisted) must re-emit the same delta
 
 from __future__ import annotations
 
-import copy
 import zlib
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eventpipe.stream import marks
 from eventpipe.stream.fold import Deltas, PartitionState
+from eventpipe.stream.marks import day_tag, hour_tag
 from eventpipe.timeutil import format_ts
 from tests.reference import truth
 
@@ -70,6 +73,17 @@ def streams(draw: Any) -> list[dict[str, Any]]:
     return out
 
 
+@contextmanager
+def small_levels():
+    """Merge the compact sets' pending level after every 2 entries, so folds meet both levels."""
+    saved = marks.MIN_PENDING
+    marks.MIN_PENDING = 2
+    try:
+        yield
+    finally:
+        marks.MIN_PENDING = saved
+
+
 def partition_of(event: dict[str, Any], partitions: int = 3) -> int:
     return zlib.crc32((event.get("userId") or event["anonymousId"]).encode()) % partitions
 
@@ -100,45 +114,67 @@ def summed(deltas: list[Deltas]) -> dict[str, dict]:
     }
 
 
-def fold_cuts(events: list[dict[str, Any]], cuts: set[int]) -> list[Deltas]:
-    """Fold one partition's events, starting a new delta batch at each offset in ``cuts``."""
-    state, out = PartitionState(), [Deltas()]
+def commit(state: PartitionState, first: int, last: int, log: list[tuple[Any, Any]]) -> None:
+    """What the writer does for a cut: changelog records, then (committed) seal."""
+    records = state.cut_records(first, last)
+    state.written(records)
+    log.extend(records)
+    state.seal(last)
+
+
+def restored(log: list[tuple[Any, Any]], start: int) -> PartitionState:
+    state = PartitionState()
+    for key, value in log:
+        state.restore(tuple(orjson.loads(orjson.dumps(key))), value, start)
+    return state
+
+
+def fold_cuts(events: list[dict[str, Any]], cuts: set[int], restarts: set[int]) -> list[Deltas]:
+    """Fold one partition's events, committing a cut (its entries sealed) at each offset in
+    ``cuts``; at those in ``restarts`` the state is rebuilt from the changelog written so far."""
+    state, out, log, first = PartitionState(), [Deltas()], [], 0
     for offset, event in enumerate(events):
-        if offset in cuts:
+        if offset in cuts | restarts and offset > first:
+            commit(state, first, offset - 1, log)
+            first = offset
             out.append(Deltas())
+            if offset in restarts:
+                state = restored(log, offset)
         state.apply(offset, event, out[-1])
     return out
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(streams(), st.sets(st.integers(0, 80)))
-def test_summed_deltas_equal_the_reference(events: list[dict[str, Any]], cuts: set[int]) -> None:
-    deltas = [d for part in split(events).values() for d in fold_cuts(part, cuts)]
+@given(streams(), st.sets(st.integers(0, 80)), st.sets(st.integers(0, 80)))
+def test_summed_deltas_equal_the_reference(
+    events: list[dict[str, Any]], cuts: set[int], restarts: set[int]
+) -> None:
+    with small_levels():
+        deltas = [d for part in split(events).values() for d in fold_cuts(part, cuts, restarts)]
     assert summed(deltas) == truth(events, stitch=False)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams(), st.data())
 def test_replay_from_a_committed_offset_re_emits_the_same_deltas(events: list[dict[str, Any]], data) -> None:
+    """The first run commits up to ``committed``, then writes changelog records for cuts it
+    never commits (any subset of them reached the broker) and crashes, or seeks back in memory."""
     events = split(events)[data.draw(st.sampled_from(sorted(split(events))))]
     n = len(events)
     committed = data.draw(st.integers(0, n))  # last commit: the replay starts here
-    ahead = data.draw(st.integers(committed, n))  # the state was persisted up to here
-    state, before, first, replayed_from = PartitionState(), Deltas(), Deltas(), Deltas()
-    snapshot = None
-    for offset, event in enumerate(events):
-        if offset == ahead:
-            snapshot = copy.deepcopy(state)
-        state.apply(offset, event, first if offset >= committed else before)
-    snapshot = snapshot if snapshot is not None else copy.deepcopy(state)
-    # the changelog may hold any subset of the entries created after the commit
-    for key, _ in list(snapshot.drain()):
-        created = snapshot.value_of(key)
-        offset = created[0] if key[0] == "m" else created[2] if key[0] == "a" else created
-        if offset >= committed and data.draw(st.booleans()):
-            snapshot.restore(key, None)
-    for offset in range(committed, n):
-        snapshot.apply(offset, events[offset], replayed_from)
+    state, before, first, replayed_from, log = PartitionState(), Deltas(), Deltas(), Deltas(), []
+    with small_levels():
+        for offset, event in enumerate(events):
+            if offset == committed and offset:
+                commit(state, 0, offset - 1, log)
+            state.apply(offset, event, first if offset >= committed else before)
+            if offset >= committed:  # an uncommitted cut per event; its record may have landed
+                records = state.cut_records(offset, offset)
+                log.extend(r for r in records if data.draw(st.booleans()))
+        in_memory = data.draw(st.booleans())
+        replaying = state if in_memory else restored(log, committed)
+        for offset in range(committed, n):
+            replaying.apply(offset, events[offset], replayed_from)
     assert replayed_from == first
 
 
@@ -176,25 +212,41 @@ def test_exposures_count_only_for_their_own_experiment_and_from_first_exposure_o
 
 
 def test_state_survives_its_changelog_round_trip_and_prunes_old_entries() -> None:
-    state, out = PartitionState(), Deltas()
+    state, out, log = PartitionState(), Deltas(), []
     ts = format_ts(START)
     event = {"type": "track", "event": "Experiment Viewed", "messageId": "m", "anonymousId": "a"}
-    state.apply(
-        0,
-        {
-            **event,
-            "timestamp": ts,
-            "receivedAt": ts,
-            "properties": {"experiment_id": "x", "variation_id": "A"},
-        },
-        out,
-    )
-    restored = PartitionState()
-    for key, value in state.drain():
-        restored.restore(tuple(key), value)
-    assert (restored.seen, restored.members, restored.assigned) == (state.seen, state.members, state.assigned)
-    assert restored.size == state.size == 1 + 3 + 1
+    exposure = {**event, "timestamp": ts, "receivedAt": ts}
+    state.apply(0, {**exposure, "properties": {"experiment_id": "x", "variation_id": "A"}}, out)
+    commit(state, 0, 0, log)
+    assert [key[0] for key, _ in log] == ["c", "a"]  # one cut record, one assignment
+    back = restored(log, 1)
+    assert back.size == state.size == 1 + 3 + 1  # messageId, 3 marks ("*", the event, x), assignment
+    assert (back.live_ids, back.live_members) == ({}, {})  # all before offset 1: sealed
+    assert not back.apply(1, exposure, Deltas())  # the messageId is still known: a duplicate
+    assert back.records == state.records == {0: (1, hour_tag(ts[:13]), day_tag(ts[:10]))}
+
     later = format_ts(START + timedelta(days=3))
-    assert restored.prune(later) == 1 + 3  # the assignment stays
-    assert restored.size == 1
-    assert {key[0] for key, value in restored.drain() if value is None} == {"m", "e", "x"}
+    assert back.prune(later) == 1 + 3  # the assignment stays
+    assert back.size == 1
+    tombstones = back.cut_records(5, 4)  # nothing live: only the queued tombstone
+    assert tombstones == [(("c", "0", "0"), None)]
+    back.written(tombstones)
+    assert back.expired == [] and back.cut_records(5, 4) == []
+    assert restored([*log, *tombstones], 1).size == 1 + 3 + 1  # tombstones: pruned, not undone
+
+
+def test_the_per_key_changelog_of_earlier_versions_is_restored() -> None:
+    ts = format_ts(START)
+    old = [
+        (["m", "m1"], orjson.dumps([3, ts])),
+        (["e", ts[:10], "page", "u"], orjson.dumps(3)),
+        (["a", "u", "x"], orjson.dumps(["A", ts, 3])),
+        (["m", "m2"], orjson.dumps([9, ts])),
+    ]
+    state = restored(old, start=5)
+    assert (len(state.ids), len(state.members), state.n_assigned) == (1, 1, 1)
+    assert list(state.live_ids.values()) == [(9, hour_tag(ts[:13]))]  # after the start: live
+    again = {"type": "page", "messageId": "m3", "anonymousId": "u", "timestamp": ts, "receivedAt": ts}
+    out = Deltas()
+    state.apply(5, again, out)
+    assert out.engagement[(ts[:10], "page", ts[:10])] == [1, 0]  # u already counted on that day

@@ -1,0 +1,147 @@
+"""Compact sets of 64-bit key hashes, each tagged with a time bucket (pure, no I/O).
+
+The stream must remember 48 h of messageIds and the day's distinct-user marks. As Python
+dicts of strings that is ~100-200 bytes per entry (about 95 GB at 100M events/day); here an
+entry is an 8-byte hash plus a 4-byte bucket tag (an hour or a day index), ~14 bytes with the
+prefilter below, so the same window fits in a few GB and 10M messageIds in ~150 MB.
+
+Layout (a two-level LSM, both levels in memory):
+
+* ``pending``: a dict ``hash -> tag`` of recent additions (cheap to add to);
+* ``keys``/``tags``: sorted numpy arrays holding everything merged so far; ``pending`` is
+  merged into them once it exceeds ``max(MIN_PENDING, len(keys) // PENDING_FRACTION)``
+  entries, so each entry is copied about ``PENDING_FRACTION`` times over its life;
+* ``bits``: a one-hash bitmap over ``keys`` (at most 1/8 full) that answers most misses --
+  the common case for a fresh messageId -- without a binary search.
+
+Membership is exact for the hashes; the hashing itself is the only source of error (a new
+key whose hash equals a stored one): docs/stream.md states the bound. Pruning drops every
+entry whose tag is below a horizon, so the state is bounded by the time window, not by
+the traffic ever seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+import numpy as np
+
+from eventpipe.timeutil import format_ts, parse_ts
+
+MIN_PENDING = 1 << 16
+PENDING_FRACTION = 64
+BITS_PER_ENTRY = 8  # prefilter: a 1/8-full bitmap lets ~7 of 8 misses skip the binary search
+
+_blake2b = hashlib.blake2b
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def key_hash(text: str) -> int:
+    """A stable 64-bit hash of ``text`` (Python's ``hash`` is salted per process; this one
+    must be the same in every worker and after every restart, as the changelog holds it)."""
+    return int.from_bytes(_blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def hour_tag(hour: str) -> int:
+    """``YYYY-MM-DDTHH`` -> hours since the epoch (the bucket tag of a messageId)."""
+    return day_tag(hour[:10]) * 24 + int(hour[11:13])
+
+
+def day_tag(day: str) -> int:
+    """``YYYY-MM-DD`` -> days since the epoch (the bucket tag of a distinct-user mark)."""
+    return date.fromisoformat(day).toordinal() - EPOCH_ORDINAL
+
+
+def horizon(high_received: str, window_hours: int) -> str:
+    """The oldest ``receivedAt`` still inside the dedup window that ends at ``high_received``."""
+    return format_ts(parse_ts(high_received) - timedelta(hours=window_hours))
+
+
+class Marks:
+    """A set of 64-bit hashes, each with a ``uint32`` tag, prunable by tag."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, int] = {}
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.tags = np.empty(0, dtype=np.uint32)
+        self._shift = 64 - 6
+        self._bits = bytearray(8)
+
+    def __len__(self) -> int:
+        return len(self.keys) + len(self.pending)
+
+    def __contains__(self, h: int) -> bool:
+        return h in self.pending or self._merged_at(h) >= 0
+
+    def _merged_at(self, h: int) -> int:
+        """Index of ``h`` in the sorted arrays, -1 if absent."""
+        slot = h >> self._shift
+        if not self._bits[slot >> 3] >> (slot & 7) & 1:
+            return -1
+        key = np.uint64(h)
+        i = int(self.keys.searchsorted(key))
+        return i if i < len(self.keys) and self.keys[i] == key else -1
+
+    def add(self, h: int, tag: int) -> None:
+        """Add ``h`` (kept with the newer tag if it is already here)."""
+        if h not in self.pending:
+            at = self._merged_at(h)
+            if at >= 0:
+                self.tags[at] = max(int(self.tags[at]), tag)
+                return
+        if tag > self.pending.get(h, -1):
+            self.pending[h] = tag
+        if len(self.pending) > max(MIN_PENDING, len(self.keys) // PENDING_FRACTION):
+            self.merge()
+
+    def add_many(self, hashes: Iterable[int], tags: Iterable[int]) -> None:
+        for h, tag in zip(hashes, tags, strict=True):
+            self.add(h, tag)
+
+    def merge(self) -> None:
+        """Move ``pending`` into the sorted arrays (a hash met twice keeps its newest tag).
+        Only the new entries are sorted; the merge itself is one copy of the arrays."""
+        if not self.pending:
+            return
+        count = len(self.pending)
+        new_keys = np.fromiter(self.pending.keys(), dtype=np.uint64, count=count)
+        new_tags = np.fromiter(self.pending.values(), dtype=np.uint32, count=count)
+        self.pending = {}
+        order = np.argsort(new_keys)
+        new_keys, new_tags = new_keys[order], new_tags[order]
+        at = self.keys.searchsorted(new_keys)
+        present = np.zeros(count, dtype=bool)
+        if len(self.keys):
+            present = self.keys[np.minimum(at, len(self.keys) - 1)] == new_keys
+            self.tags[at[present]] = np.maximum(self.tags[at[present]], new_tags[present])
+        fresh = ~present
+        self.keys = np.insert(self.keys, at[fresh], new_keys[fresh])
+        self.tags = np.insert(self.tags, at[fresh], new_tags[fresh])
+        if len(self.keys) * BITS_PER_ENTRY > len(self._bits) * 8:
+            self._rebuild_bits()
+        else:
+            self._set_bits(new_keys[fresh])
+
+    def prune(self, min_tag: int) -> int:
+        """Forget every entry tagged below ``min_tag``; how many went."""
+        before = len(self)
+        self.pending = {h: t for h, t in self.pending.items() if t >= min_tag}
+        keep = self.tags >= min_tag
+        if not keep.all():
+            self.keys, self.tags = self.keys[keep], self.tags[keep]
+            self._rebuild_bits()
+        return before - len(self)
+
+    def _rebuild_bits(self) -> None:
+        """A bitmap of 8-16 bits per entry (so at most 1/8 full until the next rebuild)."""
+        log2 = max(6, (len(self.keys) * BITS_PER_ENTRY).bit_length())
+        self._shift = 64 - log2
+        self._bits = bytearray(1 << (log2 - 3))
+        self._set_bits(self.keys)
+
+    def _set_bits(self, keys: np.ndarray) -> None:
+        slots = keys >> np.uint64(self._shift)
+        ones = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
+        np.bitwise_or.at(np.frombuffer(self._bits, dtype=np.uint8), slots >> np.uint64(3), ones)

@@ -1,0 +1,75 @@
+"""The stream's compact state parts: hashed sets with time tags (marks.py) and the packed
+changelog record of a cut (cutrecord.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventpipe.stream import cutrecord, marks
+from eventpipe.stream.marks import Marks, day_tag, hour_tag, key_hash
+
+
+def test_key_hash_is_stable_across_processes() -> None:
+    # the changelog stores these hashes: they must never depend on the process (unlike hash())
+    blake = hashlib.blake2b(b"message-1", digest_size=8).digest()
+    assert key_hash("message-1") == int.from_bytes(blake, "little")
+    assert key_hash("message-1") != key_hash("message-2")
+
+
+def test_tags_count_hours_and_days_since_the_epoch() -> None:
+    assert day_tag("1970-01-02") == 1
+    assert hour_tag("1970-01-02T03") == 27
+    assert hour_tag("2026-12-01T00") == day_tag("2026-12-01") * 24
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 50)), max_size=300),
+    st.lists(st.integers(0, 2**64 - 1), max_size=50),
+    st.integers(0, 51),
+    st.integers(1, 40),
+)
+def test_marks_hold_exactly_what_was_added_and_prune_by_tag(
+    added: list[tuple[int, int]], others: list[int], horizon: int, min_pending: int
+) -> None:
+    saved, marks.MIN_PENDING = marks.MIN_PENDING, min_pending  # both levels, many merges
+    try:
+        m = Marks()
+        newest: dict[int, int] = {}
+        for h, tag in added:
+            m.add(h, tag)
+            newest[h] = max(tag, newest.get(h, -1))
+        assert len(m) == len(newest)
+        assert all(h in m for h in newest)
+        assert not any(h in m for h in others if h not in newest)
+        dropped = m.prune(horizon)
+        kept = {h for h, tag in newest.items() if tag >= horizon}
+        assert dropped == len(newest) - len(kept) and len(m) == len(kept)
+        assert {h for h in newest if h in m} == kept
+        m.merge()
+        assert {h for h in newest if h in m} == kept
+    finally:
+        marks.MIN_PENDING = saved
+
+
+def test_a_cut_record_round_trips_in_chunks_under_a_megabyte(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [(key_hash(f"m{i}"), 1000 + i, 500_000 + i % 3) for i in range(70_000)]
+    members = [(key_hash(f"u{i}"), 1000 + i, 20_000) for i in range(5)]
+    chunks = cutrecord.encode("2026-12-01T10:00:00.000Z", ids, members)
+    assert len(chunks) == 3 and max(len(c) for c in chunks) < 1_000_000
+    decoded = [cutrecord.decode(c) for c in chunks]
+    assert {high for high, _, _ in decoded} == {"2026-12-01T10:00:00.000Z"}
+    assert [e for _, i, _ in decoded for e in i] == ids
+    assert [e for _, _, m in decoded for e in m] == members
+
+
+@pytest.mark.parametrize(
+    "value", [b"", b"EPC1", b"XXXX" + bytes(10), cutrecord.encode("", [(1, 2, 3)], [])[0][:-1]]
+)
+def test_a_damaged_cut_record_is_refused_clearly(value: bytes) -> None:
+    with pytest.raises(cutrecord.BadCutRecord):
+        cutrecord.decode(value)
