@@ -217,6 +217,8 @@ class Loader:
     def _record(self, table: str, batches: list[Batch], result: LoadResult) -> None:
         now = self.clock.now()
         for batch in batches:
+            if batch.key in result.busy:  # another loader's, in flight: the ledger tells next round
+                continue
             self._forget(batch.key)
             if batch.key in result.loaded:
                 self.metrics.batches.labels(table).inc()

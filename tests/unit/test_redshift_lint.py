@@ -79,6 +79,7 @@ NOT_SQL = {  # what these modules define that emits no statement of its own
     "RedshiftDialect.is_retryable",  # error classification
     "RedshiftDialect.is_data_error",
     "RedshiftDialect.data_error_reason",
+    "RedshiftDialect.keyed",  # a capability (False: loads take turns on the ledger's LOCK)
     # I/O (the nightly job's day lock, a lock row): every statement it sends is linted in
     # tests/unit/test_loader_sql.py::test_redshift_day_lock_is_a_row_owned_by_a_live_session
     "RedshiftDialect.acquire_day_lock",

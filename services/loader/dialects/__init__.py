@@ -71,6 +71,12 @@ class Dialect(Protocol):
         already holds the migration lock)."""
         ...
 
+    def keyed(self, cur: Cursor, schema: str, tables: Sequence[str]) -> bool:
+        """Adapter: True when the warehouse enforces the primary keys of ``tables``, so loads
+        may run side by side, each claiming its objects in the ledger (``dialects.upserts``);
+        False: every load takes ``lock`` and loads take turns (Redshift)."""
+        ...
+
     def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
         """(Re)create ``TEMP TABLE name <body>``, gone at the end of the transaction."""
         ...

@@ -149,6 +149,18 @@ class PostgresDialect:
         # self-conflicting, but readers (ACCESS SHARE) are never blocked by a load
         return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(schema, table))
 
+    def keyed(self, cur: Cursor, schema: str, tables: Sequence[str]) -> bool:
+        # a warehouse whose keys were dropped (as Redshift has none) falls back to the lock
+        cur.execute(
+            sql.SQL(
+                "SELECT COUNT(DISTINCT c.conrelid) FROM pg_constraint AS c "
+                "JOIN pg_class AS t ON t.oid = c.conrelid JOIN pg_namespace AS n ON n.oid = t.relnamespace "
+                "WHERE c.contype = 'p' AND n.nspname = {} AND t.relname IN ({})"
+            ).format(sql.Literal(schema), sql.SQL(", ").join(sql.Literal(t) for t in tables))
+        )
+        row = cur.fetchone()
+        return bool(row) and row[0] == len(set(tables))
+
     def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
         return [
             sql.SQL("DROP TABLE IF EXISTS {}").format(ident(name)),

@@ -115,6 +115,9 @@ class RedshiftDialect:
         locked = SCHEMA_MIGRATIONS.name if table == SCHEMA_MIGRATIONS.name else LOAD_LEDGER.name
         return sql.SQL("LOCK {}").format(ident(schema, locked))
 
+    def keyed(self, cur: Cursor, schema: str, tables: Sequence[str]) -> bool:
+        return False  # keys are informational only: loads take turns on the ledger's LOCK
+
     def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
         return [
             sql.SQL("DROP TABLE IF EXISTS {}").format(ident(name)),
