@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     loader_port: int = Field(8082, ge=1, le=65535)
     loader_host: str = "127.0.0.1"  # metrics listener; 0.0.0.0 in containers
     unloaded_alert_minutes: int = 10
+    loader_retention_days: int = Field(
+        14,
+        ge=10,
+        description="the loader prunes ledger rows loaded, and deltas / final_batches of days, older "
+        "than this; it never lists or loads objects dated older than this minus 2 days",
+    )
     reprocess_lateness_days: int = Field(1, ge=0)
     reprocess_hour_utc: int = Field(2, ge=0, le=23)
     # local: mrjob's subprocess runner, which sorts between steps with GNU sort on disk, so a

@@ -22,6 +22,7 @@ from kafka.errors import KafkaError
 from eventpipe.errors import StorageError
 from eventpipe.keys import AGG_PREFIX, RAW_PREFIX
 from eventpipe.loader.batches import Batch, parse_batch, table_of_key
+from eventpipe.loader.listing import Marks
 from eventpipe.loader.tables import TARGETS
 from eventpipe.s3 import list_keys
 from eventpipe.settings import Settings
@@ -46,6 +47,12 @@ def _day_of(key: str) -> date | None:
         return None
 
 
+def horizon(settings: Settings, today: date) -> date:
+    """The oldest ``dt=`` day the loader lists or loads: within the ledger's retention (an
+    object loaded before it may have lost its ledger row), and never more than 60 days back."""
+    return today - timedelta(days=min(MAX_LIST_DAYS, settings.loader_retention_days - 2))
+
+
 def prefixes(settings: Settings, since: date | None, today: date) -> list[str]:
     """The S3 prefixes one listing covers: whole trees without a watermark, else per day."""
     roots = [f"{settings.s3_prefix}{RAW_PREFIX}"] + [
@@ -53,22 +60,39 @@ def prefixes(settings: Settings, since: date | None, today: date) -> list[str]:
     ]
     if since is None:
         return roots
-    first = max(since - timedelta(days=1), today - timedelta(days=MAX_LIST_DAYS))
+    first = max(since - timedelta(days=1), horizon(settings, today))
     days = [first + timedelta(days=n) for n in range((today - first).days + 2)]  # +1: clocks ahead
     return [f"{root}dt={day:%Y-%m-%d}/" for root in roots for day in days]
 
 
-def list_candidates(s3: Any, settings: Settings, since: date | None, today: date) -> list[Candidate]:
-    found = []
+def list_candidates(
+    s3: Any,
+    settings: Settings,
+    since: date | None,
+    today: date,
+    marks: Marks | None = None,
+    now: datetime | None = None,
+) -> list[Candidate]:
+    """What the listings find: in full without ``marks`` (or a prefix never listed in
+    full), else from each slot's mark (``listing.Marks``), which records what they return."""
+    found: dict[str, Candidate] = {}
     try:
         for prefix in prefixes(settings, since, today):
-            for obj in list_keys(s3, settings.s3_bucket, prefix):
-                table = table_of_key(obj["Key"], settings.s3_prefix)
-                if table:
-                    found.append(Candidate(obj["Key"], table, _day_of(obj["Key"]), obj.get("LastModified")))
+            plan = [(prefix, "")] if marks is None or now is None else marks.plan(prefix, now)
+            for listed_prefix, start_after in plan:
+                listed = [
+                    (o["Key"], o.get("LastModified"))
+                    for o in list_keys(s3, settings.s3_bucket, listed_prefix, start_after)
+                ]
+                if marks is not None:
+                    marks.listed(listed_prefix, start_after, listed)
+                for key, modified in listed:
+                    table = table_of_key(key, settings.s3_prefix)
+                    if table:  # a slot's newest objects are the tail listing's too: once each
+                        found.setdefault(key, Candidate(key, table, _day_of(key), modified))
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"listing S3 failed: {exc}") from exc
-    return found
+    return list(found.values())
 
 
 def next_watermark(unloaded: list[Candidate], today: date) -> date:

@@ -73,3 +73,14 @@ class LoaderMetrics:
             "eventpipe_loader_notices_total", "Batch-ready notices read from Kafka", registry=r
         )
         self.rounds = Counter("eventpipe_loader_rounds_total", "Discovery/load rounds run", registry=r)
+        self.listed = Counter(
+            "eventpipe_loader_listed_objects_total",
+            "Objects the S3 safety-net listings returned (each slot listed from its mark)",
+            registry=r,
+        )
+        self.pruned = Counter(
+            "eventpipe_loader_pruned_rows_total",
+            "Bookkeeping rows deleted past EVENTPIPE_LOADER_RETENTION_DAYS, by table",
+            ["table"],
+            registry=r,
+        )

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +21,16 @@ from eventpipe.clock import Clock
 from eventpipe.errors import StorageError, WarehouseError, WarehouseRefused
 from eventpipe.loader import state
 from eventpipe.loader.batches import Batch, CorruptBatch
-from eventpipe.loader.discovery import Candidate, Notices, fetch_batch, list_candidates, next_watermark
+from eventpipe.loader.discovery import (
+    Candidate,
+    Notices,
+    fetch_batch,
+    horizon,
+    list_candidates,
+    next_watermark,
+)
+from eventpipe.loader.fetching import Fetching
+from eventpipe.loader.listing import Marks
 from eventpipe.loader.load import LoadResult, load_group
 from eventpipe.loader.metrics import LoaderMetrics
 from eventpipe.loader.warehouse import Warehouse, loaded_keys, migrate, quarantine, quarantined_keys
@@ -42,29 +51,9 @@ class Limits:
     # list that whole window now and then
     deep_scan_interval_s: float = 900.0
     deep_scan_days: int = 8
+    listing_settle_s: float = 60.0  # a slot's listing mark passes only objects older than this
+    prune_interval_s: float = 3600.0  # bookkeeping past the retention is deleted this often
     fetch_threads: int = 4
-
-
-class Fetching:
-    """A batch still downloading (a background fetch): ``lines`` waits for it, so the
-    COPY streams earlier objects while later ones arrive."""
-
-    def __init__(self, key: str, table: str, future: Future[Batch]) -> None:
-        self.key, self.table, self._future = key, table, future
-
-    @property
-    def lines(self) -> list[bytes]:
-        return self._future.result().lines
-
-    @property
-    def rows(self) -> int:
-        return len(self.lines)
-
-    def failed(self) -> BaseException | None:
-        return self._future.exception() if self._future.done() else None
-
-    def sample_received_at(self, count: int) -> list[str]:
-        return self._future.result().sample_received_at(count)
 
 
 def retry_counter(metrics: LoaderMetrics) -> Callable[[BaseException], None]:
@@ -99,7 +88,8 @@ class Loader:
         self.notices, self.before_commit = notices, before_commit
         self.pending: dict[str, Candidate] = {}
         self._first_seen: dict[str, float] = {}
-        self._last_scan = self._last_deep_scan = -1e18
+        self._last_scan = self._last_deep_scan = self._last_prune = -1e18
+        self.marks = Marks(settle_s=self.limits.listing_settle_s)  # where each slot's listing starts
         self._pool = ThreadPoolExecutor(self.limits.fetch_threads, thread_name_prefix="loader-fetch")
 
     def start(self) -> None:
@@ -117,6 +107,10 @@ class Loader:
 
     # discovery -------------------------------------------------------------------------
     def _add(self, candidate: Candidate) -> None:
+        if candidate.day is not None and candidate.day < horizon(self.settings, self.clock.now().date()):
+            # its ledger row may be pruned already: loading it again could count it twice
+            log.warning("object older than the retention: not loaded", extra={"key": candidate.key})
+            return
         if candidate.key not in self.pending:
             self.pending[candidate.key] = candidate
             self._first_seen.setdefault(candidate.key, self.clock.monotonic())
@@ -127,12 +121,17 @@ class Loader:
             return False
         self._last_scan = mono
         since = self.wh.run(lambda conn: state.get_watermark(conn, self.wh.schema))
-        today = self.clock.now().date()
+        now = self.clock.now()
+        today, marks = now.date(), self.marks
         if since is not None and mono - self._last_deep_scan >= self.limits.deep_scan_interval_s:
             self._last_deep_scan = mono
             since = min(since, today - timedelta(days=self.limits.deep_scan_days))
+            marks.covered.clear()  # the deep scan lists its whole window in full
+            marks.forget_before(since - timedelta(days=1))
         try:
-            for candidate in list_candidates(self.s3, self.settings, since, today):
+            found = list_candidates(self.s3, self.settings, since, today, marks, now)
+            self.metrics.listed.inc(len(found))
+            for candidate in found:
                 self._add(candidate)
         except StorageError:
             self.metrics.storage_errors.inc()
@@ -255,6 +254,7 @@ class Loader:
             old += age > alert_s
         self.metrics.unloaded_old.set(old)
         self.metrics.unloaded.set(len(self.pending))
+        self.marks.advance(set(self.pending), now)
         if scanned:
             mark = next_watermark(list(self.pending.values()), now.date())
             counts = self.wh.run(
@@ -264,6 +264,12 @@ class Loader:
             self.metrics.quarantine_size.set(counts[1])
         if self.notices is not None and not self.pending:
             self.notices.commit()  # every notice read so far is loaded or quarantined
+        if mono - self._last_prune >= self.limits.prune_interval_s:
+            self._last_prune = mono
+            schema, days = self.wh.schema, self.settings.loader_retention_days
+            deleted = self.wh.run(lambda conn: state.prune_bookkeeping(conn, schema, now, days))
+            for table, rows in deleted.items():
+                self.metrics.pruned.labels(table).inc(rows)
 
     def run_forever(self, stop: threading.Event, idle_s: float = 0.5, max_rounds: int | None = None) -> None:
         """Rounds until ``stop`` is set (or ``max_rounds``); errors back off, never end it."""

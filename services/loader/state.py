@@ -3,11 +3,11 @@ The statements are the dialects' (``dialects.bookkeeping``); this runs them on a
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from eventpipe.loader.dialects import Dialect
-from eventpipe.loader.dialects.bookkeeping import row_count, watermark_replace, watermark_select
+from eventpipe.loader.dialects.bookkeeping import prune, row_count, watermark_replace, watermark_select
 from eventpipe.loader.dialects.common import freshness_of
 from eventpipe.loader.tables import LOAD_LEDGER, LOADER_STATE, QUARANTINE
 from eventpipe.timeutil import utcnow
@@ -39,3 +39,15 @@ def newest_loaded(conn: Any, schema: str) -> datetime | None:
         cur.execute(freshness_of(schema, "events"))
         row = cur.fetchone()
     return row[0] if row else None
+
+
+def prune_bookkeeping(conn: Any, schema: str, now: datetime, retention_days: int) -> dict[str, int]:
+    """Delete the bookkeeping past the retention (``bookkeeping.prune``), one transaction per
+    table so a load waits for none of them long; returns the rows deleted per table."""
+    cutoff = now - timedelta(days=retention_days)
+    deleted = {}
+    for table, statement in prune(schema, cutoff, cutoff.date()):
+        with conn, conn.cursor() as cur:
+            cur.execute(statement)
+            deleted[table] = max(cur.rowcount, 0)
+    return deleted

@@ -224,6 +224,7 @@ def bookkeeping_statements() -> list[sql.Composable]:
         ]
     out += [bookkeeping.day_status_since(schema, day), bookkeeping.touched_before(schema, AT)]
     out += [bookkeeping.assignments_before(schema, AT), bookkeeping.identity_links(schema)]
+    out += [statement for _, statement in bookkeeping.prune(schema, AT, day)]
     return [*out, bookkeeping.applied_migrations(schema), bookkeeping.record_migration(schema, 7, "v7")]
 
 
@@ -275,3 +276,28 @@ def test_redshift_day_lock_is_a_row_owned_by_a_live_session(live, holders, taken
     mine = """"day" = '2026-11-19'::date AND "holder" = PG_BACKEND_PID()"""
     assert release.sent == [f'DELETE FROM "analytics"."reprocess_locks" WHERE {mine}']
     assert problems(release.sent[0]) == []
+
+
+def test_the_upserts_of_parallel_loads_parse_as_postgresql_and_redshift_refuses_them():
+    """Claimed loads run on PostgreSQL only (``dialects.upserts``): ON CONFLICT is on AWS's
+    list of what Redshift refuses, so the Redshift dialect must never be given them. (The
+    integration tier runs them all, the shared statements among them and the LOCK too.)"""
+    from eventpipe.loader.dialects import upserts
+
+    dialect = get_dialect("postgres")
+    out = [
+        upserts.free_objects("analytics", ["a", "b"]),
+        upserts.ledger_claim("analytics", "events", ["a"], AT),
+    ]
+    out += [upserts.ledger_rows("analytics", [("a", 3)])]
+    out += [upserts.freshness_upsert("analytics", "events", c.newest_staged(dialect, "events"), AT)]
+    for table in TARGETS:
+        out += upserts.merge_statements(dialect, "analytics", table, AT)
+    texts = [render(statement) for statement in out]
+    own = [t for t in texts if "ON CONFLICT" in t or "pg_try_advisory_xact_lock" in t or " AS l SET " in t]
+    assert (
+        len(own) == 3 + 1 + len(TARGETS) + 1
+    )  # claim, try-locks, rows; freshness; a target each; identities
+    for text in own:
+        assert not isinstance(sqlglot.parse_one(text, read="postgres"), sqlglot.exp.Command), text
+    assert all(problems(t) for t in own if "ON CONFLICT" in t)

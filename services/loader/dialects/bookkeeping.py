@@ -16,9 +16,11 @@ from eventpipe.loader.dialects.common import cols, ident, literals
 from eventpipe.loader.tables import (
     DAY_STATUS,
     DAY_WATERMARK,
+    DELTAS,
     EXPERIMENT_ASSIGNMENTS,
     FINAL_BATCHES,
     IDENTITIES,
+    LOAD_LEDGER,
     LOADER_STATE,
     SCHEMA_MIGRATIONS,
     Table,
@@ -114,3 +116,21 @@ def identity_links(schema: str) -> sql.Composed:
     return sql.SQL("SELECT {} FROM {}").format(
         cols(("anonymous_id", "user_id", "linked_at", "message_id")), ident(schema, IDENTITIES.name)
     )
+
+
+def prune(schema: str, loaded_before: datetime, day_before: date) -> list[tuple[str, sql.Composed]]:
+    """``(table, DELETE)`` of the retention: ledger rows loaded before ``loaded_before``;
+    deltas loaded then AND of a day before ``day_before`` (a late delta of an old day stays
+    as long as a fresh one: the nightly re-adds it); final_batches of days before it."""
+    loaded, day = ident("loaded_at"), ident("day")
+    statements = [(LOAD_LEDGER.name, sql.SQL("{} < {}").format(loaded, sql.Literal(loaded_before)))]
+    statements += [
+        (deltas.name, sql.SQL("{} < {} AND {} < {}").format(loaded, sql.Literal(loaded_before), day,
+                                                            sql.Literal(day_before)))
+        for deltas in DELTAS.values()
+    ]  # fmt: skip
+    statements.append((FINAL_BATCHES.name, sql.SQL("{} < {}").format(day, sql.Literal(day_before))))
+    return [
+        (table, sql.SQL("DELETE FROM {} WHERE {}").format(ident(schema, table), where))
+        for table, where in statements
+    ]
