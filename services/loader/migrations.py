@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from eventpipe.loader.dialects import Dialect, Statement, checks
+from eventpipe.loader.dialects import Dialect, Statement, checks, models
 from eventpipe.loader.dialects.bookkeeping import applied_migrations, create_schema, record_migration
 from eventpipe.loader.dialects.common import create_table
 from eventpipe.loader.dialects.links import backfill_identities
@@ -77,6 +77,10 @@ def _v6(dialect: Dialect, schema: str) -> list[Statement]:
     return checks.statements(schema)
 
 
+def _v7(dialect: Dialect, schema: str) -> list[Statement]:
+    return list(models.statements(dialect, schema))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "contract tables, deltas, ledger, day status, freshness, quarantine", _v1),
     (2, "identities: identity links of identify/alias events (persons)", _v2),
@@ -84,6 +88,7 @@ MIGRATIONS: list[Migration] = [
     (4, "index the raw user key: a late link touches the final days of its id", _v4),
     (5, "events.tracking_plan_violations: the errors of events a tracking plan flagged", _v5),
     (6, "data tests: check_results, and the view check_volume_by_weekday", _v6),
+    (7, "funnel and retention building blocks: views persons, funnel_step_events, retention_cohorts", _v7),
 ]
 
 

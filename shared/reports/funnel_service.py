@@ -30,7 +30,7 @@ def funnel_counts(
     conn: Any, schema: str, query: FunnelQuery, experiment: str | None = None
 ) -> dict[Any, list[int]]:
     """variant (``None`` without an experiment) -> persons at each step."""
-    wh.require(conn, schema, "events", "identities")
+    wh.require(conn, schema, "funnel_step_events")
     params: dict[str, Any] = _window(query.first_day, query.last_day)
     params["horizon"] = params["end"] + query.within
     rows = wh.rows(conn, funnelsql.funnel(schema, query.steps, query.within, experiment), params)
@@ -53,7 +53,7 @@ def funnel(
 
 def retention(conn: Any, schema: str, query: RetentionQuery) -> dict[str, Any]:
     """The documented JSON of ``eventpipe retention``."""
-    wh.require(conn, schema, "events", "identities")
+    wh.require(conn, schema, "funnel_step_events")
     statement = funnelsql.retention(schema, query.cohort_event, query.return_event, query.period)
     sizes: dict[date, int] = {}
     returned: dict[tuple[date, int], int] = {}

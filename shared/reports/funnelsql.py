@@ -1,11 +1,11 @@
 """The SQL of funnels and retention cohorts, built with ``psycopg2.sql`` (pure).
 
-Rules: ``eventpipe.reports.funnels``. Persons come from ``sqlbuild.person_events`` (two
-hops along the winning links of ``identities``) and assignments from
-``sqlbuild.assignments``, the same definitions the experiment reports use. The queries
-themselves use only what PostgreSQL and Redshift share (CTEs, ``min``/``count``, joins,
-``AT TIME ZONE``, ``date_trunc``, date minus date, interval literals): no ``DISTINCT ON``,
-no ``FILTER``, no JSON operators, so they can move into a dialect unchanged.
+Rules: ``eventpipe.reports.funnels``. Both read the view ``funnel_step_events`` (persons as
+identity stitching defines them; migration 7, ``eventpipe.loader.dialects.models``), and
+assignments come from ``sqlbuild.assignments``, the definition the experiment reports use.
+The queries themselves use only what PostgreSQL and Redshift share (CTEs, ``min``/``count``,
+aggregate window functions without a frame, ``AT TIME ZONE``, ``date_trunc``, date minus date,
+interval literals): no ``DISTINCT ON``, no ``FILTER``, no JSON operators, no ``LATERAL``.
 
 Parameters are bound by the caller: ``start``/``end`` (the UTC instants of ``from`` and
 ``to`` + 1 day) and, for funnels, ``horizon`` (``end`` + within).
@@ -23,35 +23,36 @@ from eventpipe.reports import sqlbuild
 START, END, HORIZON = sql.Placeholder("start"), sql.Placeholder("end"), sql.Placeholder("horizon")
 
 
-def matches(name: str | sql.Composable) -> sql.Composable:
-    """An engagement event called ``name`` (a text, or SQL such as a function argument): a track
-    call, or page/screen calls for ``page``/``screen``."""
-    return sql.SQL(
-        "((e.type = 'track' AND e.event = {n}) OR (e.type IN ('page', 'screen') AND e.type = {n}))"
-    ).format(n=sql.Literal(name) if isinstance(name, str) else name)
+def step_events(schema: str) -> sql.Composable:
+    """The view ``funnel_step_events`` (migration 7, ``eventpipe.loader.dialects.models``):
+    ``person, event, at`` of every engagement event."""
+    return sql.SQL("SELECT s.person, s.event, s.at FROM {} s").format(
+        sql.Identifier(schema, "funnel_step_events")
+    )
 
 
 def _step_events(
     names: Sequence[str | sql.Composable],
     until: sql.Composable,
-    persons: sql.Composable,
+    source: sql.Composable,
     start: sql.Composable = START,
 ) -> sql.Composable:
-    """The persons' events of any of ``names`` from ``start`` to before ``until``:
+    """The step events of any of ``names`` from ``start`` to before ``until``:
     ``person, at`` and ``is_1``, ``is_2``, … (1 where the event is ``names[n - 1]``)."""
+    named = [sql.Literal(n) if isinstance(n, str) else n for n in names]
     flags = [
-        sql.SQL("CASE WHEN {} THEN 1 ELSE 0 END AS {}").format(matches(n), sql.Identifier(f"is_{i}"))
-        for i, n in enumerate(names, 1)
+        sql.SQL("CASE WHEN e.event = {} THEN 1 ELSE 0 END AS {}").format(n, sql.Identifier(f"is_{i}"))
+        for i, n in enumerate(named, 1)
     ]
     return sql.SQL(
-        'SELECT e.person, e."timestamp" AS at, {flags} FROM ({events}) e '
-        'WHERE e."timestamp" >= {start} AND e."timestamp" < {until} AND ({any})'
+        "SELECT e.person, e.at, {flags} FROM ({source}) e "
+        "WHERE e.at >= {start} AND e.at < {until} AND e.event IN ({names})"
     ).format(
         flags=sql.SQL(", ").join(flags),
-        events=persons,
+        source=source,
         start=start,
         until=until,
-        any=sql.SQL(" OR ").join(matches(n) for n in names),
+        names=sql.SQL(", ").join(named),
     )
 
 
@@ -85,21 +86,22 @@ def funnel(
     steps: Sequence[str | sql.Composable],
     within: timedelta | sql.Composable,
     experiment: str | None = None,
-    persons: sql.Composable | None = None,
+    events: sql.Composable | None = None,
     assignments: sql.Composable | None = None,
     window: tuple[sql.Composable, sql.Composable, sql.Composable] = (START, END, HORIZON),
 ) -> sql.Composable:
     """``variant, step, persons``: persons who reached each step (1-based); ``variant`` is NULL
-    without an experiment. ``persons`` (events with a ``person`` column) and ``assignments``
-    default to the experiment reports' definitions. Steps, ``within`` and ``window`` (start,
-    end, horizon) may be other SQL, e.g. a function's arguments (``funnel_views``).
+    without an experiment. ``events`` (rows ``person, event, at``) defaults to the view
+    ``funnel_step_events``, ``assignments`` to the experiment reports' definition. Steps,
+    ``within`` and ``window`` (start, end, horizon) may be other SQL, e.g. a function's
+    arguments (``funnel_views``).
 
     One pass per step over the step events, each a window ``min`` per person (the step's
     matched time, from the previous one's): no self-join, so no planner estimate can turn it
     into nested loops over persons x events (445 s on 153k events before, docs/funnels.md)."""
-    persons = persons if persons is not None else sqlbuild.person_events(schema)
+    events = events if events is not None else step_events(schema)
     start, end, horizon = window
-    level = sql.SQL("({})").format(_step_events(steps, horizon, persons, start))
+    level = sql.SQL("({})").format(_step_events(steps, horizon, events, start))
     carried = [sql.SQL("e.person, e.at")] + [sql.Identifier("e", f"is_{n}") for n in range(1, len(steps) + 1)]
     for n in range(1, len(steps) + 1):
         level = sql.SQL("(SELECT {carried}, {matched} FROM {level} e{entered})").format(
@@ -149,14 +151,14 @@ def retention(
     cohort_event: str | sql.Composable,
     return_event: str | sql.Composable,
     period: str,
-    persons: sql.Composable | None = None,
+    events: sql.Composable | None = None,
     window: tuple[sql.Composable, sql.Composable] = (START, END),
 ) -> sql.Composable:
     """``cohort, k, persons``: ``k`` NULL for the cohort's size, else persons back in period
     ``k`` >= 1 after the cohort's. Events from ``start`` to before ``end`` only (``window``:
     other SQL for both, e.g. a function's arguments). The cohort is a window ``min`` per
     person over the same rows as the returns: no join (docs/funnels.md, speed)."""
-    persons = persons if persons is not None else sqlbuild.person_events(schema)
+    events = events if events is not None else step_events(schema)
     days = 7 if period == "week" else 1
     return sql.SQL(
         "WITH c AS (SELECT e.person, e.is_2, {period} AS period, "
@@ -168,7 +170,7 @@ def retention(
         "SELECT c.cohort, (c.period - c.cohort) / {days} AS k, count(DISTINCT c.person) AS persons FROM c "
         "WHERE c.is_2 = 1 AND c.period > c.cohort GROUP BY c.cohort, c.period"
     ).format(
-        events=_step_events([cohort_event, return_event], window[1], persons, window[0]),
+        events=_step_events([cohort_event, return_event], window[1], events, window[0]),
         period=_period(sql.SQL("e.at"), period),
         days=sql.Literal(days),
     )

@@ -45,6 +45,7 @@ def healthy(conn: Any, schema: str) -> None:
     events = [
         {"type": "page", "messageId": "p1", "userId": None, "anonymousId": "a1"},
         {"type": "identify", "messageId": "i1", "userId": "u1", "anonymousId": "a1"},
+        {"type": "track", "messageId": "o1", "userId": "u1", "anonymousId": "a1", "event": "Order Completed"},
     ]
     for e in events:
         e.update(timestamp=format_ts(at), receivedAt=format_ts(at), source="dev")
@@ -84,6 +85,11 @@ def test_every_shipped_check_passes_on_healthy_data(conn: Any, settings: Setting
         ("DELETE FROM {s}.events WHERE message_id = 'i1'",
          "values in (message_id) must exist in events (message_id)"),
         ("UPDATE {s}.events SET received_at = '2026-11-20T00:00:00Z'", "freshness(received_at) < 1d"),
+        ("DELETE FROM {s}.events WHERE type IN ('page', 'track')", "step_events_on_day > 0"),
+        # ten step events on the same weekday a week before: the day's two are a 80% drop
+        ("INSERT INTO {s}.events (message_id, type, anonymous_id, source, timestamp, received_at) "
+         "SELECT 'w' || g, 'page', 'a2', 'dev', '2026-11-18T12:00:00Z', '2026-11-18T12:00:00Z' "
+         "FROM generate_series(1, 10) g", "step_events_volume_change between -0.5 and 1"),
     ],
 )  # fmt: skip
 def test_each_kind_of_check_catches_its_breakage(

@@ -69,6 +69,7 @@ SQL_MODULES = (
     "eventpipe.loader.dialects.late_links",
     "eventpipe.loader.dialects.truth",
     "eventpipe.loader.dialects.checks",
+    "eventpipe.loader.dialects.models",
     "eventpipe.loader.dialects.redshift",
     "eventpipe.reports.sqlbuild",
     "eventpipe.reports.statesql",
