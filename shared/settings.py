@@ -79,7 +79,10 @@ class Settings(BaseSettings):
     header_read_timeout_s: float = Field(
         10.0, gt=0, description="a connection's request headers must arrive within this (else 408)"
     )
-    kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
+    kafka_client: Literal["kafka-python", "confluent"] = Field(
+        "confluent",
+        description="collector's producer: confluent (librdkafka, the default) or kafka-python (pure Python)",
+    )
     kafka_compression: Literal["none", "lz4", "gzip"] = Field(
         "lz4", description="collector's producer compression (make bench measures lz4 vs none)"
     )

@@ -107,7 +107,8 @@ class _ThreadedPublisher:
 
 
 class KafkaPythonPublisher(_ThreadedPublisher):
-    """kafka-python: the supported default."""
+    """kafka-python (``EVENTPIPE_KAFKA_CLIENT=kafka-python``): pure Python, supported and
+    tested behind the same interface, about a quarter of librdkafka's throughput here."""
 
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaProducer
@@ -142,9 +143,9 @@ class KafkaPythonPublisher(_ThreadedPublisher):
 
 
 class ConfluentPublisher(_ThreadedPublisher):
-    """confluent-kafka (librdkafka): native I/O threads outside the GIL. ``produce()`` only
-    enqueues (it raises BufferError when the local queue is full, never waits), so it runs
-    on the event loop: no thread hop per request."""
+    """confluent-kafka (librdkafka), the default client: native I/O threads outside the GIL.
+    ``produce()`` only enqueues (it raises BufferError when the local queue is full, never
+    waits), so it runs on the event loop: no thread hop per request."""
 
     send_on_loop = True
 
@@ -195,9 +196,9 @@ class ConfluentPublisher(_ThreadedPublisher):
 
 
 def _connect(settings: Settings) -> Publisher:
-    if settings.kafka_client == "confluent":
-        return ConfluentPublisher(settings)
-    return KafkaPythonPublisher(settings)
+    if settings.kafka_client == "kafka-python":
+        return KafkaPythonPublisher(settings)
+    return ConfluentPublisher(settings)
 
 
 class LazyPublisher:

@@ -8,12 +8,14 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.support.kafka import read_topic
 from tests.support.pipeline import running_pipeline
 
 
-def test_sigterm_drains_in_flight_requests(topics, tmp_path):
+@pytest.mark.parametrize("kafka_client", ["confluent", "kafka-python"])
+def test_sigterm_drains_in_flight_requests(topics, tmp_path, kafka_client):
     acknowledged: list[str] = []
     stop = threading.Event()
 
@@ -34,7 +36,8 @@ def test_sigterm_drains_in_flight_requests(topics, tmp_path):
                 if response.status_code == 200:
                     acknowledged.extend(ids)
 
-    with running_pipeline(topics, tmp_path, parts=("ingest",)) as pipe:
+    chosen = topics.model_copy(update={"kafka_client": kafka_client})
+    with running_pipeline(chosen, tmp_path, parts=("ingest",)) as pipe:
         workers = [threading.Thread(target=client, args=(w,)) for w in range(4)]
         for worker in workers:
             worker.start()
