@@ -33,7 +33,7 @@ def sample_events(n: int) -> list[dict]:
     ]
 
 
-def _topic(bootstrap: str, name: str) -> None:
+def ensure_topic(bootstrap: str, name: str) -> None:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics([NewTopic(name, 6, 1)])
@@ -107,7 +107,7 @@ def collector(kind: str, topic: str, bootstrap: str, client: str = "kafka-python
 
 def measure(kind: str, bootstrap: str, client: str = "kafka-python", seconds: int = SECONDS) -> dict:
     topic = f"bench-{kind}-{client}"
-    _topic(bootstrap, topic)
+    ensure_topic(bootstrap, topic)
     events = sample_events(BATCH)
     port, proc = collector(kind, topic, bootstrap, client)
     with proc:
@@ -153,7 +153,7 @@ def compression(bootstrap: str = "127.0.0.1:9092", seconds: int = SECONDS) -> di
     out: dict[str, float] = {}
     for codec in ("lz4", "none"):
         topic = f"bench-compression-{codec}-{uuid.uuid4().hex[:8]}"
-        _topic(bootstrap, topic)
+        ensure_topic(bootstrap, topic)
         port, proc = collector("eventpipe", topic, bootstrap, compression=codec)
         with proc:
             batch = wrk(f"http://127.0.0.1:{port}/v1/batch", orjson.dumps({"batch": sample_events(BATCH)}),
@@ -174,7 +174,7 @@ def run(bootstrap: str = "127.0.0.1:9092") -> dict:
     confluent = measure("eventpipe", bootstrap, "confluent")
     naive = measure("naive", bootstrap, seconds=5)
     record_size = len(orjson.dumps(sample_events(1)[0])) + 250  # + server-side fields
-    _topic(bootstrap, "bench-ceiling")
+    ensure_topic(bootstrap, "bench-ceiling")
     ceiling = kafka_ceiling(bootstrap, "bench-ceiling", record_size)
     baseline = max(naive["batch_events_per_s"], 1e-9)
     return {

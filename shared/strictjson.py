@@ -4,6 +4,20 @@ Python's ``json`` accepts NaN/Infinity, duplicate keys (last wins), 10,000-digit
 and deep nesting; each of those would later break a consumer or mislead one. Here every
 one of them is a clear ``InvalidInput``. Lone surrogates are caught when an event is
 encoded (orjson refuses them), so one bad event in a batch rejects only itself.
+
+Two decoders, one answer. ``strict_loads`` is the reference: the stdlib decoder with a
+hook per object and number, precise error messages, ~15x slower than orjson. ``loads`` first
+tries orjson (the hot path, issue 16) and keeps its value only when every check below says
+the reference would return the same value; anything else (an error, a lone surrogate, a
+long number, a duplicate key, deep nesting) goes to ``strict_loads``, so errors and edge
+cases answer exactly as before. The checks (a false alarm only costs the reference's time):
+- orjson itself refuses NaN/Infinity, 1e999, invalid UTF-8 and lone surrogates;
+- a run of 19+ digits, or of 41+ number characters, anywhere: orjson would turn an int
+  beyond 64 bits into a float, where the reference keeps it exact or rejects it;
+- duplicate keys: every ``:`` of the body against those of the parsed value re-encoded (a
+  key lost to a duplicate is one ``:`` fewer; ``\\u003a``, an escaped colon, goes slow);
+- depth: a walk over the parsed containers (no text scan can tell a string's brackets).
+docs/benchmarks.md gives each check's cost per event.
 """
 
 from __future__ import annotations
@@ -11,9 +25,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from eventpipe.errors import InvalidInput
 
 MAX_NUMBER_CHARS = 40
+# translation tables: the characters of interest become "0", every other byte a space
+_DIGITS = bytes(ord("0") if chr(b) in "0123456789" else ord(" ") for b in range(256))
+_NUMBER_CHARS = bytes(ord("0") if chr(b) in "0123456789+-.eE" else ord(" ") for b in range(256))
+LONG_INT_DIGITS = 19  # from here an int may not fit orjson's 64 bits
 
 
 def _reject_constant(name: str) -> Any:
@@ -70,8 +90,48 @@ def depth_exceeds(value: Any, max_depth: int) -> bool:
     return False
 
 
+def _containers_within(node: Any, levels_left: int) -> bool:
+    """Containers only: a typical event is mostly scalars, so this stays cheap. Recursion
+    stops at ``levels_left`` (orjson's own limit is 1,024 levels)."""
+    if levels_left <= 0:
+        return False
+    children = node.values() if type(node) is dict else node
+    for child in children:
+        if (type(child) is dict or type(child) is list) and not _containers_within(child, levels_left - 1):
+            return False
+    return True
+
+
+class _Unsure(Exception):
+    """The fast path cannot vouch for this body: the reference decoder decides."""
+
+
+def _fast_loads(body: bytes, max_depth: int) -> Any:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _Unsure from exc
+    if b"0" * LONG_INT_DIGITS in body.translate(_DIGITS):
+        raise _Unsure
+    if b"0" * (MAX_NUMBER_CHARS + 1) in body.translate(_NUMBER_CHARS):
+        raise _Unsure
+    if b"\\u003" in body or body.count(b":") != orjson.dumps(value).count(b":"):
+        raise _Unsure  # a duplicate key, most likely
+    if type(value) in (dict, list) and not _containers_within(value, max_depth):
+        raise _Unsure
+    return value
+
+
 def loads(body: bytes, max_depth: int = 32) -> Any:
-    """Decode ``body`` as strict UTF-8 JSON or raise ``InvalidInput``."""
+    """Decode ``body`` as strict UTF-8 JSON or raise ``InvalidInput`` (fast path first)."""
+    try:
+        return _fast_loads(body, max_depth)
+    except _Unsure:
+        return strict_loads(body, max_depth)
+
+
+def strict_loads(body: bytes, max_depth: int = 32) -> Any:
+    """The reference: decode ``body`` as strict UTF-8 JSON or raise ``InvalidInput``."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -149,12 +149,7 @@ class Collector:
             )
         self.last_publish_success = self.clock.monotonic()
         self.metrics.publish_seconds.observe(time.perf_counter() - started)
-        metrics = self.metrics
-        for kind, name, size in zip(collected.types, collected.names, collected.sizes, strict=True):
-            metrics.events_accepted.labels(source, kind).inc()
-            metrics.event_bytes.observe(size)
-            if name is not None:
-                metrics.events_by_name.labels(metrics.event_names.label(name)).inc()
+        self.metrics.accepted(source, collected.types, collected.names, collected.sizes)
         for rejection in collected.rejected:
             self.metrics.events_rejected.labels(rejection.reason).inc()
             self.metrics.deadletters.labels(rejection.reason).inc()

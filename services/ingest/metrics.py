@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from typing import Any
 
@@ -46,18 +47,20 @@ class EventNameLabels:
         self.candidates: dict[str, int] = {}
         self.window_started = clock()
 
-    def label(self, name: str) -> str:
+    def label(self, name: str, events: int = 1) -> str:
+        """The label for ``events`` events of ``name`` (the collector asks once per request
+        and name, so a request's events of one name share one label)."""
         if name in self.always:
             return name
         self._roll()
         if name in self.labelled:
-            self.labelled[name] += 1
+            self.labelled[name] += events
             return name
         if len(name) > 64 or self.top <= 0:
             return "other"
         if name not in self.candidates and len(self.candidates) >= self.MAX_CANDIDATES:
             return "other"
-        seen = self.candidates[name] = self.candidates.get(name, 0) + 1
+        seen = self.candidates[name] = self.candidates.get(name, 0) + events
         if seen >= self.admit_after and self._make_room(seen):
             del self.candidates[name]
             self.labelled[name] = seen
@@ -154,6 +157,19 @@ class IngestMetrics:
             "1 when the broker answered the last probe",
             registry=r,
         )
+
+    def accepted(self, source: str, types: list[str], names: list[str | None], sizes: list[int]) -> None:
+        """One request's accepted events: one counter update per type and per name, not per
+        event (the hot path; Counter tallies in C). Sizes stay one observation per event:
+        the event size histogram's quantiles are per event."""
+        for kind, count in Tally(types).items():
+            self.events_accepted.labels(source, kind).inc(count)
+        for name, count in Tally(names).items():
+            if name is not None:
+                self.events_by_name.labels(self.event_names.label(name, count)).inc(count)
+        observe = self.event_bytes.observe
+        for size in sizes:
+            observe(size)
 
     def _forget_event_name(self, name: str) -> None:
         """A name that lost its label slot: its series goes (Prometheus sees a counter end)."""

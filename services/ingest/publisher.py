@@ -159,6 +159,9 @@ class ConfluentPublisher(_ThreadedPublisher):
                 "client.id": "eventpipe-ingest",
                 "acks": "all",
                 "enable.idempotence": True,
+                # the Java client's (and kafka-python's) key hash: a user's events stay in the
+                # partition they were in whichever client wrote them (librdkafka's default is CRC32)
+                "partitioner": "murmur2_random",
                 "linger.ms": 1,  # latency bounds per-request throughput; librdkafka batches anyway
                 "compression.type": settings.kafka_compression,
                 "message.timeout.ms": int(settings.publish_timeout_s * 1000),

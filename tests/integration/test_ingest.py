@@ -9,6 +9,7 @@ import uuid
 import httpx
 import orjson
 import pytest
+from kafka.partitioner.default import murmur2
 
 from tests.support.kafka import read_topic
 from tests.support.servers import running_ingest
@@ -200,6 +201,10 @@ def test_each_client_keeps_the_same_promise(topics, client):
     records = read_topic(topics.kafka_bootstrap, topics.events_topic, expect=30)
     assert sorted(r["value"]["messageId"] for r in records) == sorted(f"m-{i}" for i in range(30))
     assert {r["key"] for r in records} == {f"u{n}".encode() for n in range(7)}
+    # the Java client's murmur2 key hash with either client: switching keeps users in place
+    for record in records:
+        expected = (murmur2(record["key"]) & 0x7FFFFFFF) % topics.events_partitions
+        assert record["partition"] == expected, record["key"]
 
 
 def test_a_trickled_body_is_cut_off_with_408(topics):

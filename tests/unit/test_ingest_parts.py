@@ -151,3 +151,33 @@ def test_configured_names_always_have_their_label():
     names = EventNameLabels("Order Completed", top=0)
     assert names.label("Order Completed") == "Order Completed"
     assert names.label("anything") == "other"
+
+
+def test_a_requests_events_of_one_name_share_one_label():
+    names = EventNameLabels("", top=1, admit_after=5, clock=ManualClock())
+    assert names.label("small", 4) == "other"  # 4 events: below the admission count
+    assert names.label("big", 5) == "big"  # one request of 5: admitted at once
+    assert names.labelled == {"big": 5}
+    assert names.label("big", 3) == "big" and names.labelled == {"big": 8}
+
+
+def test_request_metrics_count_every_event_once():
+    metrics = IngestMetrics(EventNameLabels("Order Completed", top=5, admit_after=1))
+    types = ["track", "track", "page", "identify"]
+    names = ["Order Completed", "Song Played", "page", None]
+    metrics.accepted("web", types, names, [300, 300, 2000, 100])
+    by_type = {
+        s.labels["type"]: s.value
+        for s in metrics.events_accepted.collect()[0].samples
+        if s.name.endswith("_total")
+    }
+    assert by_type == {"track": 2, "page": 1, "identify": 1}
+    by_name = {
+        s.labels["event"]: s.value
+        for s in metrics.events_by_name.collect()[0].samples
+        if s.name.endswith("_total")
+    }
+    assert by_name == {"Order Completed": 1, "Song Played": 1, "page": 1}
+    sizes = {s.name: s.value for s in metrics.event_bytes.collect()[0].samples if not s.labels}
+    assert sizes["eventpipe_ingest_event_size_bytes_count"] == 4
+    assert sizes["eventpipe_ingest_event_size_bytes_sum"] == 2700

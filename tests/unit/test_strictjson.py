@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventpipe import strictjson
@@ -61,3 +64,80 @@ def test_valid_json_round_trips(value):
     import json
 
     assert strictjson.loads(json.dumps(value).encode(), max_depth=64) == value
+
+
+# JSON texts as a client could write them, tricky parts included: keys from a tiny alphabet
+# (duplicates are frequent), ints past 64 bits, long and out-of-range numbers, NaN, escaped
+# colons and quotes, lone surrogates, brackets inside strings, nesting around the limit.
+scalar_texts = st.one_of(
+    st.integers(-(10**25), 10**25).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "1" * 41, "1." + "0" * 39, "-0", "0.1e-400"]),
+    st.sampled_from(["true", "false", "null", '"\\u003a"', '"a\\"b"', '"\\ud800"', '"[[{"', '"\\\\"']),
+    st.text(max_size=12).map(lambda s: json.dumps(s, ensure_ascii=False)),
+    st.text(max_size=12).map(json.dumps),
+)
+keys = st.sampled_from(['"a"', '"b"', '"a\\u003a"', '"a:"', '"\\u0061"'])
+json_texts = st.recursive(
+    scalar_texts,
+    lambda children: (
+        st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+        | st.lists(st.tuples(keys, children), max_size=4).map(
+            lambda pairs: "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+        )
+    ),
+    max_leaves=40,
+)
+
+
+def outcome(decode, body: bytes, max_depth: int) -> tuple:
+    try:
+        return ("ok", repr(decode(body, max_depth)))  # repr tells 1 from 1.0 and -0.0 from 0
+    except InvalidInput as exc:
+        return ("error", exc.reason, exc.detail)
+
+
+@settings(max_examples=400)
+@given(json_texts, st.integers(1, 6))
+def test_the_fast_path_answers_exactly_as_the_reference_decoder(text, max_depth):
+    body = text.encode("utf-8", "surrogatepass")
+    assert outcome(strictjson.loads, body, max_depth) == outcome(strictjson.strict_loads, body, max_depth)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": 1, "a": 2}',
+        b'{"a": 1, "a\\u003a": 2, "a:": 3}',
+        b'{"a": 9223372036854775808}',
+        b'{"a": -9223372036854775809}',
+        b'{"a": 1.0000000000000000000000000000000000000001}',
+        b'{"a": "\\ud800"}',
+        b"[" * 33 + b"]" * 33,
+    ],
+)
+def test_what_the_fast_path_cannot_vouch_for_goes_to_the_reference(body):
+    with pytest.raises(strictjson._Unsure):
+        strictjson._fast_loads(body, 32)
+    assert outcome(strictjson.loads, body, 32) == outcome(strictjson.strict_loads, body, 32)
+
+
+def test_ordinary_batches_take_the_fast_path():
+    events = [
+        {
+            "type": "track",
+            "userId": f"user-{i}",
+            "event": "Product Viewed",
+            "messageId": f"9f1c2a4e-{i:04d}-4b7e-9d2a-5c3e1f0a7b6d",
+            "timestamp": "2026-11-26T10:00:00.000Z",
+            "properties": {"price": 19.99, "quantity": i, "tags": ["a", "b"], "ratio": 0.30000000000000004},
+            "context": {"library": {"name": "analytics.js", "version": "4.1.0"}, "page": {"path": "/p"}},
+        }
+        for i in range(100)
+    ]
+    for body in (
+        orjson.dumps({"batch": events, "sentAt": "2026-11-26T10:00:00.000Z"}),
+        json.dumps({"batch": events[:3]}, ensure_ascii=True, indent=2).encode(),
+        b'{"userId": "u\\u00e9", "event": "a [b] {c}: d", "properties": {"id": 123456789012345678}}',
+    ):
+        assert strictjson._fast_loads(body, 32) == strictjson.strict_loads(body, 32)
