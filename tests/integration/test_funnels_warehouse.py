@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from psycopg2 import sql
 
 from eventpipe.loader.batches import batch_from_rows
-from eventpipe.loader.dialects import get_dialect
+from eventpipe.loader.dialects import get_dialect, models
 from eventpipe.loader.load import load_group
 from eventpipe.reports import funnel_service
 from eventpipe.reports.funnels import FunnelQuery, RetentionQuery, funnel_steps, retention_json
@@ -25,11 +25,13 @@ from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
 from tests.support import funnels as ref
 from tests.support.identities import EXPERIMENT, START, stitched_histories
+from tests.support.redshift_harness import RedshiftOnPostgres
 from tests.support.warehouse import migrated_connection
 
 pytestmark = pytest.mark.integration
 POSTGRES = get_dialect("postgres")
 DAY0 = START.date()
+VIEWS = (models.COHORTS, models.STEP_EVENTS, models.PERSONS)  # dependants first
 
 
 @pytest.fixture
@@ -156,3 +158,30 @@ def test_rules_on_a_written_out_history(conn: Any, pg_schema: str) -> None:
             {"cohort": "2026-11-20", "persons": 2, "returned": [0]},
         ]
     }
+
+
+def use_redshift_models(conn: Any, schema: str) -> None:
+    """Replace the views by the Redshift dialect's (winning links by ROW_NUMBER, UTC date by
+    CONVERT_TIMEZONE's stand-in): the funnel and retention SQL is the same on both."""
+    with conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP VIEW {}, {}, {}").format(*(sql.Identifier(schema, v) for v in VIEWS)))
+        for statement in models.statements(RedshiftOnPostgres(), schema):
+            cur.execute(statement)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stitched_histories(people=6, span_minutes=20 * 1440), st.integers(1, 3), days, days,
+       st.sampled_from(["day", "week"]))  # fmt: skip
+def test_the_redshift_models_give_the_reference_numbers(
+    conn: Any, pg_schema: str, history: list[dict[str, Any]], objects: int, a: date, b: date, period: str
+) -> None:
+    load_in_pieces(conn, pg_schema, history, objects)
+    use_redshift_models(conn, pg_schema)
+    first, last = min(a, b), max(a, b)
+    query = FunnelQuery(ref.FUNNEL, first, last)
+    expected = ref.funnel(history, ref.FUNNEL, first, last, query.within)
+    assert funnel_service.funnel(conn, pg_schema, query) == {"steps": funnel_steps(ref.FUNNEL, expected)}
+    retention = RetentionQuery("page", "Order Completed", period, first, last)
+    assert funnel_service.retention(conn, pg_schema, retention) == ref.retention(
+        history, "page", "Order Completed", period, first, last
+    )
