@@ -1,9 +1,11 @@
 """Loader benchmark: rows/s from S3 raw batches into PostgreSQL through the whole load
-path (S3 GET, gunzip, checks, dedup, COPY to a stage, MERGE, ledger, commit), side by
-side in the same run with a raw ``COPY FROM STDIN`` of the same rows, already decoded
-and in memory, into an identical ``events`` table (the ceiling).
+path (S3 GET, gunzip, COPY to a stage, dedup, merge, ledger, commit), side by side in the
+same run with a raw ``COPY FROM STDIN`` of the same rows, already decoded and in memory
+(the ceiling), both into the same ``events`` table already holding
+``EVENTPIPE_BENCH_LOADER_PREFILL_ROWS`` rows (default 10M: ``loader_prefill``, built once).
 
-Bounded: 200k events in 20 objects, in a schema and S3 prefix of its own, removed after.
+Bounded: 200k events in 20 objects per run, fresh messageIds each run (random UUIDs, as
+real ones), an S3 prefix of its own removed after; two runs of each, alternated, best kept.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 
+from bench.loader_prefill import prepare, reset_bookkeeping
 from eventpipe.bootstrap import build_loader, build_warehouse
 from eventpipe.events import normalize
 from eventpipe.keys import raw_key
 from eventpipe.loader.runner import Limits
 from eventpipe.loader.tables import EVENTS, JSON
-from eventpipe.loader.warehouse import migrate
 from eventpipe.s3 import gzip_json_rows, s3_client
 from eventpipe.settings import Settings
 from eventpipe.synthetic import TrafficShape, messages
@@ -41,6 +43,10 @@ def _events(now: datetime) -> list[dict[str, Any]]:
             out.append(normalize(msg, event_type=None, received_at=received, source="bench"))
         seed += 1
     return out[:EVENTS_WANTED]
+
+
+def _with_fresh_ids(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(e, messageId=str(uuid.uuid4())) for e in events]
 
 
 def _csv_rows(events: list[dict[str, Any]]) -> bytes:
@@ -84,7 +90,6 @@ def _loader_seconds(settings: Settings, s3: Any) -> float:
 
 def _copy_seconds(settings: Settings, payload: bytes) -> float:
     ceiling = build_warehouse(settings)
-    migrate(ceiling)  # the same events table, primary key included
     copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
         sql.Identifier(ceiling.schema, "events"), sql.SQL(", ").join(map(sql.Identifier, EVENTS.column_names))
     )
@@ -97,44 +102,53 @@ def _copy_seconds(settings: Settings, payload: bytes) -> float:
     return seconds
 
 
+def _put_objects(s3: Any, base: Settings, now: datetime, events: list[dict[str, Any]], run: int) -> list[str]:
+    per_object = len(events) // OBJECTS
+    keys = []
+    for n in range(OBJECTS):
+        key = base.s3_prefix + raw_key(now, n % 6, (run * OBJECTS + n) * per_object)
+        body = gzip_json_rows(events[n * per_object : (n + 1) * per_object])
+        s3.put_object(Bucket=base.s3_bucket, Key=key, Body=body)
+        keys.append(key)
+    return keys
+
+
+def _delete(s3: Any, base: Settings, keys: list[str]) -> None:
+    for key in keys:
+        s3.delete_object(Bucket=base.s3_bucket, Key=key)
+
+
 def run(repeats: int = 2) -> dict[str, float]:
-    """Alternates loader and ceiling runs (fresh schemas each time) and keeps the best of
+    """Alternates loader and ceiling runs into the prefilled table and keeps the best of
     each: the machine is shared, so a single run mostly measures the neighbours."""
     tag = uuid.uuid4().hex[:8]
     base = Settings(s3_prefix=f"bench/loader-{tag}/")
     s3 = s3_client(base)
-    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
-    events = _events(now)
-    per_object = len(events) // OBJECTS
-    rows = per_object * OBJECTS
-    keys = []
-    for n in range(OBJECTS):
-        key = base.s3_prefix + raw_key(now, n % 6, n * per_object)
-        s3.put_object(
-            Bucket=base.s3_bucket, Key=key, Body=gzip_json_rows(events[n * per_object : (n + 1) * per_object])
-        )
-        keys.append(key)
-    payload = _csv_rows(events[:rows])
-    schemas: list[str] = []
+    settings, prefilled = prepare(base)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    template = _events(now)
+    rows = (len(template) // OBJECTS) * OBJECTS
+    keys: list[str] = []
     loader_s, copy_s = [], []
     try:
         for n in range(repeats):
             for kind in ("loader", "copy"):
-                settings = base.model_copy(update={"warehouse_schema": f"bench_{kind}_{tag}_{n}"})
-                schemas.append(settings.warehouse_schema)
+                events = _with_fresh_ids(template[:rows])
                 if kind == "loader":
+                    reset_bookkeeping(settings)
+                    keys = _put_objects(s3, base, now, events, n)
                     loader_s.append(_loader_seconds(settings, s3))
+                    _delete(s3, base, keys)  # the next run's loader lists only its own
                 else:
-                    copy_s.append(_copy_seconds(settings, payload))
-                drop_schemas(base, [settings.warehouse_schema])
+                    copy_s.append(_copy_seconds(settings, _csv_rows(events)))
     finally:
-        drop_schemas(base, schemas)
-        for key in keys:
-            s3.delete_object(Bucket=base.s3_bucket, Key=key)
+        reset_bookkeeping(settings)
+        _delete(s3, base, keys)
     best_loader, best_copy = min(loader_s), min(copy_s)
     return {
         "rows_per_s": round(rows / best_loader, 1),
         "copy_ceiling_rows_per_s": round(rows / best_copy, 1),
+        "prefilled_rows": prefilled,
         "rows": rows,
         "objects": OBJECTS,
         "ratio_to_ceiling": round(best_copy / best_loader, 3),
