@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from eventpipe.errors import InvalidInput
-from eventpipe.timeutil import format_ts, parse_ts
+from eventpipe.timeutil import canonical_text, format_ts, parse_ts
 
 EVENT_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 MAX_ID_CHARS = 256
@@ -63,6 +63,13 @@ def corrected_timestamp(
     if sent_at is None:
         return original
     return received_at - (sent_at - original)
+
+
+def _corrected_text(received_at: datetime, sent_at: datetime, original: datetime) -> str:
+    try:
+        return format_ts(corrected_timestamp(received_at, sent_at, original))
+    except OverflowError as exc:  # e.g. sentAt in year 206, timestamp in 8282: outside any calendar we store
+        raise _fail("invalid_timestamp", "timestamp correction falls outside years 1-9999") from exc
 
 
 def normalize(
@@ -139,18 +146,17 @@ def normalize(
     original = _optional_time(message, "timestamp")
     sent_at = _optional_time(message, "sentAt") or batch_sent_at
     received = received_text or format_ts(received_at)
+    skew_from = sent_at if correct_skew else None
+    if original is None:
+        original_text, corrected = None, received
+    else:
+        original_text = canonical_text(message["timestamp"], original)
+        # nothing to correct: the client's own time, formatted once
+        corrected = original_text if skew_from is None else _corrected_text(received_at, skew_from, original)
     event["messageId"] = message_id
-    event["originalTimestamp"] = format_ts(original) if original else None
+    event["originalTimestamp"] = original_text
     event["sentAt"] = format_ts(sent_at) if sent_at else None
     event["receivedAt"] = received
-    try:
-        corrected = (
-            received
-            if original is None
-            else format_ts(corrected_timestamp(received_at, sent_at if correct_skew else None, original))
-        )
-    except OverflowError as exc:  # e.g. sentAt in year 206, timestamp in 8282: outside any calendar we store
-        raise _fail("invalid_timestamp", "timestamp correction falls outside years 1-9999") from exc
     event["timestamp"] = corrected
     event["source"] = source
     return event

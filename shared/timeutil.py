@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 
@@ -21,6 +22,17 @@ def format_ts(moment: datetime) -> str:
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="milliseconds")[:23] + "Z"  # 2x faster than strftime: hot path
+
+
+# what format_ts writes; fromisoformat also reads other forms (week dates, offsets, no
+# fraction), which format_ts rewrites, so only this exact shape is kept as sent
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+def canonical_text(sent: str, parsed: datetime) -> str:
+    """``format_ts(parsed)`` for ``parsed = parse_ts(sent)``, without formatting again when
+    ``sent`` is already in that form (the hot path: SDKs send exactly it)."""
+    return sent if _CANONICAL.fullmatch(sent) else format_ts(parsed)
 
 
 def utcnow() -> datetime:

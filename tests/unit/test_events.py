@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from eventpipe.errors import InvalidInput
 from eventpipe.events import corrected_timestamp, normalize, user_key
-from eventpipe.timeutil import format_ts, parse_ts
+from eventpipe.timeutil import canonical_text, format_ts, parse_ts
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -167,3 +167,26 @@ def test_any_message_is_normalised_or_invalid_never_an_error(message, event_type
     except InvalidInput:
         return
     assert event["timestamp"].endswith("Z") and event["receivedAt"] == "2026-11-26T12:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "2026-11-26T10:00:00.123Z",  # the canonical form: kept as sent
+        "2026-11-26T10:00:00.123z",
+        "2026-11-26T10:00:00Z",
+        "2026-11-26T10:00:00.123456Z",
+        "2026-11-26T11:00:00.123+01:00",
+        "2026-W48-4T10:00:00.123Z",  # an ISO week date of the same length as the canonical form
+        "2026-11-26 10:00:00.123",
+        "2026-11-26",
+    ],
+)
+def test_canonical_text_is_what_format_ts_writes(sent):
+    assert canonical_text(sent, parse_ts(sent)) == format_ts(parse_ts(sent))
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_canonical_text_keeps_a_canonical_timestamp(moment):
+    text = format_ts(moment)
+    assert canonical_text(text, parse_ts(text)) == format_ts(parse_ts(text)) == text
