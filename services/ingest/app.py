@@ -93,10 +93,9 @@ class Collector:
         # gzipped batches): the body is read and inflated under the same hard caps as any
         # other, then parsed and authenticated before any other work (docs/security.md).
         if raw is None:
-            try:
-                raw = await asyncio.wait_for(
-                    read_capped(request.stream(), settings.max_request_bytes), settings.body_read_timeout_s
-                )
+            try:  # asyncio.timeout, not wait_for: no extra task per request (the hot path)
+                async with asyncio.timeout(settings.body_read_timeout_s):
+                    raw = await read_capped(request.stream(), settings.max_request_bytes)
             except TimeoutError as exc:  # a client trickling its body holds a connection: cut it
                 raise InvalidInput(
                     "body_timeout", f"body not received within {settings.body_read_timeout_s}s"

@@ -94,7 +94,8 @@ class _ThreadedPublisher:
                 self._send_all(records, bridge)
             else:
                 await loop.run_in_executor(self._pool, self._send_all, records, bridge)
-            await asyncio.wait_for(bridge.future, self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # no extra task per request, unlike wait_for
+                await bridge.future
         except PublishError:
             raise
         except TimeoutError as exc:
@@ -231,13 +232,17 @@ class LazyPublisher:
                     raise
                 continue
 
-    async def publish(self, records: Sequence[Record]) -> None:
+    async def _client(self) -> Publisher:
+        connecting = self._connecting
+        if connecting.done():  # the usual case: no future to wrap and wait on per request
+            return connecting.result()
         try:
-            inner = await asyncio.wait_for(
-                asyncio.wrap_future(self._connecting), self.settings.publish_timeout_s
-            )
+            return await asyncio.wait_for(asyncio.wrap_future(connecting), self.settings.publish_timeout_s)
         except TimeoutError as exc:
             raise PublishError("not connected to Kafka yet") from exc
+
+    async def publish(self, records: Sequence[Record]) -> None:
+        inner = await self._client()
         try:
             await inner.publish(records)
         except PublishError:
