@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from eventpipe.loader.reprocess.job import OrjsonProtocol, ReprocessJob
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, ENGAGEMENT, EXPERIMENT
+from eventpipe.loader.reprocess.steps import merge_partials
 from eventpipe.timeutil import format_ts
 from tests import reference
 
@@ -118,18 +119,23 @@ def _shuffle_reduce(reducer: Callable[..., Iterable], pairs: Iterable[tuple[Any,
     return out
 
 
-def run_steps(lines: list[bytes], day: date = DAY) -> dict[str, list[dict]]:
-    """The job's five steps, in-process (mapper -> shuffle -> reducer, x5)."""
+def run_steps(lines: list[bytes], day: date = DAY, tasks: int = 2) -> dict[str, list[dict]]:
+    """The job's steps, in-process (mapper -> shuffle -> reducer, x4); step 4 runs as
+    ``tasks`` reducer tasks (persons dealt round-robin), whose partial rows are merged."""
     job = ReprocessJob(["--day", day.isoformat()])
     mapped = [kv for line in lines for kv in job.map_by_message(None, line.decode())]
     ids = _shuffle_reduce(job.reduce_copies, mapped)
     persons = _shuffle_reduce(job.reduce_second_hop, _shuffle_reduce(job.reduce_first_hop, ids))
-    rows = _shuffle_reduce(job.reduce_user, persons)
-    final = _shuffle_reduce(job.reduce_rows, _shuffle_reduce(job.combine_rows, rows))
-    out: dict[str, list[dict]] = {ENGAGEMENT: [], EXPERIMENT: [], ASSIGNMENTS: []}
-    for table, row in final:
-        out[table].append(row)
-    return out
+    groups: dict[str, list] = defaultdict(list)
+    for person, value in persons:
+        groups[orjson.dumps(person).decode()].append((person, value))
+    partials = []
+    for task in range(tasks):
+        job.start_rows()
+        mine = [pair for i, key in enumerate(sorted(groups)) if i % tasks == task for pair in groups[key]]
+        partials.extend(_shuffle_reduce(job.reduce_user, mine))
+        partials.extend(job.partial_rows())
+    return merge_partials(partials)
 
 
 def job_lines(window: list[dict], snapshot: list[dict], identities: list[dict] = ()) -> list[bytes]:

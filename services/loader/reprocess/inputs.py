@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
@@ -99,6 +99,38 @@ def s3_inputs(
     return out
 
 
+class Packer:
+    """Checks raw objects as the loader does and packs the lines of the good ones into plain
+    JSONL files of at most ``CHUNK_BYTES`` (``workdir/raw-N.jsonl``), recorded in ``out``."""
+
+    def __init__(self, workdir: Path, out: Inputs) -> None:
+        self.workdir, self.out = workdir, out
+        self.sink: BinaryIO | None = None
+
+    def add(self, key: str, body: bytes) -> None:
+        try:
+            lines = event_lines(key, body)  # all gzip members, unlike mrjob's reader
+        except CorruptBatch as exc:
+            self.out.corrupt.append(SkippedObject(key, exc.reason, exc.detail[:300]))
+            return
+        self.out.objects += 1
+        if not lines:
+            return
+        plain = b"\n".join(lines) + b"\n"
+        if self.sink is None or (self.sink.tell() + len(plain) > CHUNK_BYTES and self.sink.tell()):
+            self.close()
+            path = self.workdir / f"raw-{len(self.out.paths)}.jsonl"
+            self.out.paths.append(str(path))
+            self.sink = path.open("wb")
+        self.sink.write(plain)
+        self.out.lines += len(lines)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+
 def download_inputs(
     client: Any,
     settings: Settings,
@@ -110,7 +142,7 @@ def download_inputs(
     """Fetch, check and pack ``objects`` into ``workdir/raw-N.jsonl`` files; objects in
     ``quarantined`` are not fetched, objects the loader would refuse are not packed."""
     out = Inputs()
-    sink = None
+    packer = Packer(workdir, out)
     total = sum(int(obj.get("Size", 0)) for obj in objects)
     columns = (TextColumn("raw objects"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
@@ -124,26 +156,9 @@ def download_inputs(
                     continue
                 body = client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
                 bar.advance(task, len(body))
-                try:
-                    lines = event_lines(key, body)  # all gzip members, unlike mrjob's reader
-                except CorruptBatch as exc:
-                    out.corrupt.append(SkippedObject(key, exc.reason, exc.detail[:300]))
-                    continue
-                out.objects += 1
-                if not lines:
-                    continue
-                plain = b"\n".join(lines) + b"\n"
-                if sink is None or (sink.tell() + len(plain) > CHUNK_BYTES and sink.tell()):
-                    if sink is not None:
-                        sink.close()
-                    path = workdir / f"raw-{len(out.paths)}.jsonl"
-                    out.paths.append(str(path))
-                    sink = path.open("wb")
-                sink.write(plain)
-                out.lines += len(lines)
+                packer.add(key, body)
         finally:
-            if sink is not None:
-                sink.close()
+            packer.close()
     return out
 
 

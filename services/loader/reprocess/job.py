@@ -1,5 +1,11 @@
-"""The nightly reprocess as an mrjob job (docs/contracts.md §6): the five steps of
-``eventpipe.loader.reprocess.steps`` (shared with the Spark engine), wired as MRSteps.
+"""The nightly reprocess as an mrjob job (docs/contracts.md §6): the steps of
+``eventpipe.loader.reprocess.steps`` (shared with the Spark engine), wired as four MRSteps.
+
+The fifth step (sum the daily rows over persons) is no shuffle here: each reducer task of
+step 4 sums its persons' daily rows in memory (one entry per distinct daily row of D: event
+names x experiments x variants, not events or persons) and emits them at its end; the
+caller adds the tasks' partial rows (``steps.merge_partials``). A person lives in exactly one
+task, so the partial user counts add up to the persons.
 
 Input lines are raw events (the Kafka value bytes archived under ``raw/events/``), rows of
 the warehouse's assignments snapshot (``{"experiment_id", "user_key", "variant",
@@ -7,7 +13,11 @@ the warehouse's assignments snapshot (``{"experiment_id", "user_key", "variant",
 decide who is in which variant) or rows of its identities snapshot (``{"anonymous_id",
 "user_id", "linked_at", "message_id"}``: links loaded from any earlier day).
 
-Output: ``(table, row)`` pairs in the shapes of contracts §3 (``corrections/``).
+Output: ``(row key, value)`` pairs: partial ``[event_count, user_count]`` of the daily rows
+and ``[variant, first_exposed_at]`` of the assignments (``steps.merge_partials`` makes the
+rows of contracts §3, ``corrections/``). ``--checked-inputs``: every raw line was already
+checked as the loader checks it (local inputs, ``inputs.download_inputs``), so the mapper
+does not check it again.
 Run as a script by mrjob's local/hadoop/emr runners, hence the absolute imports.
 """
 
@@ -22,7 +32,8 @@ from mrjob.job import MRJob
 from mrjob.step import MRStep
 
 from eventpipe.loader.reprocess import steps
-from eventpipe.loader.reprocess.steps import is_link_row, is_snapshot_row
+from eventpipe.loader.reprocess.rows import ASSIGNMENTS
+from eventpipe.loader.reprocess.steps import is_link_row, is_snapshot_row, sum_counts
 
 __all__ = ["OrjsonProtocol", "ReprocessJob", "is_link_row", "is_snapshot_row"]
 
@@ -45,14 +56,16 @@ class ReprocessJob(MRJob):
     def configure_args(self) -> None:
         super().configure_args()
         self.add_passthru_arg("--day", required=True, help="the day D to recompute (YYYY-MM-DD)")
+        self.add_passthru_arg(
+            "--checked-inputs", action="store_true", help="raw lines were checked before (local inputs)"
+        )
 
     def steps(self) -> list[MRStep]:
         return [
             MRStep(mapper=self.map_by_message, reducer=self.reduce_copies),
             MRStep(reducer=self.reduce_first_hop),
             MRStep(reducer=self.reduce_second_hop),
-            MRStep(reducer=self.reduce_user),
-            MRStep(combiner=self.combine_rows, reducer=self.reduce_rows),
+            MRStep(reducer_init=self.start_rows, reducer=self.reduce_user, reducer_final=self.partial_rows),
         ]
 
     @property
@@ -60,7 +73,8 @@ class ReprocessJob(MRJob):
         return date.fromisoformat(self.options.day)
 
     def map_by_message(self, _: Any, line: str) -> Any:
-        return steps.map_line(line, lambda: jobconf_from_env("mapreduce.map.input.file", "an input file"))
+        where = lambda: jobconf_from_env("mapreduce.map.input.file", "an input file")  # noqa: E731
+        return steps.map_line(line, where, checked=self.options.checked_inputs)
 
     def reduce_copies(self, key: Any, values: Any) -> Any:
         return steps.reduce_copies(key, values, self.day)
@@ -71,14 +85,20 @@ class ReprocessJob(MRJob):
     def reduce_second_hop(self, some_id: str, values: Any) -> Any:
         return steps.reduce_second_hop(some_id, values)
 
+    def start_rows(self) -> None:
+        self.daily: dict[tuple[str, ...], list[int]] = {}
+
     def reduce_user(self, person: str, values: Any) -> Any:
-        return steps.reduce_user(person, values, self.day)
+        for key, value in steps.reduce_user(person, values, self.day):
+            if key[0] == ASSIGNMENTS:
+                yield key, value
+                continue
+            row = tuple(key)
+            self.daily[row] = sum_counts(self.daily[row], value) if row in self.daily else value
 
-    def combine_rows(self, key: list[str], values: Any) -> Any:
-        return steps.combine_rows(key, values)
-
-    def reduce_rows(self, key: list[str], values: Any) -> Any:
-        return steps.reduce_rows(key, values)
+    def partial_rows(self) -> Any:
+        for row in sorted(self.daily):
+            yield list(row), self.daily[row]
 
 
 if __name__ == "__main__":

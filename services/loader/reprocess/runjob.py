@@ -15,13 +15,12 @@ step's whole input in Python lists: fine for tests and small days only.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from eventpipe.loader.reprocess.job import ReprocessJob
-from eventpipe.loader.reprocess.rows import TABLES, sort_rows
+from eventpipe.loader.reprocess.steps import merge_partials
 from eventpipe.settings import Settings
 
 DEFAULT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "emr" / "mrjob.conf"
@@ -38,6 +37,7 @@ def job_args(settings: Settings, day: date, runner: str, tmp_dir: Path | None = 
     args = ["-r", runner, "--day", day.isoformat()]
     if runner in ("inline", "local"):
         args.append("--no-conf")
+        args.append("--checked-inputs")  # download_inputs checked every line as the loader does
         if tmp_dir is not None:
             args += ["--local-tmp-dir", str(tmp_dir)]
         if runner == "local":
@@ -61,9 +61,6 @@ def job_args(settings: Settings, day: date, runner: str, tmp_dir: Path | None = 
 def run_job(args: list[str], inputs: list[str]) -> Corrections:
     """Run the job to completion; its final rows per table, in a deterministic order."""
     job = ReprocessJob(args=[*args, *inputs])
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with job.make_runner() as runner:
         runner.run()
-        for table, row in job.parse_output(runner.cat_output()):
-            found[table].append(row)
-    return {table: sort_rows(table, found[table]) for table in TABLES}
+        return merge_partials(job.parse_output(runner.cat_output()))

@@ -14,7 +14,8 @@ hashable keys); values are whatever JSON can carry.
 3. ``reduce_second_hop`` (key: id) -> items are now keyed by person (``identity`` doc).
 4. ``reduce_user`` (key: person) -> ``rollup.rollup_user(events, prior=snapshot, days={D})``.
 5. ``combine_rows`` / ``reduce_rows`` (key: output row) -> ``event_count`` = sum,
-   ``user_count`` = number of persons; the output is ``(table, row)`` pairs.
+   ``user_count`` = number of persons; the output is ``(table, row)`` pairs. (mrjob sums
+   in step 4's reducer tasks instead and ``merge_partials`` adds the tasks' rows.)
 
 ``where()`` names the input for the error a corrupt line raises (engines know their file;
 asked only then: reading it per line would cost).
@@ -29,7 +30,15 @@ from typing import Any
 from eventpipe.events import user_key
 from eventpipe.identity import Link, earlier, link_of
 from eventpipe.loader.reprocess.lines import parse_line, record_problem
-from eventpipe.loader.reprocess.rows import ASSIGNMENTS, matters_for, slim, to_row, user_contributions
+from eventpipe.loader.reprocess.rows import (
+    ASSIGNMENTS,
+    TABLES,
+    matters_for,
+    slim,
+    sort_rows,
+    to_row,
+    user_contributions,
+)
 from eventpipe.rollup import Assignment, dedup, rollup_user
 
 SNAPSHOT, LINK, TARGET = "snapshot", "link", "target"
@@ -57,7 +66,7 @@ def _hop(links: list[list[str]]) -> str | None:
     return None if best is None else best.user_id
 
 
-def map_line(line: str, where: Callable[[], str] = lambda: "an input file") -> Pairs:
+def map_line(line: str, where: Callable[[], str] = lambda: "an input file", checked: bool = False) -> Pairs:
     if not line.strip():  # the loader skips blank lines too (parse_batch)
         return
     record, problem = parse_line(line.replace("\r", " ") if "\r" in line else line)
@@ -70,7 +79,8 @@ def map_line(line: str, where: Callable[[], str] = lambda: "an input file") -> P
     # local inputs were checked object by object (lines.event_lines); s3:// inputs
     # (EMR/Hadoop) were not: a raw line the loader would refuse fails the job, naming
     # its object -- never silently dropped (docs/reprocess.md, "Corrupt raw objects")
-    problem = problem or record_problem(record)
+    if problem is None and not checked:
+        problem = record_problem(record)
     if problem is not None:
         raise ValueError(f"corrupt raw line in {where()} ({problem[0]}: {problem[1]}): quarantine it")
     yield record["messageId"], record
@@ -165,3 +175,19 @@ def reduce_rows(key: Any, values: Iterable[Any]) -> Pairs:
 def sum_counts(a: Any, b: Any) -> list[int]:
     """Two partial ``[event_count, user_count]`` of one daily row, summed (the combiner's fold)."""
     return [a[0] + b[0], a[1] + b[1]]
+
+
+def merge_partials(pairs: Iterable[tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The final rows per table from partial rows (``[table, *dims]`` keys): daily counts of
+    one key are summed (each partial counts distinct persons), assignments pass through."""
+    daily: dict[tuple[str, ...], list[int]] = {}
+    out: dict[str, list[dict[str, Any]]] = {table: [] for table in TABLES}
+    for key, value in pairs:
+        if key[0] == ASSIGNMENTS:
+            out[ASSIGNMENTS].append(to_row(list(key), list(value)))
+            continue
+        row = tuple(key)
+        daily[row] = sum_counts(daily[row], value) if row in daily else value
+    for row, value in daily.items():
+        out[row[0]].append(to_row(list(row), list(value)))
+    return {table: sort_rows(table, rows) for table, rows in out.items()}
