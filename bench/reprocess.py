@@ -160,7 +160,8 @@ def job(inputs: list[str], workdir: Path) -> tuple[dict[str, list[dict[str, Any]
     memory = {
         "runner": measured["runner"],
         "peak_rss_mb": round(peak_kb / 1024, 1),  # the whole process tree, summed per sample
-        "largest_process_rss_mb": round(measured["largest_process_kb"] / 1024, 1),
+        "runner_process_rss_mb": round(measured["runner_process_kb"] / 1024, 1),
+        "largest_task_rss_mb": round(measured["largest_task_kb"] / 1024, 1),
     }
     return measured["rows"], memory
 
