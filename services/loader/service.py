@@ -56,7 +56,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
     # issue 11: the numbers check themselves
     verifier = DayVerifier(settings, registry=metrics.registry, warehouse=sessions)
     # issue 5: closed days, off-loop; each day made final is verified right after
-    data_checks = after_nightly(settings, metrics.registry)  # issue 18: the data tests of that day
+    data_checks = after_nightly(settings, sessions, metrics.registry)  # issue 18: the data tests of that day
 
     def after_day(result: Any) -> None:
         verifier.final_day(result)

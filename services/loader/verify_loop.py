@@ -66,14 +66,11 @@ def verify_and_export(
     day: date,
     registry: CollectorRegistry | None = None,
     confirm_after_s: float = 0.0,
-    warehouse: Callable[[str], Warehouse] | None = None,
+    *,
+    warehouse: Callable[[str], Warehouse],
 ) -> Verification:
     """Verify ``day`` on a session of its own (``warehouse``: application_name -> Warehouse,
-    from the composition root; None: the settings' warehouse) and export the gauges."""
-    if warehouse is None:
-        from eventpipe.bootstrap import warehouse_factory
-
-        warehouse = warehouse_factory(settings)
+    from the composition root: ``eventpipe.bootstrap.warehouse_factory``) and export the gauges."""
     wh = warehouse("eventpipe-verify")
     try:
         result = wh.run(lambda conn: verify_day(conn, wh.dialect, wh.schema, day))
@@ -105,7 +102,7 @@ class DayVerifier:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
         confirm_after_s: float = 30.0,
-        warehouse: Callable[[str], Warehouse] | None = None,
+        warehouse: Callable[[str], Warehouse],
     ) -> None:
         self.settings, self.registry, self.clock = settings, registry, clock
         self.confirm_after_s, self.warehouse = confirm_after_s, warehouse
@@ -135,6 +132,8 @@ class DayVerifier:
 
     def _check(self, day: date) -> None:
         try:
-            verify_and_export(self.settings, day, self.registry, self.confirm_after_s, self.warehouse)
+            verify_and_export(
+                self.settings, day, self.registry, self.confirm_after_s, warehouse=self.warehouse
+            )
         except Exception:  # the next tick tries again; the gauge keeps its last value
             log.exception("verify failed", extra={"day": day.isoformat()})

@@ -66,7 +66,7 @@ class Warehouse:
     def __init__(
         self,
         settings: Settings,
-        dialect: Dialect | None = None,
+        dialect: Dialect,
         *,
         attempts: int = 8,
         max_wait_s: float = 10.0,
@@ -74,10 +74,6 @@ class Warehouse:
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings, self.schema = settings, settings.warehouse_schema
-        if dialect is None:  # only callers outside the composition root (test helpers) omit it
-            from eventpipe.bootstrap import build_dialect
-
-            dialect = build_dialect(settings)
         self.dialect = dialect
         self.attempts, self.max_wait_s = attempts, max_wait_s
         self.application_name, self.on_retry = application_name, on_retry

@@ -15,10 +15,10 @@ from pathlib import Path
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from eventpipe.bootstrap import build_warehouse
     from eventpipe.checks import results
     from eventpipe.checks.run import record, scan
     from eventpipe.errors import EventpipeError
-    from eventpipe.loader.warehouse import Warehouse
     from eventpipe.settings import get_settings
     from eventpipe.timeutil import utcnow
 
@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     run = scan(settings, day, now, [Path(p) for p in args.file or []])
     code = results.exit_code(run.rows, run.errors)
     if run.rows:
-        wh = Warehouse(settings, application_name="eventpipe-checks")
+        wh = build_warehouse(settings, application_name="eventpipe-checks")
         try:
             wh.run(lambda conn: record(conn, wh.schema, run))
         except EventpipeError as exc:  # the adapter translates the driver's errors

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
@@ -24,6 +24,9 @@ from eventpipe.loader.connection import dsn_parts
 from eventpipe.loader.dialects.checks import insert_result
 from eventpipe.settings import Settings
 from eventpipe.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from eventpipe.bootstrap import WarehouseFactory
 
 log = logging.getLogger("eventpipe.checks")
 SODACL = Path(__file__).parent / "sodacl"
@@ -127,11 +130,13 @@ def export(run: CheckRun, registry: CollectorRegistry | None = None) -> None:
     last.set(run.run_at.timestamp())
 
 
-def run_and_record(settings: Settings, day: date, registry: CollectorRegistry | None = None) -> CheckRun:
-    from eventpipe.loader.warehouse import Warehouse
-
+def run_and_record(
+    settings: Settings, day: date, warehouse: WarehouseFactory, registry: CollectorRegistry | None = None
+) -> CheckRun:
+    """Scan ``day``, record the results on a session of ``warehouse`` (application name ->
+    ``Warehouse``: ``eventpipe.bootstrap.warehouse_factory``), export the gauges."""
     run = scan(settings, day, utcnow())
-    wh = Warehouse(settings, application_name="eventpipe-checks")
+    wh = warehouse("eventpipe-checks")
     try:
         wh.run(lambda conn: record(conn, wh.schema, run))
     finally:
@@ -145,12 +150,14 @@ def run_and_record(settings: Settings, day: date, registry: CollectorRegistry | 
     return run
 
 
-def after_nightly(settings: Settings, registry: CollectorRegistry | None = None) -> Callable[[Any], None]:
+def after_nightly(
+    settings: Settings, warehouse: WarehouseFactory, registry: CollectorRegistry | None = None
+) -> Callable[[Any], None]:
     """For the nightly scheduler: run the checks of each day it made final (never raises)."""
 
     def check(result: Any) -> None:
         try:
-            run_and_record(settings, result.day, registry)
+            run_and_record(settings, result.day, warehouse, registry)
         except Exception:  # the nightly goes on; the log says why the checks did not run
             log.exception("checks failed to run", extra={"day": result.day.isoformat()})
 

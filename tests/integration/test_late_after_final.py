@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from eventpipe.loader.reprocess.pipeline import run_day
+from eventpipe.bootstrap import build_reprocess
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
 from tests.support.archive import archive, stream_deltas
 from tests.support.histories import DAY
@@ -29,6 +29,7 @@ from tests.support.reprocess import (
     load_events,
     load_stream,
     prepare,
+    run_nightly,
     truth_rows,
     verify,
 )
@@ -65,7 +66,7 @@ def touched(settings) -> list[tuple]:
 def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3, settings, pg_schema):
     states = prepare(settings, s3, IN_ORDER)
     load_events(settings, IN_ORDER)
-    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     assert query(settings, "SELECT is_final, cutoff_day FROM day_status") == [(True, CUTOFF)]
     assert touched(settings) == [(DAY, False, None)]
 
@@ -95,7 +96,9 @@ def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3,
     if before_nightly <= after_touch:
         before_nightly += timedelta(days=1)
     nightly = before_nightly + timedelta(minutes=1)
-    scheduler = NightlyScheduler(settings, registry=CollectorRegistry(), clock=lambda: nightly)
+    scheduler = NightlyScheduler(
+        settings, registry=CollectorRegistry(), clock=lambda: nightly, adapters=build_reprocess(settings)
+    )
     early = NightlyScheduler(
         settings, registry=CollectorRegistry(), clock=lambda: before_nightly - timedelta(minutes=1)
     )
@@ -111,16 +114,16 @@ def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3,
 
 def test_a_delta_received_after_the_window_stretches_the_recompute(s3, settings, pg_schema):
     states = prepare(settings, s3, IN_ORDER)
-    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     very_late = [received_on(ev("m20", "u2", "23:00:00", "23:00:00"), DAY + timedelta(days=3), "08:00:00")]
     archive(s3, settings, very_late, first_offset=200)
     load_stream(settings, stream_deltas(very_late, states, first_offset=200))
     truth = truth_rows(IN_ORDER + very_late, DAY)
     assert day_rows(dump(settings), DAY) == truth  # in-order, stream state intact: exact at once
     assert touched(settings) == [(DAY, True, DAY + timedelta(days=3))]
-    scheduler = NightlyScheduler(settings, registry=CollectorRegistry())
+    scheduler = NightlyScheduler(settings, registry=CollectorRegistry(), adapters=build_reprocess(settings))
     assert (DAY, 3) in scheduler.due(datetime.now(UTC) + timedelta(days=1))
-    run_day(settings, DAY, lateness_days=3, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=3, runner="inline", registry=CollectorRegistry())
     assert day_rows(dump(settings), DAY) == truth
     # the job read the late object: its batch is contained, so replaying it adds nothing
     assert touched(settings) == [(DAY, False, None)]
@@ -147,7 +150,7 @@ LINK = received_on(  # the identify arrives two days later
 def test_a_link_landing_after_final_touches_the_day_and_the_nightly_stitches_it(s3, settings, pg_schema):
     prepare(settings, s3, BEFORE_LINK)
     load_events(settings, BEFORE_LINK)
-    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     assert day_rows(dump(settings), DAY) == truth_rows(BEFORE_LINK, DAY)
     assert touched(settings) == [(DAY, False, None)]
 
@@ -159,7 +162,12 @@ def test_a_link_landing_after_final_touches_the_day_and_the_nightly_stitches_it(
     assert not verify(settings).ok  # D's final rows still count a7 and u7 apart
 
     settings = settings.model_copy(update={"reprocess_lookback_days": 1})
-    scheduler = NightlyScheduler(settings, registry=CollectorRegistry(), clock=lambda: next_nightly(settings))
+    scheduler = NightlyScheduler(
+        settings,
+        registry=CollectorRegistry(),
+        clock=lambda: next_nightly(settings),
+        adapters=build_reprocess(settings),
+    )
     assert (DAY, 1) in scheduler.due()
     scheduler.run_due()
     assert day_rows(dump(settings), DAY) == truth_rows(history, DAY)

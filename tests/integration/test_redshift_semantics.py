@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from psycopg2 import sql
 
+from eventpipe.bootstrap import build_warehouse
 from eventpipe.loader.batches import parse_batch
 from eventpipe.loader.dialects.postgres import PostgresDialect
 from eventpipe.loader.load import load_group
 from eventpipe.loader.verify import verify_day
-from eventpipe.loader.warehouse import Warehouse
 from eventpipe.reports import sqlbuild
 from tests import reference
 from tests.support.archive import archive
@@ -63,7 +63,7 @@ CONVERTED = [
 
 def load_raw(example: Any, s3: Any, keys: list[str]) -> None:
     """The raw objects into ``events`` as the loader loads them, in the Redshift dialect."""
-    wh = Warehouse(example)
+    wh = build_warehouse(example)
     try:
         for key in keys:
             body = s3.get_object(Bucket=example.s3_bucket, Key=key)["Body"].read()

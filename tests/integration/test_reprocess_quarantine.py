@@ -24,12 +24,12 @@ from eventpipe.loader.batches import CorruptBatch, parse_batch
 from eventpipe.loader.load import load_group
 from eventpipe.loader.reprocess import pipeline
 from eventpipe.loader.reprocess.lines import event_lines
-from eventpipe.loader.reprocess.pipeline import CorruptInputs, run_day
+from eventpipe.loader.reprocess.pipeline import CorruptInputs
 from eventpipe.loader.warehouse import quarantine
 from eventpipe.settings import Settings
 from eventpipe.timeutil import parse_ts
 from tests.support.histories import DAY
-from tests.support.reprocess import IN_ORDER, day_rows, dump, prepare, truth_rows
+from tests.support.reprocess import IN_ORDER, day_rows, dump, prepare, run_nightly, truth_rows
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_a_quarantined_object_is_skipped_and_the_day_is_exact(s3, settings, pg_s
     key = put_corrupt(s3, settings, b"this is not gzip")
     set_aside(settings, key)
     registry = CollectorRegistry()
-    result = run_day(settings, DAY, lateness_days=1, runner="inline", registry=registry)
+    result = run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=registry)
     assert result.skipped == [{"key": key, "reason": "quarantined", "detail": ""}]
     assert day_rows(dump(settings), DAY) == truth_rows(IN_ORDER, DAY)
     assert is_final(settings)
@@ -82,7 +82,7 @@ def test_an_unquarantined_corrupt_object_fails_the_run_until_it_is_quarantined(s
     before = dump(settings)
     registry = CollectorRegistry()
     with pytest.raises(CorruptInputs) as caught:
-        run_day(settings, DAY, lateness_days=1, runner="inline", registry=registry, quarantine_wait_s=0)
+        run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=registry, quarantine_wait_s=0)
     assert key in str(caught.value) and "bad_json" in str(caught.value) and "line 2" in str(caught.value)
     assert not caught.value.loaded
     assert dump(settings) == before and not is_final(settings)  # nothing written
@@ -90,7 +90,7 @@ def test_an_unquarantined_corrupt_object_fails_the_run_until_it_is_quarantined(s
     assert sample("eventpipe_reprocess_skipped_objects_total", {"reason": "bad_json"}) == 1
     assert sample("eventpipe_reprocess_failures_total") == 1
     set_aside(settings, key, "bad_json")  # what the loader (or ops) does
-    result = run_day(settings, DAY, lateness_days=1, runner="inline", registry=registry)
+    result = run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=registry)
     assert [o["key"] for o in result.skipped] == [key]
     assert day_rows(dump(settings), DAY) == truth_rows(IN_ORDER, DAY) and is_final(settings)
 
@@ -103,7 +103,7 @@ def test_the_run_waits_for_the_loader_to_quarantine(s3, settings, pg_schema, mon
     loader.start()
     started = time.monotonic()
     try:
-        result = run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+        result = run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     finally:
         loader.join()
     assert time.monotonic() - started < 30

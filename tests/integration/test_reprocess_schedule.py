@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pytest
 from prometheus_client import CollectorRegistry
 
-from eventpipe.bootstrap import build_warehouse
+from eventpipe.bootstrap import build_reprocess, build_warehouse
 from eventpipe.loader.reprocess.pipeline import run_day
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
 from eventpipe.loader.warehouse import migrate
@@ -29,7 +29,12 @@ def test_due_days_run_once_in_order_in_the_background(s3, settings, pg_schema):
 
     # check_every_s=0: only a running round can make tick() refuse
     scheduler = NightlyScheduler(
-        settings, registry=registry, clock=lambda: NOW, run=run_after_gate, check_every_s=0
+        settings,
+        registry=registry,
+        clock=lambda: NOW,
+        run=run_after_gate,
+        check_every_s=0,
+        adapters=build_reprocess(settings),
     )
     assert scheduler.due_days() == [date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 26)]
     assert scheduler.tick() is True
@@ -41,5 +46,7 @@ def test_due_days_run_once_in_order_in_the_background(s3, settings, pg_schema):
     scheduler.join(timeout=120)
     assert registry.get_sample_value("eventpipe_reprocess_duration_seconds_count") == 3
     fresh = CollectorRegistry()  # a restarted loader starts its success gauge from the warehouse
-    NightlyScheduler(settings, registry=fresh, clock=lambda: NOW).due_days()
+    NightlyScheduler(
+        settings, registry=fresh, clock=lambda: NOW, adapters=build_reprocess(settings)
+    ).due_days()
     assert fresh.get_sample_value("eventpipe_reprocess_last_success_timestamp_seconds") > 0

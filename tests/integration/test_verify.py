@@ -19,7 +19,7 @@ from hypothesis import settings as hsettings
 from prometheus_client import CollectorRegistry
 
 from eventpipe import cli
-from eventpipe.loader.reprocess.pipeline import run_day
+from eventpipe.bootstrap import build_reprocess, warehouse_factory
 from eventpipe.loader.reprocess.schedule import NightlyScheduler
 from eventpipe.loader.verify_loop import DayVerifier, verify_and_export
 from eventpipe.settings import get_settings
@@ -33,6 +33,7 @@ from tests.support.reprocess import (
     exposure,
     load_events,
     prepare,
+    run_nightly,
     truth_rows,
     verify,
 )
@@ -82,7 +83,7 @@ def test_streamed_and_final_days_pass(s3, settings, pg_schema):
     streamed = verify(settings)
     assert (streamed.day_state, streamed.ok) == ("provisional", True), streamed.as_dict()
     assert verify(settings, NEXT).ok
-    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     final = verify(settings)
     assert (final.day_state, final.ok) == ("final", True), final.as_dict()
     # the reference has rows on the day, so "no difference" is not "nothing compared"
@@ -92,7 +93,7 @@ def test_streamed_and_final_days_pass(s3, settings, pg_schema):
 def test_tampered_rows_are_each_reported_with_both_values(s3, settings, pg_schema, monkeypatch):
     prepare(settings, s3, HISTORY)
     load_events(settings, HISTORY)
-    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     buy, home = truth("engagement_daily")[(DAY, "Buy")], truth("engagement_daily")[(DAY, "Home")]
     x_b_buy = truth("experiment_daily")[(DAY, "x", "b", "Buy")]
     variant, first = truth("experiment_assignments")[("x", "u1")]
@@ -140,7 +141,7 @@ def test_tampered_rows_are_each_reported_with_both_values(s3, settings, pg_schem
         get_settings.cache_clear()
 
     registry = CollectorRegistry()
-    verify_and_export(settings, DAY, registry)
+    verify_and_export(settings, DAY, registry, warehouse=warehouse_factory(settings))
     sample = registry.get_sample_value
     assert sample("eventpipe_verify_rows_differing", {"table": "engagement_daily", "day_state": "final"}) == 3
     assert sample("eventpipe_verify_rows_differing", {"table": "experiment_daily", "day_state": "final"}) == 1
@@ -172,7 +173,13 @@ def test_the_loader_verifies_today_on_its_interval(s3, settings, pg_schema):
     load_events(settings, HISTORY)
     execute(settings, "UPDATE engagement_daily SET event_count = 0 WHERE day = %s", DAY)
     registry = CollectorRegistry()
-    verifier = DayVerifier(settings, registry=registry, clock=lambda: _midday(DAY), confirm_after_s=0.2)
+    verifier = DayVerifier(
+        settings,
+        registry=registry,
+        clock=lambda: _midday(DAY),
+        confirm_after_s=0.2,
+        warehouse=warehouse_factory(settings),
+    )
     assert verifier.tick() is True
     verifier.join(timeout=60)
     assert verifier.tick() is False  # not again before the interval
@@ -188,9 +195,17 @@ def test_each_day_the_nightly_makes_final_is_verified(s3, settings, pg_schema):
     execute(settings, "DELETE FROM engagement_daily WHERE day = %s", DAY)  # the nightly repairs it
     settings = settings.model_copy(update={"reprocess_lookback_days": 1})
     registry = CollectorRegistry()
-    verifier = DayVerifier(settings, registry=registry, confirm_after_s=0)
+    verifier = DayVerifier(
+        settings, registry=registry, confirm_after_s=0, warehouse=warehouse_factory(settings)
+    )
     now = datetime.combine(DAY + timedelta(days=2), time(settings.reprocess_hour_utc + 1), tzinfo=UTC)
-    nightly = NightlyScheduler(settings, registry=registry, clock=lambda: now, after_day=verifier.final_day)
+    nightly = NightlyScheduler(
+        settings,
+        registry=registry,
+        clock=lambda: now,
+        after_day=verifier.final_day,
+        adapters=build_reprocess(settings),
+    )
     assert [r.day for r in nightly.run_due()] == [DAY]
     for table in ("engagement_daily", "experiment_daily", "experiment_assignments"):
         labels = {"table": table, "day_state": "final"}
@@ -222,7 +237,7 @@ def test_every_final_day_of_a_generated_history_verifies(s3, settings, pg_schema
     prepare(example, s3, history)
     load_events(example, history)
     for day in DAYS:
-        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
+        run_nightly(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry())
     state = dump(example)
     for day in DAYS:
         assert day_rows(state, day) == truth_rows(history, day), day
@@ -248,7 +263,7 @@ def test_final_days_count_persons_and_streamed_days_raw_ids(s3, settings, pg_sch
     raw, persons = reference.truth(STITCHED, stitch=False), reference.truth(STITCHED)
     assert raw["engagement_daily"][(DAY, "*")] == (3, 2) and persons["engagement_daily"][(DAY, "*")] == (3, 1)
     assert verify(settings).ok  # the stream counts raw ids: a1 and u9
-    run_day(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
+    run_nightly(settings, DAY, lateness_days=1, runner="inline", registry=CollectorRegistry())
     assert day_rows(dump(settings), DAY) == truth_rows(STITCHED, DAY)
     assert verify(settings).ok  # the nightly counts persons: one
     # a final day still counting raw ids is wrong, and verify says so with the person count

@@ -11,11 +11,12 @@ from typing import Any
 import psycopg2
 from prometheus_client import CollectorRegistry
 
+from eventpipe.bootstrap import build_reprocess, build_warehouse
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.load import load_group
-from eventpipe.loader.reprocess.pipeline import run_day
+from eventpipe.loader.reprocess.pipeline import DayResult, run_day
 from eventpipe.loader.verify import verify_day
-from eventpipe.loader.warehouse import Warehouse, migrate
+from eventpipe.loader.warehouse import migrate
 from eventpipe.settings import Settings
 from eventpipe.stream.fold import TABLES, PartitionState
 from eventpipe.timeutil import format_ts
@@ -24,8 +25,14 @@ from tests.support.archive import archive, stream_deltas
 from tests.support.histories import DAY
 
 
+def run_nightly(settings: Settings, day: date, **options: Any) -> DayResult:
+    """``run_day`` with the adapters the composition root builds, as ``eventpipe reprocess``
+    runs it (``options``: ``run_day``'s own)."""
+    return run_day(settings, day, adapters=build_reprocess(settings), **options)
+
+
 def load_stream(settings: Settings, deltas: dict[str, list]) -> None:
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     try:
         for table in TABLES:
             batches = [
@@ -39,7 +46,7 @@ def load_stream(settings: Settings, deltas: dict[str, list]) -> None:
 
 def prepare(settings: Settings, s3: Any, history: list[dict[str, Any]]) -> dict[int, PartitionState]:
     """Migrate the schema, archive the history in S3 and stream it into the warehouse."""
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     migrate(wh)
     wh.close()
     archive(s3, settings, history)
@@ -115,7 +122,9 @@ DAYS = [DAY + timedelta(days=n) for n in range(-3, 2)]
 def reprocess_days(example: Settings, days: list[date], engine: str = "mrjob") -> dict:
     """The nightly for each day, oldest first (the scheduler's order); the warehouse after."""
     for day in days:
-        run_day(example, day, lateness_days=1, runner="inline", registry=CollectorRegistry(), engine=engine)
+        run_nightly(
+            example, day, lateness_days=1, runner="inline", registry=CollectorRegistry(), engine=engine
+        )
     return dump(example)
 
 
@@ -140,7 +149,7 @@ IN_ORDER = [
 
 
 def load_events(settings: Settings, history: list[dict[str, Any]]) -> None:
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     try:
         key = f"{settings.s3_prefix}raw/test/events-{uuid.uuid4().hex[:8]}.jsonl.gz"  # one per call
         batch = batch_from_rows(key, "events", history)
@@ -150,7 +159,7 @@ def load_events(settings: Settings, history: list[dict[str, Any]]) -> None:
 
 
 def verify(settings: Settings, day: date = DAY) -> Any:
-    wh = Warehouse(settings)
+    wh = build_warehouse(settings)
     try:
         return wh.run(lambda conn: verify_day(conn, wh.dialect, wh.schema, day))
     finally:

@@ -80,9 +80,9 @@ class DayResult:
 
 
 @contextmanager
-def day_lock(settings: Settings, day: date, dialect: Dialect | None = None) -> Iterator[None]:
+def day_lock(settings: Settings, day: date, dialect: Dialect) -> Iterator[None]:
     """Hold the nightly job's lock of ``day``; ``ReprocessBusy`` if another run holds it."""
-    with held_day_lock(settings, dialect or _adapters(settings).dialect, day) as held:
+    with held_day_lock(settings, dialect, day) as held:
         if not held:
             raise ReprocessBusy(f"day {day} is being reprocessed by another run")
         yield
@@ -97,14 +97,6 @@ def write_corrections(client: Any, settings: Settings, day: date, corrections: C
         client.put_object(Bucket=settings.s3_bucket, Key=key, Body=body, ContentType="application/x-ndjson")
         keys[table] = key
     return keys
-
-
-def _adapters(settings: Settings) -> ReprocessAdapters:
-    """The real adapters, for callers that pass none (scripts, tests): the entry points pass
-    what the composition root built."""
-    from eventpipe.bootstrap import build_reprocess
-
-    return build_reprocess(settings)
 
 
 def _gather(
@@ -192,17 +184,17 @@ def run_day(
     progress: bool = False,
     quarantine_wait_s: float = QUARANTINE_WAIT_S,
     engine: str | None = None,
-    adapters: ReprocessAdapters | None = None,
+    adapters: ReprocessAdapters,
 ) -> DayResult:
     """Reprocess ``day`` and make it final; raises ``ReprocessBusy`` if it is already running,
     ``CorruptInputs`` (nothing written) if a raw object of its window is corrupt and not
-    quarantined by the loader after ``quarantine_wait_s``."""
+    quarantined by the loader after ``quarantine_wait_s``. ``adapters``: what
+    ``eventpipe.bootstrap.build_reprocess`` built (S3, dialect, warehouse sessions)."""
     lateness = settings.reprocess_lateness_days if lateness_days is None else lateness_days
     runner = runner or settings.reprocess_runner
     engine = engine or settings.reprocess_engine
     metrics = reprocess_metrics(registry)
     context = {"day": day.isoformat(), "lateness_days": lateness, "runner": runner, "engine": engine}
-    adapters = adapters or _adapters(settings)
     try:
         with (
             day_lock(settings, day, adapters.dialect),

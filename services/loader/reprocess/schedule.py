@@ -64,21 +64,13 @@ class NightlyScheduler:
         run: Callable[..., DayResult] = run_day,
         check_every_s: float = 60.0,
         after_day: Callable[[DayResult], None] | None = None,
-        adapters: ReprocessAdapters | None = None,  # None: made on first use (scripts, tests)
+        adapters: ReprocessAdapters,  # eventpipe.bootstrap.build_reprocess
     ) -> None:
         self.settings, self.registry, self.clock, self.run = settings, registry, clock, run
-        self._adapters = adapters
+        self.adapters = adapters
         self.check_every_s, self.after_day = check_every_s, after_day
         self._thread: threading.Thread | None = None
         self._next_check = 0.0
-
-    @property
-    def adapters(self) -> ReprocessAdapters:
-        if self._adapters is None:
-            from eventpipe.bootstrap import build_reprocess
-
-            self._adapters = build_reprocess(self.settings)
-        return self._adapters
 
     def due_days(self, now: datetime | None = None) -> list[date]:
         return [day for day, _ in self.due(now)]

@@ -154,8 +154,11 @@ def reprocess_command(settings: Settings, day: date, runner: str = "inline") -> 
     code = (
         "import sys, datetime;"
         "from eventpipe.settings import Settings;"
+        "from eventpipe.bootstrap import build_reprocess;"
         "from eventpipe.loader.reprocess.pipeline import run_day;"
-        f"run_day(Settings(), datetime.date.fromisoformat({day.isoformat()!r}), runner={runner!r})"
+        "settings = Settings();"
+        f"run_day(settings, datetime.date.fromisoformat({day.isoformat()!r}), runner={runner!r}, "
+        "adapters=build_reprocess(settings))"
     )
     return [sys.executable, "-c", code]
 
