@@ -71,13 +71,13 @@ bench: ## benchmarks on loopback; writes bench/results.json
 # symlinks laid out as the package is (rebuilt each time; .local/ is not versioned)
 MYPY_TREE := .local/mypy
 
-lint: ## ruff lint + format check; mypy (strict on the pure core, [tool.mypy] in pyproject.toml)
+lint: ## ruff lint + format check; mypy (strict on the pure core and devstack, [tool.mypy] in pyproject.toml)
 	@$(STACK) venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)/eventpipe
 	@for f in shared/*.py; do ln -s ../../../$$f $(MYPY_TREE)/eventpipe/; done
-	@ln -s ../../../shared/reports $(MYPY_TREE)/eventpipe/reports
+	@for d in reports checks devstack; do ln -s ../../../shared/$$d $(MYPY_TREE)/eventpipe/$$d; done
 	@for d in ingest stream loader; do ln -s ../../../services/$$d $(MYPY_TREE)/eventpipe/$$d; done
 	@cd $(MYPY_TREE) && ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p eventpipe
 

@@ -29,7 +29,7 @@ DriverError = psycopg2.Error
 POSTGRES = "postgres"
 
 
-class Connection(psycopg2.extensions.connection):
+class Connection(psycopg2.extensions.connection):  # type: ignore[misc]  # psycopg2 ships no types
     """A connection that knows its warehouse dialect (query builders branch on it)."""
 
     dialect = POSTGRES

@@ -31,7 +31,7 @@ class CheckResult:
 
 
 def _value(diagnostics: Mapping[str, Any] | None) -> float | None:
-    raw = (diagnostics or {}).get("value")
+    raw: Any = (diagnostics or {}).get("value")  # float(None) is a TypeError: no value
     try:
         value = float(raw)
     except (TypeError, ValueError):

@@ -100,7 +100,7 @@ def run(command: list[str], user: str | None = None) -> str:
     done = subprocess.run(command, capture_output=True, text=True, cwd="/", **as_user(user))
     if done.returncode:
         raise StackError(f"{' '.join(command[-4:])} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return done.stdout
+    return str(done.stdout)
 
 
 @dataclass
@@ -174,6 +174,6 @@ class Service(Part):
 
         try:
             with urllib.request.urlopen(self.health_url, timeout=2) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except OSError:
             return False

@@ -66,7 +66,7 @@ def spawn(
     cwd: Path,
     env: dict[str, str] | None = None,
     user: str | None = None,
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Starts ``command`` detached (own session, stdin closed, output appended to ``log``):
     it outlives this process. ``user`` (when root) runs it as that user directly, never
     through su/runuser, so the pid is the server's own."""

@@ -100,7 +100,10 @@ def test_events_after_an_early_correction_are_counted_and_the_day_recomputed(s3,
         settings, registry=CollectorRegistry(), clock=lambda: nightly, adapters=build_reprocess(settings)
     )
     early = NightlyScheduler(
-        settings, registry=CollectorRegistry(), clock=lambda: before_nightly - timedelta(minutes=1)
+        settings,
+        registry=CollectorRegistry(),
+        clock=lambda: before_nightly - timedelta(minutes=1),
+        adapters=build_reprocess(settings),
     )
     assert DAY not in early.due_days()
     assert (DAY, 1) in scheduler.due()
