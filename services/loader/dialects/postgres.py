@@ -159,7 +159,7 @@ class PostgresDialect:
             ).format(sql.Literal(schema), sql.SQL(", ").join(sql.Literal(t) for t in tables))
         )
         row = cur.fetchone()
-        return bool(row) and row[0] == len(set(tables))
+        return row is not None and row[0] == len(set(tables))
 
     def temp_table(self, name: str, body: sql.Composable) -> list[sql.Composed]:
         return [
