@@ -1,6 +1,13 @@
 """Stream benchmark: events/s through one worker (archive + aggregate) from a pre-filled
 topic, side by side with a plain aiokafka consume-and-count loop over the same topic.
 
+The ceiling (issue 16) is an honest minimal consumer over the same topic: aiokafka fetch +
+orjson decode + a per-user count; the fetch-and-count-only figure of earlier runs is kept
+as ``consume_only_events_per_s``. The state figure (``rss_growth_mb_10m``) comes from
+``bench.stream_state`` in its own process (10M messageIds fed to the state structure
+directly, ``EVENTPIPE_BENCH_STREAM_STATE_EVENTS`` to change; its docstring says why not
+through Kafka).
+
 Bounded: ``events`` synthetic events (default 100k) on a fresh 6-partition topic, each
 phase time-capped. The worker is a real ``eventpipe.stream.worker`` process (S3 uploads,
 state changelog, notices and commits included); its clock starts at the first folded
@@ -13,8 +20,10 @@ are removed afterwards.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -25,7 +34,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.common import process, python_exe
+from bench.common import ROOT, process, python_exe
 from eventpipe.events import normalize, user_key
 from eventpipe.kafka_admin import create_topics
 from eventpipe.s3 import list_keys, s3_client
@@ -60,8 +69,10 @@ async def _fill(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
         await producer.stop()
 
 
-async def _ceiling(settings: Settings, total: int, cap_s: float) -> float:
-    """Plain aiokafka: fetch and count every record of the topic; events/s."""
+async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = True) -> float:
+    """The honest ceiling (issue 16): plain aiokafka fetching every record of the topic,
+    decoding it with orjson and counting events per user (``decode``), or fetch-and-count
+    only (the ceiling of earlier runs, kept for comparison); events/s."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -74,9 +85,18 @@ async def _ceiling(settings: Settings, total: int, cap_s: float) -> float:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         seen, started = 0, time.monotonic()
+        per_user: dict[str, int] = {}
         while seen < total and time.monotonic() - started < cap_s:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-            seen += sum(len(records) for records in batch.values())
+            for records in batch.values():
+                seen += len(records)
+                if decode:
+                    for record in records:
+                        event = orjson.loads(record.value)
+                        user = event.get("userId") or event.get("anonymousId")
+                        per_user[user] = per_user.get(user, 0) + 1
+        if decode and sum(per_user.values()) != seen:
+            raise RuntimeError("the ceiling lost events")  # it must do the work it claims
         return seen / (time.monotonic() - started)
     finally:
         await consumer.stop()
@@ -111,6 +131,19 @@ def _worker_rate(settings: Settings, total: int, cap_s: float) -> float:
         return total / (time.monotonic() - started)
 
 
+def _state_rss(events: int) -> dict[str, float]:
+    """``bench.stream_state`` in a fresh process (its RSS is the state's alone)."""
+    out = subprocess.run(
+        [python_exe(), "-m", "bench.stream_state", str(events), "direct"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    return orjson.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _cleanup(settings: Settings) -> None:
     from kafka import KafkaAdminClient
 
@@ -136,7 +169,12 @@ def _cleanup(settings: Settings) -> None:
     )
 
 
-def run(settings_overrides: dict[str, Any] | None = None, events: int = 100_000, cap_s: float = 120) -> dict:
+def run(
+    settings_overrides: dict[str, Any] | None = None,
+    events: int = 100_000,
+    cap_s: float = 120,
+    state_events: int = int(os.environ.get("EVENTPIPE_BENCH_STREAM_STATE_EVENTS", 10_000_000)),
+) -> dict:
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
         **{
@@ -155,16 +193,25 @@ def run(settings_overrides: dict[str, Any] | None = None, events: int = 100_000,
         values = _values(events)
         asyncio.run(_fill(settings, values))
         ceiling = asyncio.run(_ceiling(settings, len(values), cap_s))
+        consume_only = asyncio.run(_ceiling(settings, len(values), cap_s, decode=False))
         rate = _worker_rate(settings, len(values), cap_s)
     finally:
         _cleanup(settings)
+    state = _state_rss(state_events)
     return {
         "events_per_s": round(rate, 1),
         "ceiling_events_per_s": round(ceiling, 1),
+        "consume_only_events_per_s": round(consume_only, 1),
         "events": len(values),
         "ratio_to_ceiling": round(rate / ceiling, 3),
+        "rss_growth_mb_10m": state["rss_growth_mb"],
+        "state_peak_rss_growth_mb": state["peak_rss_growth_mb"],
+        "state_bytes_per_entry": state["bytes_per_entry"],
+        "state_messageids": state["messageids"],
+        "state_marks": state["marks"],
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
 if __name__ == "__main__":
-    print(run(events=20_000))
+    print(run(events=20_000, state_events=1_000_000))
