@@ -2,8 +2,9 @@
 
 The stream must remember 48 h of messageIds and the day's distinct-user marks. As Python
 dicts of strings that is ~100-200 bytes per entry (about 95 GB at 100M events/day); here an
-entry is an 8-byte hash plus a 4-byte bucket tag (an hour or a day index), ~14 bytes with the
-prefilter below, so the same window fits in a few GB and 10M messageIds in ~150 MB.
+entry is an 8-byte hash plus a 2-byte bucket tag (an hour or a day index, relative to a base),
+plus 1-2 bytes of the prefilter below and the pending level: docs/benchmarks.md has the
+measured bytes per entry.
 
 Layout (a two-level LSM, both levels in memory):
 
@@ -33,6 +34,7 @@ from eventpipe.timeutil import format_ts, parse_ts
 MIN_PENDING = 1 << 16
 PENDING_FRACTION = 64
 BITS_PER_ENTRY = 8  # prefilter: a 1/8-full bitmap lets ~7 of 8 misses skip the binary search
+TAG_SPAN = 1 << 16  # merged tags are 2-byte offsets from a base
 
 _blake2b = hashlib.blake2b
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -60,12 +62,15 @@ def horizon(high_received: str, window_hours: int) -> str:
 
 
 class Marks:
-    """A set of 64-bit hashes, each with a ``uint32`` tag, prunable by tag."""
+    """A set of 64-bit hashes, each with a tag, prunable by tag. Merged tags are stored in
+    2 bytes, relative to a base set by the first addition (``TAG_SPAN`` either side: ±3.7
+    years of hours, far beyond any window; a tag outside is clamped to the edge)."""
 
     def __init__(self) -> None:
         self.pending: dict[int, int] = {}
         self.keys = np.empty(0, dtype=np.uint64)
-        self.tags = np.empty(0, dtype=np.uint32)
+        self.tags = np.empty(0, dtype=np.uint16)
+        self._base: int | None = None
         self._shift = 64 - 6
         self._bits = bytearray(8)
 
@@ -89,7 +94,7 @@ class Marks:
         if h not in self.pending:
             at = self._merged_at(h)
             if at >= 0:
-                self.tags[at] = max(int(self.tags[at]), tag)
+                self.tags[at] = max(int(self.tags[at]), self._relative(tag))
                 return
         if tag > self.pending.get(h, -1):
             self.pending[h] = tag
@@ -107,7 +112,7 @@ class Marks:
             return
         count = len(self.pending)
         new_keys = np.fromiter(self.pending.keys(), dtype=np.uint64, count=count)
-        new_tags = np.fromiter(self.pending.values(), dtype=np.uint32, count=count)
+        new_tags = np.fromiter(map(self._relative, self.pending.values()), dtype=np.uint16, count=count)
         self.pending = {}
         order = np.argsort(new_keys)
         new_keys, new_tags = new_keys[order], new_tags[order]
@@ -128,11 +133,16 @@ class Marks:
         """Forget every entry tagged below ``min_tag``; how many went."""
         before = len(self)
         self.pending = {h: t for h, t in self.pending.items() if t >= min_tag}
-        keep = self.tags >= min_tag
+        keep = self.tags >= self._relative(min_tag)
         if not keep.all():
             self.keys, self.tags = self.keys[keep], self.tags[keep]
             self._rebuild_bits()
         return before - len(self)
+
+    def _relative(self, tag: int) -> int:
+        if self._base is None:
+            self._base = tag - TAG_SPAN // 2
+        return min(max(tag - self._base, 0), TAG_SPAN - 1)
 
     def _rebuild_bits(self) -> None:
         """A bitmap of 8-16 bits per entry (so at most 1/8 full until the next rebuild)."""
