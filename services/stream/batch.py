@@ -71,46 +71,6 @@ class S3Object:
 
 
 @dataclass
-class ClosedCut:
-    """A cut that is closed: what its objects, changelog record and notices are made of.
-    It owns its buffers (the batch starts new ones), so it can be written while the
-    partition's next cut folds."""
-
-    partition: int
-    first: int  # first offset of the cut (archived or rejected)
-    last: int
-    first_archived: int
-    first_received: datetime | None
-    lines: list[bytes]
-    rejected: list[dict[str, Any]]
-    deltas: Deltas
-    duplicates: int
-
-    def objects(self, raw_exists: bool, now: datetime) -> list[S3Object]:
-        """The closed cut's objects: raw first (its presence marks the cut as written),
-        then one per non-empty aggregate table, then rejected records."""
-        first, last = self.first, self.last
-        out: list[S3Object] = []
-        meta = {"first-offset": str(self.first_archived), "last-offset": str(last)}
-        if self.lines and self.first_received is not None:
-            key = raw_key(self.first_received, self.partition, self.first_archived)
-            body = b"" if raw_exists else gzip_raw(self.lines)
-            out.append(
-                S3Object(key, "events", body, len(self.lines), {**meta, "count": str(len(self.lines))})
-            )
-            for table in TABLES:
-                rows = self.deltas.rows(table)
-                if rows:
-                    key = agg_key(table, self.partition, self.first_archived, self.first_received)
-                    body = gzip_json_rows(rows)
-                    out.append(S3Object(key, table, body, len(rows), {**meta, "count": str(len(rows))}))
-        if self.rejected:
-            key = rejected_key("stream", self.partition, first, now)
-            out.append(S3Object(key, "rejected", gzip_json_rows(self.rejected), len(self.rejected), {}))
-        return out
-
-
-@dataclass
 class PartitionBatch:
     partition: int
     policy: CutPolicy
@@ -156,22 +116,28 @@ class PartitionBatch:
         )
         return self.policy.add(offset, None, 0)
 
-    def snapshot(self) -> ClosedCut:
-        """The open cut as it stands, to be written while the next one folds (``reset`` after)."""
-        return ClosedCut(
-            self.partition,
-            self.policy.first_offset,
-            self.policy.last_offset,
-            self.first_archived,
-            self.first_received,
-            self.lines,
-            self.rejected,
-            self.deltas,
-            self.duplicates,
-        )
-
     def objects(self, raw_exists: bool, now: datetime) -> list[S3Object]:
-        return self.snapshot().objects(raw_exists, now)
+        """The closed cut's objects: raw first (its presence marks the cut as written),
+        then one per non-empty aggregate table, then rejected records."""
+        first, last = self.policy.first_offset, self.policy.last_offset
+        out: list[S3Object] = []
+        meta = {"first-offset": str(self.first_archived), "last-offset": str(last)}
+        if self.lines and self.first_received is not None:
+            key = raw_key(self.first_received, self.partition, self.first_archived)
+            body = b"" if raw_exists else gzip_raw(self.lines)
+            out.append(
+                S3Object(key, "events", body, len(self.lines), {**meta, "count": str(len(self.lines))})
+            )
+            for table in TABLES:
+                rows = self.deltas.rows(table)
+                if rows:
+                    key = agg_key(table, self.partition, self.first_archived, self.first_received)
+                    body = gzip_json_rows(rows)
+                    out.append(S3Object(key, table, body, len(rows), {**meta, "count": str(len(rows))}))
+        if self.rejected:
+            key = rejected_key("stream", self.partition, first, now)
+            out.append(S3Object(key, "rejected", gzip_json_rows(self.rejected), len(self.rejected), {}))
+        return out
 
     def reset(self) -> None:
         """Start the next cut (the aggregation state carries on)."""

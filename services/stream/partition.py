@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from eventpipe.stream.batch import ClosedCut, PartitionBatch
+from eventpipe.stream.batch import PartitionBatch
 
 
 class Fenced(Exception):
@@ -33,8 +33,6 @@ class Owned:
     next_offset: int = 0  # the offset this worker must read next for this partition
     rewound: bool = False  # sought to next_offset: accept what comes (offsets may have gaps)
     fenced_at: float | None = None  # clock.monotonic() when the partition was found owned elsewhere
-    # the cut being written in the background (``CutWriter.begin``): None, or its failure
-    inflight: asyncio.Future[tuple[Exception, ClosedCut] | None] | None = None
 
 
 async def gather_all(*aws: Awaitable[Any]) -> list[Any]:

@@ -18,11 +18,9 @@ A fenced partition is held ``FENCE_HOLD_S`` for the rebalance that takes it away
 on the ``Clock`` port. Its clients come from ``connect`` (``clients.py``; the composition
 root, ``eventpipe.bootstrap``, supplies it) or ``attach``.
 
-A closed cut is written in the background (``CutWriter.begin``) while the partition's next
-cut folds; one cut per partition is in flight at a time, and a failed one stops the
-partition (``settle``: fenced, or abandoned and read again from its first offset).
-On revocation the cut in flight is waited for, then the open cuts of the revoked partitions
-are dropped (their offsets are not committed, so the new owner replays them).
+On revocation the open cuts of the revoked partitions are dropped (their offsets are not
+committed, so the new owner replays them); the lock makes a revocation wait for a cut that
+is being written.
 """
 
 from __future__ import annotations
@@ -103,8 +101,6 @@ class Pipeline(Service):
             async with self.lock:  # let a cut being written finish (and commit) first
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-            for part in list(self.parts.values()):
-                await self.writer.settle(part)
         await self.consumer.stop()  # leaves the group: the partitions move on at once
         await self.clients.producer.stop()
 
@@ -112,9 +108,6 @@ class Pipeline(Service):
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
             for tp in revoked:
-                part = self.parts.get(tp.partition)
-                if part is not None:  # its cut in flight commits (or fails) before it goes
-                    await self.writer.settle(part)
                 if self.parts.pop(tp.partition, None) is not None:
                     for gauge in (self.metrics.lag, self.metrics.state_entries, self.metrics.committed):
                         gauge.remove(str(tp.partition))
@@ -167,11 +160,8 @@ class Pipeline(Service):
                     records = self._in_sequence(part, records)
                     if records:
                         await self._consume(part, records)
-                for part in list(self.parts.values()):  # a failed write stops its partition at once
-                    if part.inflight is not None and part.inflight.done():
-                        await self.writer.settle(part)
                 due = [part for part in self.parts.values() if part.batch.policy.expired()]
-                await gather_all(*(self.writer.begin(part, "time") for part in due))
+                await gather_all(*(self.writer.write(part, "time") for part in due))
                 await self.reclaim_stale_fences()
                 self._observe()
 
@@ -193,7 +183,7 @@ class Pipeline(Service):
         return [r for r in records if r.offset >= part.next_offset]  # already folded: skip
 
     async def _consume(self, part: Owned, records: list[Any]) -> None:
-        batch, events, write = part.batch, self.metrics.events, self.writer.begin
+        batch, events, write = part.batch, self.metrics.events, self.writer.write
         for record in records:
             offset, value = record.offset, record.value
             try:

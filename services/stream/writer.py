@@ -32,7 +32,6 @@ AWS S3) closes that window for the objects; s3rver has no conditional PUT.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -42,7 +41,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
-from eventpipe.stream.batch import ClosedCut, S3Object
+from eventpipe.stream.batch import S3Object
 from eventpipe.stream.clients import StreamClients
 from eventpipe.stream.marks import horizon
 from eventpipe.stream.metrics import StreamMetrics
@@ -62,56 +61,16 @@ class CutWriter:
         self.s3, self.changelog = clients.storage, clients.changelog
 
     async def write(self, part: Owned, reason: str) -> bool:
-        """Write the open cut of ``part`` (if any) and wait for it; False if it (or the cut
-        before it) was fenced off or abandoned."""
-        return await self.begin(part, reason) and await self.settle(part)
-
-    async def begin(self, part: Owned, reason: str) -> bool:
-        """Close the open cut and write it in the background, so the partition's next cut
-        folds meanwhile (uploads overlap folding). The cut before it is settled first: cuts
-        are written and committed one at a time, in offset order. False if that one failed
-        (``settle`` then dropped the open cut and rewound the partition)."""
-        if not await self.settle(part):
-            return False
-        batch = part.batch
+        """Write the open cut of ``part`` (if any); False if it was fenced off or abandoned."""
+        batch, tp = part.batch, part.tp
         if not batch.policy.is_open:
             return True
-        cut, raw_exists = batch.snapshot(), part.raw_exists
-        batch.reset()
-        part.raw_exists = False
-        part.inflight = asyncio.ensure_future(self._write(part, cut, raw_exists, reason))
-        return True
-
-    async def settle(self, part: Owned) -> bool:
-        """Wait for the cut ``part`` has in flight, if any. If it failed, nothing after it
-        may be written: fence the partition off, or abandon and read again from its first
-        offset (either drops the open cut folded meanwhile). False then."""
-        task, part.inflight = part.inflight, None
-        if task is None:
-            return True
-        failure = await task
-        if failure is None:
-            return True
-        exc, cut = failure
-        if isinstance(exc, Fenced | CommitFailedError | IllegalStateError):
-            self.fence_off(part, exc, cut)
-        else:
-            self.abandon(part, exc, cut.first)
-        return False
-
-    async def _write(
-        self, part: Owned, cut: ClosedCut, raw_exists: bool, reason: str
-    ) -> tuple[Exception, ClosedCut] | None:
-        """Write one closed cut (module docstring: fence, raw, aggregates + changelog, commit,
-        notices). Returns the failure for ``settle`` rather than acting on the partition: the
-        consumer loop owns the open cut and the seeks."""
-        tp = part.tp
         started = self.clock.monotonic()
+        first, last = batch.policy.first_offset, batch.policy.last_offset
+        objects = batch.objects(part.raw_exists, self.clock.now())
         try:
-            # gzip and JSON off the event loop: the consumer keeps fetching and heartbeating
-            objects = await asyncio.to_thread(cut.objects, raw_exists, self.clock.now())
-            await self.fence(part, cut.first)
-            todo = await self.unwritten(objects, cut.last, raw_exists)
+            await self.fence(part, first)
+            todo = await self.unwritten(part, objects, last)
             # The raw object goes first and alone: finding it is how a replay knows the cut
             # was written (and where it ended), so no other object of a cut may exist without it.
             raw = [o for o in todo if o.table == "events"]
@@ -120,26 +79,29 @@ class CutWriter:
             # rejected/ keys carry the write date (a replay on another day makes a second
             # object) and are never loaded: written without the key fence
             rest = [self.s3.put(o, exclusive=o.table != "rejected") for o in todo if o.table != "events"]
-            state = part.batch.state
-            await gather_all(*rest, self.changelog.flush(tp.partition, state, cut.first, cut.last))
-            await self.consumer.commit({tp: cut.last + 1})
+            await gather_all(*rest, self.changelog.flush(tp.partition, batch.state, first, last))
+            await self.consumer.commit({tp: last + 1})
         except (Fenced, CommitFailedError, IllegalStateError) as exc:  # not (or no longer) ours
-            return exc, cut
+            self.fence_off(part, exc)
+            return False
         except (Diverged, StorageError, KafkaError) as exc:  # incl. ObjectExists (a conditional PUT lost)
-            return exc, cut
-        part.committed = cut.last + 1
-        part.batch.state.seal(cut.last)  # never folded again: compact, without offsets
+            self.abandon(part, exc, first)
+            return False
+        part.committed = last + 1
+        batch.state.seal(last)  # never folded again: compact, without offsets
         try:
-            await self.notify(objects, part, cut)
+            await self.notify(objects, part)
         except KafkaError as exc:  # committed already; the loader also lists S3 (contracts section 4)
             log.warning("batch notices not sent", extra={"partition": tp.partition, "error": repr(exc)})
         for obj in todo:  # objects a previous run wrote (replay) are not written again
             self.metrics.batches.labels(obj.table).inc()
         self.metrics.cuts.labels(reason).inc()
-        self.metrics.events.labels("duplicate").inc(cut.duplicates)
+        self.metrics.events.labels("duplicate").inc(batch.duplicates)
         self.metrics.flush_seconds.observe(self.clock.monotonic() - started)
+        batch.reset()
+        part.raw_exists = False
         self.maybe_prune(part)
-        return None
+        return True
 
     async def fence(self, part: Owned, first: int) -> None:
         """``Fenced`` unless this worker still owns the partition (module docstring)."""
@@ -151,7 +113,7 @@ class CutWriter:
         # that was expelled (or is behind a rebalance) gets CommitFailedError here.
         await self.consumer.commit({tp: first if committed is None else committed})
 
-    async def unwritten(self, objects: list[S3Object], last: int, raw_exists: bool) -> list[S3Object]:
+    async def unwritten(self, part: Owned, objects: list[S3Object], last: int) -> list[S3Object]:
         """The cut's objects still to write. ``Diverged`` if one exists that another cut wrote
         (other ``last-offset``); one with this cut's ``last-offset`` has this content: skipped.
         An aggregate object without metadata (a torn write of a killed writer) is written again:
@@ -164,11 +126,11 @@ class CutWriter:
         for key, rec in found.items():
             if rec != last:
                 raise Diverged(f"{key} exists with last-offset {rec}, this cut ends at {last}")
-        if raw_exists and any(o.table == "events" and o.key not in found for o in fenced):
+        if part.raw_exists and any(o.table == "events" and o.key not in found for o in fenced):
             raise Diverged("the raw object this replay follows is gone")
         return [o for o in objects if o.key not in found]
 
-    def fence_off(self, part: Owned, exc: BaseException, cut: ClosedCut) -> None:
+    def fence_off(self, part: Owned, exc: BaseException) -> None:
         """This worker may no longer own the partition: drop the cut without writing state,
         notices or a commit, and stop reading it until the rebalance takes it away."""
         self.metrics.fenced.inc()
@@ -176,8 +138,8 @@ class CutWriter:
             "partition fenced: owned elsewhere, cut dropped, waiting for the rebalance",
             extra={
                 "partition": part.tp.partition,
-                "first": cut.first,
-                "last": cut.last,
+                "first": part.batch.policy.first_offset,
+                "last": part.batch.policy.last_offset,
                 "error": f"{type(exc).__name__}: {exc}",
             },
         )
@@ -187,10 +149,10 @@ class CutWriter:
         with contextlib.suppress(KafkaError, AssertionError):  # not assigned any more: nothing to pause
             self.consumer.pause(part.tp)
 
-    async def notify(self, objects: list[S3Object], part: Owned, cut: ClosedCut) -> None:
+    async def notify(self, objects: list[S3Object], part: Owned) -> None:
         """Batch notices (docs/contracts.md section 4): hints for the loader, after the upload."""
         written_at = format_ts(self.clock.now())
-        first, last = cut.first_archived, cut.last
+        first, last = part.batch.first_archived, part.batch.policy.last_offset
         futures = []
         for obj in objects:
             if obj.table == "rejected":
@@ -212,12 +174,10 @@ class CutWriter:
             await future
 
     def abandon(self, part: Owned, exc: BaseException, offset: int) -> None:
-        """Give the open cut up (nothing committed) and read again from ``offset`` (the first
-        offset of a failed cut in flight, or the record that was to open a cut) or the open
-        cut's first offset if that is earlier: the retry is a replay, so its objects and
-        deltas come out the same."""
-        policy = part.batch.policy
-        first = min(offset, policy.first_offset) if policy.is_open else offset
+        """Give the open cut up (nothing committed) and read again from its first offset
+        (``offset`` when no cut is open): the retry is a replay, so its objects and deltas
+        come out the same."""
+        first = part.batch.policy.first_offset if part.batch.policy.is_open else offset
         self.metrics.flush_failures.inc()
         log.error(
             "cut abandoned, will retry from its first offset",

@@ -14,7 +14,6 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 from botocore.stub import Stubber
 
-from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import PartitionBatch, S3Object
 from eventpipe.stream.clients import StreamClients
@@ -251,72 +250,3 @@ def test_exclusive_puts_are_conditional_when_the_store_supports_them() -> None:
     with Stubber(plain.client) as stub:
         stub.add_response("put_object", {}, expected)  # s3rver: no condition sent
         asyncio.run(plain.put(obj, exclusive=True))
-
-
-class GatedS3(FakeS3):
-    """S3 whose PUTs wait for ``gate`` (an upload still in flight); ``fail`` makes them fail."""
-
-    def __init__(self, log: list[str]) -> None:
-        super().__init__(log)
-        self.gate = asyncio.Event()
-        self.fail = False
-
-    async def put(self, obj: S3Object, exclusive: bool = False) -> None:
-        await self.gate.wait()
-        if self.fail:
-            raise StorageError("S3 down")
-        await super().put(obj, exclusive)
-
-
-def gated_pipeline(consumer: FakeConsumer) -> tuple[Pipeline, list[str], GatedS3]:
-    pipe, log, _ = pipeline(consumer)
-    s3 = GatedS3(log)
-    pipe.writer.s3 = s3  # type: ignore[assignment]
-    return pipe, log, s3
-
-
-def test_the_next_cut_folds_while_the_previous_one_uploads_and_commits_after_it() -> None:
-    consumer = FakeConsumer(committed=0)
-    pipe, log, s3 = gated_pipeline(consumer)
-    part = open_cut(5)
-    pipe.parts[TP.partition] = part
-
-    async def scenario() -> None:
-        assert await pipe.writer.begin(part, "count")  # returns with 0-4 still uploading
-        await asyncio.sleep(0)
-        assert part.inflight is not None and not part.inflight.done() and "commit 5" not in log
-        fill(part.batch, values(3, 5), first_offset=5)  # 5-7 fold meanwhile
-        s3.gate.set()
-        assert await pipe.writer.begin(part, "count")  # waits for 0-4, then starts 5-7
-        assert await pipe.writer.settle(part)
-
-    asyncio.run(scenario())
-    assert [entry for entry in log if entry.startswith("commit")] == [
-        "commit 0",
-        "commit 5",
-        "commit 5",
-        "commit 8",
-    ]
-    assert consumer.commits == [0, 5, 5, 8]  # in offset order, each cut after the one before
-    assert len([key for key in s3.objects if key.startswith("raw/")]) == 2
-
-
-def test_a_failed_upload_in_flight_drops_what_folded_after_it_and_reads_again_from_its_start() -> None:
-    consumer = FakeConsumer(committed=0)
-    pipe, _, s3 = gated_pipeline(consumer)
-    part = open_cut(5)
-    pipe.parts[TP.partition] = part
-    s3.fail = True
-
-    async def scenario() -> bool:
-        assert await pipe.writer.begin(part, "count")
-        fill(part.batch, values(3, 5), first_offset=5)  # folded while 0-4 was failing
-        part.next_offset = 8
-        s3.gate.set()
-        return await pipe.writer.begin(part, "count")
-
-    assert not asyncio.run(scenario())
-    assert consumer.commits == [0]  # the probe only: neither cut is committed
-    assert consumer.sought == [0] and part.next_offset == 0 and part.rewound and part.verify
-    assert not part.batch.policy.is_open and part.inflight is None  # 5-7 dropped, to be read again
-    assert s3.objects == {} and pipe.metrics.flush_failures._value.get() == 1
