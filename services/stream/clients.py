@@ -14,6 +14,8 @@ from eventpipe.stream.changelog import StateChangelog
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.storage import S3Writer
 
+NewProducer = Callable[[], Awaitable[AIOKafkaProducer]]
+
 
 @dataclass
 class StreamClients:
@@ -21,6 +23,10 @@ class StreamClients:
     producer: AIOKafkaProducer  # started: batch notices and the state changelog
     storage: S3Writer
     changelog: StateChangelog
+    # Makes a started producer like ``producer``: an idempotent producer whose sequence numbers
+    # fell out of step with the broker (``OutOfOrderSequenceNumber`` after an outage; aiokafka
+    # never resets them) fails every later send to that partition, so the writer replaces it.
+    new_producer: NewProducer | None = None
 
 
 @dataclass
@@ -37,7 +43,7 @@ def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_pu
     """The real clients: Kafka (acks=all, idempotent producer; manual commits), S3 (PUTs
     with ``If-None-Match: *`` when ``conditional_put``), the state changelog."""
 
-    async def connect() -> StreamClients:
+    async def new_producer() -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             acks="all",
@@ -47,6 +53,10 @@ def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_pu
             max_request_size=8 * 1024 * 1024,
         )
         await producer.start()
+        return producer
+
+    async def connect() -> StreamClients:
+        producer = await new_producer()
         partitions = await producer.partitions_for(settings.events_topic)
         changelog = StateChangelog(settings, producer)
         await changelog.ensure_topic(len(partitions))
@@ -61,7 +71,7 @@ def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_pu
             heartbeat_interval_ms=2_000,
         )
         storage = S3Writer(settings, metrics, conditional=conditional_put)
-        return StreamClients(consumer, producer, storage, changelog)
+        return StreamClients(consumer, producer, storage, changelog, new_producer)
 
     return connect
 

@@ -32,11 +32,19 @@ AWS S3) closes that window for the objects; s3rver has no conditional PUT.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
 import orjson
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
@@ -51,14 +59,22 @@ from eventpipe.timeutil import format_ts
 
 log = logging.getLogger("eventpipe.stream.pipeline")
 
+# After one of these the producer can never deliver to that partition again: its idempotence
+# state (producer id, sequence numbers) is out of step with the broker's, and aiokafka does not
+# reset it (aio-libs/aiokafka#1017). A new producer starts with a new id; the abandoned cut's
+# replay writes the same records again, which the changelog and the loader take as they are.
+PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
+
 
 class CutWriter:
     def __init__(
         self, settings: Settings, metrics: StreamMetrics, clock: Clock, clients: StreamClients
     ) -> None:
         self.settings, self.metrics, self.clock = settings, metrics, clock
+        self.clients = clients
         self.consumer, self.producer = clients.consumer, clients.producer
         self.s3, self.changelog = clients.storage, clients.changelog
+        self.producer_broken = False
 
     async def write(self, part: Owned, reason: str) -> bool:
         """Write the open cut of ``part`` (if any); False if it was fenced off or abandoned."""
@@ -69,6 +85,8 @@ class CutWriter:
         first, last = batch.policy.first_offset, batch.policy.last_offset
         objects = batch.objects(part.raw_exists, self.clock.now())
         try:
+            if self.producer_broken:
+                await self.renew_producer()
             await self.fence(part, first)
             todo = await self.unwritten(part, objects, last)
             # The raw object goes first and alone: finding it is how a replay knows the cut
@@ -85,6 +103,7 @@ class CutWriter:
             self.fence_off(part, exc)
             return False
         except (Diverged, StorageError, KafkaError) as exc:  # incl. ObjectExists (a conditional PUT lost)
+            self.producer_broken = self.producer_broken or isinstance(exc, PRODUCER_BROKEN)
             self.abandon(part, exc, first)
             return False
         part.committed = last + 1
@@ -92,6 +111,7 @@ class CutWriter:
         try:
             await self.notify(objects, part)
         except KafkaError as exc:  # committed already; the loader also lists S3 (contracts section 4)
+            self.producer_broken = self.producer_broken or isinstance(exc, PRODUCER_BROKEN)
             log.warning("batch notices not sent", extra={"partition": tp.partition, "error": repr(exc)})
         for obj in todo:  # objects a previous run wrote (replay) are not written again
             self.metrics.batches.labels(obj.table).inc()
@@ -102,6 +122,18 @@ class CutWriter:
         part.raw_exists = False
         self.maybe_prune(part)
         return True
+
+    async def renew_producer(self) -> None:
+        """Replace the producer shared with the changelog by a new one (``PRODUCER_BROKEN``)."""
+        if self.clients.new_producer is None:  # clients made by hand (tests): nothing to renew with
+            self.producer_broken = False
+            return
+        old = self.producer
+        self.producer = self.clients.producer = self.changelog.producer = await self.clients.new_producer()
+        self.producer_broken = False
+        log.warning("Kafka producer replaced: its idempotence state no longer matched the broker's")
+        with contextlib.suppress(Exception):  # the old one's sends have failed already
+            await asyncio.wait_for(old.stop(), timeout=5)
 
     async def fence(self, part: Owned, first: int) -> None:
         """``Fenced`` unless this worker still owns the partition (module docstring)."""

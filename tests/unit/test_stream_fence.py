@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, OutOfOrderSequenceNumber
 from botocore.stub import Stubber
 
 from eventpipe.settings import Settings
@@ -250,3 +250,63 @@ def test_exclusive_puts_are_conditional_when_the_store_supports_them() -> None:
     with Stubber(plain.client) as stub:
         stub.add_response("put_object", {}, expected)  # s3rver: no condition sent
         asyncio.run(plain.put(obj, exclusive=True))
+
+
+class SequenceBrokenChangelog(FakeChangelog):
+    """Fails the first flush as a producer out of step with the broker does after an outage."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(log)
+        self.producer: Any = None
+        self.failures = 1
+
+    async def flush(self, partition: int, state: Any, first: int, last: int) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise OutOfOrderSequenceNumber()
+        return await super().flush(partition, state, first, last)
+
+
+class StoppableProducer(FakeProducer):
+    def __init__(self, log: list[str], name: str) -> None:
+        super().__init__(log)
+        self.name = name
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+        self.log.append(f"notice via {self.name}")
+        return await super().send(topic, value, key)
+
+    async def stop(self) -> None:
+        self.log.append(f"stop {self.name}")
+
+
+def test_a_producer_out_of_step_with_the_broker_is_replaced_and_the_cut_replayed() -> None:
+    log: list[str] = []
+    consumer = FakeConsumer(committed=0)
+    consumer.log = log
+    changelog = SequenceBrokenChangelog(log)
+    old = StoppableProducer(log, "old")
+    changelog.producer = old
+    made: list[StoppableProducer] = []
+
+    async def new_producer() -> Any:
+        made.append(StoppableProducer(log, f"new{len(made) + 1}"))
+        return made[-1]
+
+    pipe = Pipeline(Settings(), StreamMetrics())
+    clients = StreamClients(consumer, old, FakeS3(log), changelog, new_producer)  # type: ignore[arg-type]
+    pipe.attach(clients)
+
+    assert not cut(pipe, open_cut(5))  # abandoned: nothing committed
+    assert consumer.commits == [0] and consumer.sought == [0]  # the fence's claim only, then a rewind
+    assert made == []  # replaced only when the partition is written again
+    log.clear()
+    assert cut(pipe, open_cut(5))  # the replay
+    assert log.index("stop old") < log.index("commit 5")
+    assert [p.name for p in made] == ["new1"]
+    assert pipe.writer.producer is made[0] and clients.producer is made[0] and changelog.producer is made[0]
+    assert "stop old" in log and "notice via new1" in log and "notice via old" not in log
+    assert consumer.commits[-1] == 5
+    log.clear()
+    assert cut(pipe, open_cut(3, first=5))  # healthy again: no further replacement
+    assert len(made) == 1
