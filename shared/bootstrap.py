@@ -73,17 +73,25 @@ def build_stream(
     )
 
 
+def build_s3(settings: Settings) -> Any:
+    """The S3 client (boto3) of the settings: the loader, the nightly job, the Redshift
+    dialect and the commands that read S3 (``eventpipe rejected``, ``eventpipe status``)
+    get theirs from here."""
+    from eventpipe.s3 import s3_client
+
+    return s3_client(settings)
+
+
 def build_dialect(settings: Settings, s3: Any = None) -> Dialect:
     """The warehouse dialect of the settings (Redshift writes its COPY manifests with ``s3``)."""
     from eventpipe.loader.dialects import get_dialect
-    from eventpipe.s3 import s3_client
 
     if settings.warehouse_dialect == "redshift":
         return get_dialect(
             "redshift",
             iam_role=settings.redshift_iam_role,
             bucket=settings.s3_bucket,
-            s3=s3 if s3 is not None else s3_client(settings),
+            s3=s3 if s3 is not None else build_s3(settings),
             manifest_prefix=f"{settings.s3_prefix}manifests/",
         )
     return get_dialect("postgres")
@@ -129,10 +137,9 @@ def build_loader(
     """The loader; ``notices`` None reads no ``batches`` topic (S3 listing finds every batch)."""
     from eventpipe.loader.metrics import LoaderMetrics
     from eventpipe.loader.runner import Loader, retry_counter
-    from eventpipe.s3 import s3_client
 
     metrics = metrics or LoaderMetrics()
-    s3 = s3 if s3 is not None else s3_client(settings)
+    s3 = s3 if s3 is not None else build_s3(settings)
     if warehouse is None:
         warehouse = build_warehouse(
             settings, dialect=build_dialect(settings, s3), on_retry=retry_counter(metrics)
@@ -154,8 +161,7 @@ def build_reprocess(
 ) -> ReprocessAdapters:
     """What one nightly run uses: the S3 client, the dialect, a warehouse session per run."""
     from eventpipe.loader.reprocess.pipeline import ReprocessAdapters
-    from eventpipe.s3 import s3_client
 
-    s3 = s3 if s3 is not None else s3_client(settings)
+    s3 = s3 if s3 is not None else build_s3(settings)
     dialect = dialect or build_dialect(settings, s3)
     return ReprocessAdapters(s3=s3, dialect=dialect, warehouse=warehouse_factory(settings, dialect))

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from eventpipe.rejected import Query, Rejected
+from eventpipe.settings import Settings
 from eventpipe.timeutil import parse_ts
 
 
@@ -24,14 +25,22 @@ def _since(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"expected an ISO 8601 date or time, got {text!r}") from exc
 
 
-def _items(args: argparse.Namespace, ids: frozenset[str] = frozenset()) -> list[Rejected]:
+def _items(
+    settings: Settings, s3: Any, args: argparse.Namespace, ids: frozenset[str] = frozenset()
+) -> list[Rejected]:
     from eventpipe.rejected import read
-    from eventpipe.s3 import s3_client
+
+    query = Query(reason=args.reason, since=args.since, ids=ids)
+    return list(read(s3, settings.s3_bucket, settings.s3_prefix, query))
+
+
+def _wired() -> tuple[Settings, Any]:
+    """The settings and the S3 client (``eventpipe.bootstrap``) a subcommand reads with."""
+    from eventpipe.bootstrap import build_s3
     from eventpipe.settings import get_settings
 
     settings = get_settings()
-    query = Query(reason=args.reason, since=args.since, ids=ids)
-    return list(read(s3_client(settings), settings.s3_bucket, settings.s3_prefix, query))
+    return settings, build_s3(settings)
 
 
 def _clean(value: Any, width: int = 60) -> str:
@@ -48,7 +57,7 @@ def _what(item: Rejected) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    items = _items(args)
+    items = _items(*_wired(), args)
     if args.format == "json":
         print(orjson.dumps([i.as_dict() for i in items]).decode())
         return 0
@@ -68,7 +77,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    items = _items(args, frozenset(args.ids))
+    items = _items(*_wired(), args, frozenset(args.ids))
     missing = set(args.ids) - {i.id for i in items}
     print(orjson.dumps([i.as_dict() for i in items], option=orjson.OPT_INDENT_2).decode())
     if missing:
@@ -81,12 +90,11 @@ def _replay(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from eventpipe.replay import ReplayError, load_fix, plan, send
-    from eventpipe.settings import get_settings
 
-    settings = get_settings()
+    settings, s3 = _wired()
     try:
         fix = load_fix(args.fix_script) if args.fix_script else None
-        prepared = plan(_items(args, frozenset(args.id or ())), fix)
+        prepared = plan(_items(settings, s3, args, frozenset(args.id or ())), fix)
         collector = args.collector or f"http://127.0.0.1:{settings.ingest_port}"
         refused: list[Any]
         if args.dry_run:

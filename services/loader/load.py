@@ -23,24 +23,17 @@ from psycopg2 import sql
 
 from eventpipe.loader.batches import Batch
 from eventpipe.loader.dialects import Dialect, upserts
+from eventpipe.loader.dialects.bookkeeping import newest_staged_value
 from eventpipe.loader.dialects.common import (
-    counts_source,
-    deltas_insert,
-    earliest_wins,
     freshness_of,
     freshness_update,
     keys_in,
     ledger_insert,
-    merge_add,
     newest_staged,
-    touch_final_days,
 )
-from eventpipe.loader.dialects.late_links import touch_linked_days
-from eventpipe.loader.dialects.links import merge_identities
-from eventpipe.loader.tables import DELTAS, LOAD_LEDGER
+from eventpipe.loader.dialects.merges import merge_statements
+from eventpipe.loader.tables import LOAD_LEDGER
 from eventpipe.timeutil import utcnow
-
-ASSIGNMENT_ORDER = upserts.ASSIGNMENT_ORDER  # earliest wins; ties: lowest variant (rollup.assign)
 
 
 @dataclass
@@ -50,24 +43,6 @@ class LoadResult:
     skipped: list[str] = field(default_factory=list)  # already in the ledger
     busy: list[str] = field(default_factory=list)  # in flight in another load: still pending
     newest_received_at: datetime | None = None  # the table's watermark after this load
-
-
-def merge_statements(dialect: Dialect, schema: str, table: str, at: datetime) -> list[Any]:
-    """The statements that merge the stage into ``table`` (and keep deltas)."""
-    if table == "events":
-        return [
-            *dialect.merge_events(schema),
-            *merge_identities(dialect, schema),
-            touch_linked_days(dialect, schema, at),
-        ]
-    if table in DELTAS:
-        return [
-            deltas_insert(dialect, schema, table, at),
-            touch_final_days(dialect, schema, table, at),
-            *counts_source(dialect, schema, table),
-            merge_add(schema, table),
-        ]
-    return earliest_wins(dialect, schema, table, ASSIGNMENT_ORDER)
 
 
 def _claim(
@@ -113,18 +88,15 @@ def load_group(
         for statement in dialect.create_stage(table):
             cur.execute(statement)
         rows = dialect.stage(cur, table, todo)
-        newest = newest_staged(dialect, table)
+        newest: sql.Composable = newest_staged(dialect, table)
+        statements = merge_statements(dialect, schema, table, at, keyed=keyed)
         if keyed:  # the freshness row is every load's: raised after COMMIT, or loads would queue on it
-            cur.execute(sql.SQL("SELECT {}").format(newest))
+            cur.execute(newest_staged_value(dialect, table))
             found = cur.fetchone()
             newest = sql.Literal(found[0] if found else None)
-            statements = [
-                *upserts.merge_statements(dialect, schema, table, at),
-                upserts.ledger_rows(schema, [(b.key, rows[b.key]) for b in todo]),
-            ]
+            statements += [upserts.ledger_rows(schema, [(b.key, rows[b.key]) for b in todo])]
         else:
-            statements = [
-                *merge_statements(dialect, schema, table, at),
+            statements += [
                 ledger_insert(schema, [(b.key, table, rows[b.key]) for b in todo], at),
                 *freshness_update(schema, table, newest, at),
             ]

@@ -95,13 +95,18 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from eventpipe.bootstrap import build_s3
     from eventpipe.reports import render, service
     from eventpipe.settings import get_settings
     from eventpipe.timeutil import utcnow
 
     settings = get_settings()
     result = service.status(
-        settings, utcnow(), _stale_minutes(args, settings.unloaded_alert_minutes), args.days
+        settings,
+        build_s3(settings),
+        utcnow(),
+        _stale_minutes(args, settings.unloaded_alert_minutes),
+        args.days,
     )
     if args.format == "json":
         print(render.status_json(result))

@@ -91,15 +91,17 @@ def kafka_lag(settings: Settings, max_lag: int = 10_000) -> StageStatus:
     return StageStatus("kafka", state, f"group {group!r} lags {lag} events behind {topic!r} ({end_total})")
 
 
-def s3_raw(settings: Settings, now: datetime, stale_minutes: float, lookback_hours: int = 48) -> StageStatus:
-    """The newest raw object: hour partitions listed from the current hour backwards.
+def s3_raw(
+    settings: Settings, client: Any, now: datetime, stale_minutes: float, lookback_hours: int = 48
+) -> StageStatus:
+    """The newest raw object (``client``: ``eventpipe.bootstrap.build_s3``'s): hour partitions
+    listed from the current hour backwards.
 
     Plain prefix listings only (no ``Delimiter``, which some S3 API servers answer
     wrongly); raw keys are partitioned by receive hour, so the first non-empty hour holds it.
     """
-    from eventpipe.s3 import list_keys, s3_client
+    from eventpipe.s3 import list_keys
 
-    client = s3_client(settings)
     objects: list[dict[str, Any]] = []
     try:
         for back in range(lookback_hours + 1):

@@ -53,12 +53,13 @@ def experiment_report(
     )
 
 
-def status(settings: Settings, now: datetime, stale_minutes: float, days: int = 7) -> Status:
+def status(settings: Settings, s3: Any, now: datetime, stale_minutes: float, days: int = 7) -> Status:
+    """Every stage's state; ``s3`` is the S3 client the raw archive is probed with."""
     stages = [
         probes.ingest(settings),
         probes.kafka_lag(settings),
         probes.service_up("stream", settings.stream_web_port),
-        probes.s3_raw(settings, now, stale_minutes),
+        probes.s3_raw(settings, s3, now, stale_minutes),
     ]
     facts: LoadFacts | None = None
     try:

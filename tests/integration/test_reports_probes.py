@@ -40,12 +40,12 @@ def test_kafka_lag_of_the_stream_group(topics: Settings) -> None:
 
 def test_s3_newest_raw_object(settings: Settings, s3: Any) -> None:
     now = utcnow()
-    assert probes.s3_raw(settings, now, 10, lookback_hours=4).state == "unknown"  # nothing yet
+    assert probes.s3_raw(settings, s3, now, 10, lookback_hours=4).state == "unknown"  # nothing yet
     older, newer = raw_key(now - timedelta(hours=3), 0, 0), raw_key(now, 1, 42)
     for key in (newer, older):
         s3.put_object(Bucket=settings.s3_bucket, Key=settings.s3_prefix + key, Body=b"x")
-    status = probes.s3_raw(settings, now, 10)
+    status = probes.s3_raw(settings, s3, now, 10)
     assert status.state == "ok" and status.detail.endswith(newer), status
-    assert probes.s3_raw(settings, now + timedelta(hours=1), 10).state == "stale"
+    assert probes.s3_raw(settings, s3, now + timedelta(hours=1), 10).state == "stale"
     for key in (newer, older):
         s3.delete_object(Bucket=settings.s3_bucket, Key=settings.s3_prefix + key)

@@ -22,6 +22,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from eventpipe.bootstrap import build_s3
 from eventpipe.reports import service
 from eventpipe.reports import warehouse as wh
 from eventpipe.reports.views import ensure_report_views
@@ -329,7 +330,7 @@ def test_status_degrades_when_stages_are_missing(settings: Settings, pg_schema: 
         update={"ingest_port": 9, "kafka_bootstrap": "127.0.0.1:9", "s3_endpoint": "http://127.0.0.1:9",
                 "stream_web_port": 9, "loader_port": 9}
     )  # fmt: skip
-    result = service.status(nowhere, now_utc(), 10)
+    result = service.status(nowhere, build_s3(nowhere), now_utc(), 10)
     states = {s.stage: s.state for s in result.stages}
     assert states["ingest"] == states["stream"] == states["s3"] == "not running"
     assert states["kafka"] in ("not running", "unknown")

@@ -10,7 +10,7 @@ from psycopg2 import extensions, sql
 from eventpipe.loader import migrations
 from eventpipe.loader.dialects import common as c
 from eventpipe.loader.dialects import get_dialect, links
-from eventpipe.loader.load import ASSIGNMENT_ORDER, merge_statements
+from eventpipe.loader.dialects.merges import ASSIGNMENT_ORDER, merge_statements
 from eventpipe.loader.tables import AGGREGATES, TARGETS
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ def all_statements(dialect) -> list[sql.Composable]:
         out += build(dialect, schema)
     for table in TARGETS:
         out += [dialect.lock(schema, table), *dialect.create_stage(table)]
-        out += merge_statements(dialect, schema, table, AT)
+        out += merge_statements(dialect, schema, table, AT, keyed=False)
         out += c.freshness_update(schema, table, c.newest_staged(dialect, table), AT)
         out.append(c.freshness_of(schema, table))
     for shape in SHAPES:

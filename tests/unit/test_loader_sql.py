@@ -16,9 +16,9 @@ from psycopg2 import sql
 from eventpipe.loader import migrations
 from eventpipe.loader.dialects import bookkeeping, get_dialect, truth
 from eventpipe.loader.dialects import common as c
+from eventpipe.loader.dialects.merges import merge_statements
 from eventpipe.loader.dialects.redshift import manifest
 from eventpipe.loader.dialects.redshift_lint import problems
-from eventpipe.loader.load import merge_statements
 from eventpipe.loader.tables import TARGETS
 from tests.support.dialect_sql import all_statements, redshift, render
 
@@ -79,7 +79,8 @@ def test_redshift_types_and_no_upsert_syntax():
     assert '"properties" SUPER' in ddl and "JSONB" not in ddl
     assert " TEXT" not in ddl  # TEXT would silently be VARCHAR(256)
     assert 'DISTKEY ("message_id")' in ddl
-    loads = " ".join(render(s) for t in TARGETS for s in merge_statements(dialect, "analytics", t, AT))
+    merges = [s for t in TARGETS for s in merge_statements(dialect, "analytics", t, AT, keyed=False)]
+    loads = " ".join(render(s) for s in merges)
     assert "ON CONFLICT" not in loads and "ROW_NUMBER() OVER" in loads
 
 
@@ -292,7 +293,7 @@ def test_the_upserts_of_parallel_loads_parse_as_postgresql_and_redshift_refuses_
     out += [upserts.ledger_rows("analytics", [("a", 3)])]
     out += [upserts.freshness_upsert("analytics", "events", c.newest_staged(dialect, "events"), AT)]
     for table in TARGETS:
-        out += upserts.merge_statements(dialect, "analytics", table, AT)
+        out += merge_statements(dialect, "analytics", table, AT, keyed=True)
     texts = [render(statement) for statement in out]
     own = [t for t in texts if "ON CONFLICT" in t or "pg_try_advisory_xact_lock" in t or " AS l SET " in t]
     assert (

@@ -67,6 +67,7 @@ SQL_MODULES = (
     "eventpipe.loader.dialects.common",
     "eventpipe.loader.dialects.links",
     "eventpipe.loader.dialects.late_links",
+    "eventpipe.loader.dialects.merges",
     "eventpipe.loader.dialects.truth",
     "eventpipe.loader.dialects.checks",
     "eventpipe.loader.dialects.models",

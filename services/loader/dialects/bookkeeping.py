@@ -12,7 +12,8 @@ from datetime import date, datetime
 
 from psycopg2 import sql
 
-from eventpipe.loader.dialects.common import cols, ident, literals
+from eventpipe.loader.dialects import Dialect
+from eventpipe.loader.dialects.common import cols, ident, literals, newest_staged
 from eventpipe.loader.tables import (
     DAY_STATUS,
     DAY_WATERMARK,
@@ -44,6 +45,12 @@ def watermark_replace(schema: str, day: date, at: datetime) -> list[sql.Composed
             t, cols(("name", "value", "updated_at")), literals((WATERMARK, day.isoformat(), at))
         ),
     ]
+
+
+def newest_staged_value(dialect: Dialect, table: str) -> sql.Composed:
+    """The newest ``received_at`` of the staged rows (NULL but for events), read before the
+    merge so the freshness row can be raised after COMMIT (``upserts.freshness_upsert``)."""
+    return sql.SQL("SELECT {}").format(newest_staged(dialect, table))
 
 
 def row_count(schema: str, table: Table) -> sql.Composed:

@@ -25,20 +25,10 @@ from datetime import datetime
 from psycopg2 import sql
 
 from eventpipe.loader.dialects import Dialect
-from eventpipe.loader.dialects.common import (
-    SRC,
-    cols,
-    counts_source,
-    deltas_insert,
-    ident,
-    literals,
-    touch_final_days,
-)
-from eventpipe.loader.dialects.late_links import touch_linked_days
+from eventpipe.loader.dialects.common import SRC, cols, ident, literals
 from eventpipe.loader.dialects.links import LINK_ORDER, links_of
-from eventpipe.loader.tables import DELTAS, EVENTS, FRESHNESS, IDENTITIES, LOAD_LEDGER, TARGETS, Table
+from eventpipe.loader.tables import EVENTS, FRESHNESS, IDENTITIES, LOAD_LEDGER, TARGETS, Table
 
-ASSIGNMENT_ORDER = ("first_exposed_at", "variant")  # earliest wins; ties: lowest variant (rollup.assign)
 EVENT_ORDER = ("received_at", "timestamp")  # the canonical copy of an event (contracts §2)
 
 
@@ -144,25 +134,19 @@ def freshness_upsert(schema: str, table: str, newest: sql.Composable, at: dateti
     )  # fmt: skip
 
 
-def merge_statements(dialect: Dialect, schema: str, table: str, at: datetime) -> list[sql.Composable]:
-    """The statements that merge the stage into ``table`` when its keys are enforced."""
-    staged = dialect.typed_source(table)
-    if table == EVENTS.name:
-        links = _first_per_key(links_of(staged), IDENTITIES.primary_key, LINK_ORDER)
-        return [
-            upsert_earliest(
-                schema, EVENTS, _first_per_key(staged, EVENTS.primary_key, EVENT_ORDER), EVENT_ORDER
-            ),
-            upsert_earliest(schema, IDENTITIES, links, LINK_ORDER),
-            touch_linked_days(dialect, schema, at),
-        ]
-    if table in DELTAS:
-        return [
-            deltas_insert(dialect, schema, table, at),
-            touch_final_days(dialect, schema, table, at),
-            *counts_source(dialect, schema, table),
-            upsert_add(schema, table),
-        ]
+def upsert_events(dialect: Dialect, schema: str) -> list[sql.Composed]:
+    """The staged events (one per id, the canonical copy) and their identity links, upserted."""
+    staged = dialect.typed_source(EVENTS.name)
+    links = _first_per_key(links_of(staged), IDENTITIES.primary_key, LINK_ORDER)
+    return [
+        upsert_earliest(schema, EVENTS, _first_per_key(staged, EVENTS.primary_key, EVENT_ORDER), EVENT_ORDER),
+        upsert_earliest(schema, IDENTITIES, links, LINK_ORDER),
+    ]
+
+
+def upsert_first(dialect: Dialect, schema: str, table: str, order: Sequence[str]) -> sql.Composed:
+    """The staged rows of ``table`` (assignments), the earliest by ``order`` per key, upserted."""
     target = TARGETS[table]
-    return [upsert_earliest(schema, target, _first_per_key(staged, target.primary_key, ASSIGNMENT_ORDER),
-                            ASSIGNMENT_ORDER)]  # fmt: skip
+    return upsert_earliest(
+        schema, target, _first_per_key(dialect.typed_source(table), target.primary_key, order), order
+    )
