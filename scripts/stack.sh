@@ -8,7 +8,7 @@
 #   scripts/stack.sh down [component...]
 #   scripts/stack.sh status [component...]   (exit 1 if any named one is not running)
 #   scripts/stack.sh ports                   where each part listens (EVENTPIPE_* settings)
-#   scripts/stack.sh up tools | install | venv
+#   scripts/stack.sh up tools | install | venv | dbt
 # Components: kafka postgres s3 prometheus ingest stream loader; `tools`: test and bench tools.
 # A second stack: other EVENTPIPE_*_PORT / _BOOTSTRAP / _ENDPOINT / _DSN settings and
 # EVENTPIPE_STACK_DIR (README, "A second stack").
@@ -23,6 +23,9 @@ S3RVER_VERSION=3.7.1
 # Node >= 20; puppeteer-core 24.x is the last line that runs on Node 20 (25.x needs 22).
 SDK_NPM_PACKAGES=(@segment/analytics-next@1.84.3 @segment/analytics-node@3.1.0 puppeteer-core@24.43.1)
 SERVICES_ALL=(kafka postgres s3 prometheus ingest stream loader)
+# dbt for the data tests (docs/checks.md), in a venv of its own: dbt-core 1.11 pins pathspec<0.13,
+# which breaks mypy in .venv; dbt-core 1.12 downloads a wheel from GitHub at install time.
+DBT_PACKAGES=(dbt-core==1.11.16 dbt-postgres==1.11.0)
 
 mkdir -p "$LOG"
 
@@ -63,7 +66,20 @@ kafka_install() {
   fi
 }
 
-postgres_install() { ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || apt_install postgresql; }
+postgres_install() {
+  ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || apt_install postgresql
+  dbt_install  # the warehouse's data tests (eventpipe checks run, the loader's nightly)
+}
+
+dbt_install() {
+  local dir="$INSTALLS/dbt" stamp="$INSTALLS/dbt/.installed" wanted="${DBT_PACKAGES[*]}"
+  [[ -x "$dir/bin/dbt" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] && return 0
+  say "installing dbt into .local/dbt: $wanted"
+  [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir"
+  "$dir/bin/pip" install -q "${DBT_PACKAGES[@]}" >"$LOG/dbt-pip.log" 2>&1 ||
+    { tail -n 30 "$LOG/dbt-pip.log" >&2; die "dbt install failed (log: $LOG/dbt-pip.log)"; }
+  echo "$wanted" >"$stamp"
+}
 
 # s3rver (npm) keeps objects as files under the stack's data dir, so the raw archive
 # survives restarts; moto's server is in-memory and serves the unit tests only.
@@ -98,6 +114,7 @@ tools_up() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   sdk_tools_up
+  dbt_install
 }
 
 sdk_tools_up() {
@@ -141,5 +158,6 @@ case $cmd in
     devstack "$cmd" "$@" ;;
   install) ensure_venv; kafka_install ;;
   venv) ensure_venv ;;
-  *) die "usage: $0 up|down|status|ports|install|venv [component...]" ;;
+  dbt) dbt_install ;;
+  *) die "usage: $0 up|down|status|ports|install|venv|dbt [component...]" ;;
 esac

@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     warehouse_dialect: Literal["postgres", "redshift"] = "postgres"
     warehouse_schema: str = "public"
     redshift_iam_role: str | None = None
+    # the data tests' dbt (docs/checks.md): its own venv, as scripts/stack.sh installs it
+    dbt_executable: str = ".local/dbt/bin/dbt"
     loader_port: int = Field(8082, ge=1, le=65535)
     loader_host: str = "127.0.0.1"  # metrics listener; 0.0.0.0 in containers
     unloaded_alert_minutes: int = 10

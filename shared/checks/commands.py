@@ -1,4 +1,5 @@
-"""CLI ``eventpipe checks run [--date D] [--format table|json] [--file PATH ...]``.
+"""CLI ``eventpipe checks run [--date D] [--format table|json] [--file PATH ...]``: the SodaCL
+checks and the dbt project's tests (docs/checks.md), one table.
 
 Exit codes: 0 every check passed; 1 a check failed or could not run; 2 nothing ran (the
 warehouse or Soda's configuration failed). Results are recorded in ``check_results``.
@@ -17,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from eventpipe.bootstrap import build_warehouse
     from eventpipe.checks import results
-    from eventpipe.checks.run import record, scan
+    from eventpipe.checks.run import record, run_all
     from eventpipe.errors import EventpipeError
     from eventpipe.settings import get_settings
     from eventpipe.timeutil import utcnow
@@ -25,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
     now = utcnow()
     day = args.date or (now.date() - timedelta(days=1))  # default: yesterday, the newest closed day
-    run = scan(settings, day, now, [Path(p) for p in args.file or []])
+    run = run_all(settings, day, now, [Path(p) for p in args.file or []])
     code = results.exit_code(run.rows, run.errors)
     if run.rows:
         wh = build_warehouse(settings, application_name="eventpipe-checks")
@@ -50,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from eventpipe.cli import _day
 
-    checks = sub.add_parser("checks", help="data tests (Soda Core checks) on the warehouse")
+    checks = sub.add_parser("checks", help="data tests (Soda Core checks and dbt tests) on the warehouse")
     commands = checks.add_subparsers(dest="checks_command", required=True)
     run = commands.add_parser("run", help="run every check, record the results; exit 1 if one fails")
     run.add_argument("--date", type=_day, default=None, help="the day under test (UTC, default yesterday)")

@@ -1,5 +1,6 @@
 """Run the data tests: Soda Core scans the warehouse with the SodaCL files of ``sodacl/``
-(and any ``extra`` files or folders), the outcome is recorded in ``check_results`` and
+(and any ``extra`` files or folders), dbt builds the project of ``dbt/`` (models and their
+tests, ``eventpipe.checks.dbt_run``); the outcome is recorded in ``check_results`` and
 exported as Prometheus metrics. Used by ``eventpipe checks run`` and by the loader after
 each nightly reprocess (``after_nightly``).
 
@@ -86,6 +87,17 @@ def scan(settings: Settings, day: date, run_at: datetime, extra: Sequence[Path] 
     return CheckRun(day, run_at, from_scan(soda.get_scan_results()), errors)
 
 
+def run_all(settings: Settings, day: date, run_at: datetime, extra: Sequence[Path] = ()) -> CheckRun:
+    """Every data test of ``day``: the SodaCL checks, then the dbt project's (one row list)."""
+    from eventpipe.checks.dbt_run import build
+
+    run = scan(settings, day, run_at, extra)
+    dbt = build(settings, day, freshness_now(day, run_at))
+    run.rows = sorted(run.rows + dbt.rows, key=lambda r: (r.dataset, r.check))
+    run.errors += dbt.errors
+    return run
+
+
 def _close_connections(soda: Any) -> None:
     """Soda Core 3.5.6 closes only named connections: the data source's own one stays open,
     idle in a transaction that holds locks (a DROP SCHEMA then waits forever). Close it."""
@@ -135,7 +147,7 @@ def run_and_record(
 ) -> CheckRun:
     """Scan ``day``, record the results on a session of ``warehouse`` (application name ->
     ``Warehouse``: ``eventpipe.bootstrap.warehouse_factory``), export the gauges."""
-    run = scan(settings, day, utcnow())
+    run = run_all(settings, day, utcnow())
     wh = warehouse("eventpipe-checks")
     try:
         wh.run(lambda conn: record(conn, wh.schema, run))

@@ -69,7 +69,7 @@ def test_every_shipped_check_passes_on_healthy_data(conn: Any, settings: Setting
     healthy(conn, pg_schema)
     run = scan(settings, DAY, NOW)
     assert run.errors == []
-    assert len(run.rows) >= 10 and set(outcomes(run).values()) == {PASS}, outcomes(run)
+    assert len(run.rows) >= 9 and set(outcomes(run).values()) == {PASS}, outcomes(run)
 
 
 @pytest.mark.parametrize(
@@ -81,15 +81,9 @@ def test_every_shipped_check_passes_on_healthy_data(conn: Any, settings: Setting
          "all_events_volume_change between -0.5 and 1"),  # 2.5 times the usual volume
         ("DELETE FROM {s}.engagement_daily WHERE day = '2026-11-25' AND event = 'Order Completed'",
          "orders_completed > 0"),
-        ("UPDATE {s}.events SET type = 'trakc' WHERE message_id = 'p1'", "invalid_count(type) = 0"),
         ("DELETE FROM {s}.events WHERE message_id = 'i1'",
          "values in (message_id) must exist in events (message_id)"),
-        ("UPDATE {s}.events SET received_at = '2026-11-20T00:00:00Z'", "freshness(received_at) < 1d"),
-        ("DELETE FROM {s}.events WHERE type IN ('page', 'track')", "step_events_on_day > 0"),
-        # ten step events on the same weekday a week before: the day's two are a 80% drop
-        ("INSERT INTO {s}.events (message_id, type, anonymous_id, source, timestamp, received_at) "
-         "SELECT 'w' || g, 'page', 'a2', 'dev', '2026-11-18T12:00:00Z', '2026-11-18T12:00:00Z' "
-         "FROM generate_series(1, 10) g", "step_events_volume_change between -0.5 and 1"),
+        # accepted values, freshness and the models' checks are dbt's: tests/integration/test_checks_dbt.py
     ],
 )  # fmt: skip
 def test_each_kind_of_check_catches_its_breakage(
