@@ -6,17 +6,21 @@ both tools passes; each seeded fault makes exactly the one test fail that exists
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eventpipe import cli
-from eventpipe.checks.dbt_run import executable
+from eventpipe.checks.dbt_run import PASSWORD_ENV, PROJECT, executable, profile
 from eventpipe.checks.results import PASS
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.dialects import get_dialect
+from eventpipe.loader.dialects.redshift_lint import problems
 from eventpipe.loader.load import load_group
 from eventpipe.settings import Settings, get_settings
 from eventpipe.timeutil import format_ts
@@ -141,3 +145,27 @@ def test_each_seeded_fault_fails_exactly_its_test(
     execute(conn, fault.format(s=f'"{pg_schema}"'))
     code, printed = checks_run(settings, pg_schema, monkeypatch, capsys)
     assert (code, printed["errors"], not_passed(printed)) == (1, [], [caught_by])
+
+
+def test_the_compiled_models_and_tests_pass_the_redshift_lint(
+    settings: Settings, pg_schema: str, tmp_path: Path
+) -> None:
+    """What dbt sends the warehouse, compiled: every model and test is SQL Redshift runs (issue 17's
+    lint: sqlglot's Redshift parser and AWS's lists of unsupported PostgreSQL features). The one
+    dispatched macro, ``utc_date``, renders CONVERT_TIMEZONE on Redshift (the loader's form)."""
+    text, password = profile(settings.warehouse_dsn, pg_schema, "postgres")
+    (tmp_path / "profiles.yml").write_text(text)
+    done = subprocess.run(
+        [str(executable(settings)), "compile", "--project-dir", str(PROJECT), "--profiles-dir", str(tmp_path),
+         "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path / "logs"),
+         "--vars", json.dumps({"date": str(DAY), "freshness_now": "2026-11-26T00:00:00+00:00"})],
+        env={**os.environ, PASSWORD_ENV: password, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    compiled = {p.name: p.read_text() for p in (tmp_path / "target" / "compiled").rglob("*.sql")}
+    assert {"dbt_persons.sql", "dbt_funnel_step_events.sql", "models_match_the_warehouse_views.sql"} <= set(
+        compiled
+    )
+    assert len(compiled) >= 14
+    assert {name: problems(sql) for name, sql in compiled.items() if problems(sql)} == {}
