@@ -11,13 +11,18 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
+from psycopg2 import sql
 
 from eventpipe import cli
+from eventpipe.bootstrap import warehouse_factory
 from eventpipe.checks.dbt_run import PASSWORD_ENV, PROJECT, executable, profile
 from eventpipe.checks.results import PASS
+from eventpipe.checks.run import after_nightly
 from eventpipe.loader.batches import batch_from_rows
 from eventpipe.loader.dialects import get_dialect
 from eventpipe.loader.dialects.redshift_lint import problems
@@ -115,8 +120,7 @@ ASSIGN = f"INSERT INTO {S}.experiment_assignments VALUES "
         # an assignment of an id that no event carries
         (f"{ASSIGN}('exp1', 'ghost', 'control', '2026-11-25T13:00:00Z')",
          ("experiment_assignments", "relationships(user_key)")),
-        # no step events at all (so no history either: only the non-zero test can say it)
-        (f"DELETE FROM {S}.events WHERE type IN ('page', 'track')", ("dbt_funnel_step_events", "non_zero")),
+        # a day without step events: test_the_nightly_records_dbt_results_and_exports_their_metrics
         # ten more step events on the same weekday a week before: DAY's 2 against a mean of 7
         (f"INSERT INTO {S}.events {COLUMNS} SELECT 'w' || g, 'page', 'u1', NULL, 'dev', "
          "'2026-11-18T12:00:00Z', '2026-11-18T12:00:00Z' FROM generate_series(1, 10) g",
@@ -128,8 +132,8 @@ ASSIGN = f"INSERT INTO {S}.experiment_assignments VALUES "
          f"AS raw_id, coalesce(nullif(user_id, ''), anonymous_id) AS person FROM {S}.events",
          ("dbt", "models_match_the_warehouse_views")),
     ],
-    ids=["null", "duplicate-person", "unknown-value", "relationship", "zero-day", "volume-drop",
-         "stale-source", "model-drift"],
+    ids=["null", "duplicate-person", "unknown-value", "relationship", "volume-drop", "stale-source",
+         "model-drift"],
 )  # fmt: skip
 def test_each_seeded_fault_fails_exactly_its_test(
     conn: Any,
@@ -145,6 +149,29 @@ def test_each_seeded_fault_fails_exactly_its_test(
     execute(conn, fault.format(s=f'"{pg_schema}"'))
     code, printed = checks_run(settings, pg_schema, monkeypatch, capsys)
     assert (code, printed["errors"], not_passed(printed)) == (1, [], [caught_by])
+
+
+def test_the_nightly_records_dbt_results_and_exports_their_metrics(
+    conn: Any, settings: Settings, pg_schema: str
+) -> None:
+    """The loader's hook after a day is made final (``after_nightly``) runs the dbt tests too: a
+    day without step events (and so without history: only ``non_zero`` can say it) is one
+    failing row in ``check_results`` and in the metrics."""
+    healthy(conn, pg_schema)
+    steady_history(conn, pg_schema)
+    execute(conn, f"DELETE FROM \"{pg_schema}\".events WHERE type IN ('page', 'track')")
+    registry = CollectorRegistry()
+    after_nightly(settings, warehouse_factory(settings), registry)(SimpleNamespace(day=DAY))
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT dataset, check_name, outcome FROM {} WHERE outcome <> 'pass'").format(
+                sql.Identifier(pg_schema, "check_results")
+            )
+        )
+        assert cur.fetchall() == [("dbt_funnel_step_events", "non_zero", "fail")]
+    assert registry.get_sample_value("eventpipe_checks_failed") == 1
+    labels = {"dataset": "dbt_funnel_step_events", "check": "non_zero"}
+    assert registry.get_sample_value("eventpipe_check_failing", labels) == 1
 
 
 def test_the_compiled_models_and_tests_pass_the_redshift_lint(
