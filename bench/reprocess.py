@@ -137,7 +137,7 @@ def pack(paths: list[Path], workdir: Path) -> list[str]:
     """What ``run_day`` does for local engines once the objects are here: check every line as
     the loader does and pack the lines into plain JSONL (``inputs.Packer``, the same code)."""
     inputs = Inputs()
-    packer = Packer(workdir, inputs)
+    packer = Packer(workdir, inputs, DAY)
     try:
         for path in paths:
             packer.add(path.name, path.read_bytes())

@@ -28,7 +28,7 @@ def fresh(settings: Settings) -> Settings:
 
 def run_inline(s3: Any, settings: Settings, tmp: Path, snapshot: list[dict], runner: str = "inline") -> dict:
     objects = raw_objects(s3, settings, window(DAY, LATENESS))
-    inputs = download_inputs(s3, settings, objects, tmp)
+    inputs = download_inputs(s3, settings, objects, tmp, DAY)
     snap = tmp / "snapshot.jsonl"
     snap.write_bytes(b"".join(line + b"\n" for line in job_lines([], snapshot)))
     return run_job(job_args(settings, DAY, runner, tmp), [*inputs.paths, str(snap)])
@@ -69,6 +69,6 @@ def test_downloaded_inputs_hold_every_line_of_the_window(s3, settings, tmp_path,
     archive(s3, settings, history)
     window_events, _, _ = split(history)
     objects = raw_objects(s3, settings, window(DAY, LATENESS))
-    inputs = download_inputs(s3, settings, objects, tmp_path, progress=True)
+    inputs = download_inputs(s3, settings, objects, tmp_path, DAY, progress=True)
     lines = [line for path in inputs.paths for line in Path(path).read_bytes().splitlines()]
     assert inputs.lines == len(lines) == len(window_events)

@@ -14,6 +14,7 @@ import orjson
 from hypothesis import strategies as st
 
 from eventpipe.loader.reprocess.job import OrjsonProtocol, ReprocessJob
+from eventpipe.loader.reprocess.packed import read_packed
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, ENGAGEMENT, EXPERIMENT
 from eventpipe.loader.reprocess.steps import merge_partials
 from eventpipe.timeutil import format_ts
@@ -119,12 +120,25 @@ def _shuffle_reduce(reducer: Callable[..., Iterable], pairs: Iterable[tuple[Any,
     return out
 
 
-def run_steps(lines: list[bytes], day: date = DAY, tasks: int = 2) -> dict[str, list[dict]]:
+def run_steps(
+    lines: list[bytes], day: date = DAY, tasks: int = 2, checked: bool = False
+) -> dict[str, list[dict]]:
     """The job's steps, in-process (mapper -> shuffle -> reducer, x4); step 4 runs as
-    ``tasks`` reducer tasks (persons dealt round-robin), whose partial rows are merged."""
-    job = ReprocessJob(["--day", day.isoformat()])
-    mapped = [kv for line in lines for kv in job.map_by_message(None, line.decode())]
-    ids = _shuffle_reduce(job.reduce_copies, mapped)
+    ``tasks`` reducer tasks (persons dealt round-robin), whose partial rows are merged.
+    ``checked``: as with local inputs (``--checked-inputs``: lines packed by the ``Packer``
+    pass the first mapper as they are)."""
+    job = ReprocessJob(["--day", day.isoformat(), *(["--checked-inputs"] if checked else [])])
+    packed: dict[bytes, list] = defaultdict(list)  # the first shuffle: packed lines by key
+    for line in lines:
+        for _, packed_line in job.map_by_message(None, line):
+            key, value = read_packed(packed_line)
+            packed[orjson.dumps(key)].append(value)
+    protocol = OrjsonProtocol()  # the first reducer's output as mrjob writes and reads it
+    ids = [
+        protocol.read(protocol.write(*pair))
+        for raw in sorted(packed)
+        for pair in job.reduce_copies(orjson.loads(raw), iter(packed[raw]))
+    ]
     persons = _shuffle_reduce(job.reduce_second_hop, _shuffle_reduce(job.reduce_first_hop, ids))
     groups: dict[str, list] = defaultdict(list)
     for person, value in persons:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, ENGAGEMENT, EXPERIMENT
+from eventpipe.loader.reprocess.steps import pack_event
 from eventpipe.rollup import rollup_user
 from tests import reference
 from tests.support.histories import (
+    DAY,
     as_found,
     expected,
     histories,
@@ -41,6 +44,17 @@ def test_arrival_order_and_retries_do_not_change_the_result(history, rnd):
     shuffled = lines + [lines[i] for i in range(0, len(lines), 3)]  # some lines read twice
     rnd.shuffle(shuffled)
     assert run_steps(shuffled) == run_steps(lines)
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories())
+def test_events_packed_before_the_job_give_the_same_rows(history):
+    """Local inputs: the Packer packs each checked raw line with its lone-copy output
+    (``steps.pack_event``), the first mapper passes them as they are: still the truth."""
+    window, visible, snapshot = split(history)
+    packed = [pack_event(line, orjson.loads(line), DAY) for line in job_lines(window, [])]
+    lines = [*packed, *job_lines([], snapshot), *packed[::4]]  # some read twice
+    assert as_found(run_steps(lines, checked=True), snapshot) == expected(visible)
 
 
 @settings(max_examples=200, deadline=None)

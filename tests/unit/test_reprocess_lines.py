@@ -13,6 +13,7 @@ from eventpipe.loader.batches import CorruptBatch, parse_batch
 from eventpipe.loader.reprocess.inputs import QUARANTINED, s3_inputs
 from eventpipe.loader.reprocess.job import ReprocessJob
 from eventpipe.loader.reprocess.lines import REQUIRED, TIMESTAMPS, event_lines, line_problem
+from eventpipe.loader.reprocess.packed import read_packed
 from eventpipe.settings import Settings
 
 GOOD = {"type": "track", "event": "Buy", "messageId": "m1", "userId": "u1", "anonymousId": None,
@@ -101,8 +102,9 @@ def test_emr_inputs_are_date_globs_without_quarantined_objects():
 
 
 def map_all(lines: list[bytes]) -> list:
+    """The first mapper's packed lines, read back as the first reducer reads them."""
     job = ReprocessJob(["--day", "2026-11-26"])
-    return [kv for raw in lines for kv in job.map_by_message(None, raw.decode())]
+    return [read_packed(packed) for raw in lines for _, packed in job.map_by_message(None, raw)]
 
 
 def test_the_mapper_refuses_a_line_the_loader_would_refuse():

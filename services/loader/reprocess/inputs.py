@@ -29,7 +29,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from eventpipe.keys import raw_day_prefix
 from eventpipe.loader.batches import CorruptBatch
 from eventpipe.loader.dialects.bookkeeping import assignments_before, identity_links
-from eventpipe.loader.reprocess.lines import event_lines
+from eventpipe.loader.reprocess.lines import event_records
+from eventpipe.loader.reprocess.steps import pack_event
 from eventpipe.s3 import list_keys
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
@@ -100,30 +101,33 @@ def s3_inputs(
 
 
 class Packer:
-    """Checks raw objects as the loader does and packs the lines of the good ones into plain
-    JSONL files of at most ``CHUNK_BYTES`` (``workdir/raw-N.jsonl``), recorded in ``out``."""
+    """Checks raw objects as the loader does and packs the lines of the good ones for the
+    job's first step (``steps.pack_event``: keyed by ``messageId``, with the step's output for
+    a lone copy, computed from the parse the check made) into files of at most
+    ``CHUNK_BYTES`` (``workdir/raw-N.jsonl``), recorded in ``out``. ``day`` is the day the
+    job recomputes (what a lone copy's output depends on)."""
 
-    def __init__(self, workdir: Path, out: Inputs) -> None:
-        self.workdir, self.out = workdir, out
+    def __init__(self, workdir: Path, out: Inputs, day: date) -> None:
+        self.workdir, self.out, self.day = workdir, out, day
         self.sink: BinaryIO | None = None
 
     def add(self, key: str, body: bytes) -> None:
         try:
-            lines = event_lines(key, body)  # all gzip members, unlike mrjob's reader
+            records = event_records(key, body)  # all gzip members, unlike mrjob's reader
         except CorruptBatch as exc:
             self.out.corrupt.append(SkippedObject(key, exc.reason, exc.detail[:300]))
             return
         self.out.objects += 1
-        if not lines:
+        if not records:
             return
-        plain = b"\n".join(lines) + b"\n"
+        plain = b"".join(pack_event(line, record, self.day) + b"\n" for line, record in records)
         if self.sink is None or (self.sink.tell() + len(plain) > CHUNK_BYTES and self.sink.tell()):
             self.close()
             path = self.workdir / f"raw-{len(self.out.paths)}.jsonl"
             self.out.paths.append(str(path))
             self.sink = path.open("wb")
         self.sink.write(plain)
-        self.out.lines += len(lines)
+        self.out.lines += len(records)
 
     def close(self) -> None:
         if self.sink is not None:
@@ -136,13 +140,15 @@ def download_inputs(
     settings: Settings,
     objects: list[dict[str, Any]],
     workdir: Path,
+    day: date,
     progress: bool = False,
     quarantined: Collection[str] = frozenset(),
 ) -> Inputs:
-    """Fetch, check and pack ``objects`` into ``workdir/raw-N.jsonl`` files; objects in
-    ``quarantined`` are not fetched, objects the loader would refuse are not packed."""
+    """Fetch, check and pack ``objects`` for the job of ``day`` into ``workdir/raw-N.jsonl``
+    files; objects in ``quarantined`` are not fetched, objects the loader would refuse are
+    not packed."""
     out = Inputs()
-    packer = Packer(workdir, out)
+    packer = Packer(workdir, out, day)
     total = sum(int(obj.get("Size", 0)) for obj in objects)
     columns = (TextColumn("raw objects"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:

@@ -16,14 +16,17 @@ decide who is in which variant) or rows of its identities snapshot (``{"anonymou
 Output: ``(row key, value)`` pairs: partial ``[event_count, user_count]`` of the daily rows
 and ``[variant, first_exposed_at]`` of the assignments (``steps.merge_partials`` makes the
 rows of contracts §3, ``corrections/``). ``--checked-inputs``: every raw line was already
-checked as the loader checks it (local inputs, ``inputs.download_inputs``), so the mapper
-does not check it again.
+checked as the loader checks it and packed (local inputs, ``inputs.download_inputs``), so
+the first mapper passes those lines as they are; it packs the rest (snapshot rows, and every
+``s3://`` line on EMR/Hadoop, which it checks). The first reducer reads packed lines
+(``packed.read_packed``) and writes a lone copy's pre-encoded output without parsing it.
 Run as a script by mrjob's local/hadoop/emr runners, hence the absolute imports.
 """
 
 from __future__ import annotations
 
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -32,6 +35,7 @@ from mrjob.job import MRJob
 from mrjob.step import MRStep
 
 from eventpipe.loader.reprocess import steps
+from eventpipe.loader.reprocess.packed import read_packed
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS
 from eventpipe.loader.reprocess.steps import is_link_row, is_snapshot_row, sum_counts
 
@@ -39,19 +43,33 @@ __all__ = ["OrjsonProtocol", "ReprocessJob", "is_link_row", "is_snapshot_row"]
 
 
 class OrjsonProtocol:
-    """``key<TAB>value``, both JSON: mrjob's JSONProtocol format, encoded with orjson (faster)."""
+    """``key<TAB>value``, both JSON: mrjob's JSONProtocol format, encoded with orjson (faster).
+    A pair already encoded (bytes, ``packed.Copy.outputs``) is written as it is."""
 
     def read(self, line: bytes) -> tuple[Any, Any]:
         key, _, value = line.partition(b"\t")
         return orjson.loads(key), orjson.loads(value)
 
     def write(self, key: Any, value: Any) -> bytes:
+        if isinstance(key, bytes):
+            return key + b"\t" + value
         return orjson.dumps(key) + b"\t" + orjson.dumps(value)
+
+
+class LineProtocol:
+    """The first mapper's: a whole line in, a whole (packed) line out, nothing re-encoded."""
+
+    def read(self, line: bytes) -> tuple[None, bytes]:
+        return None, line
+
+    def write(self, _: None, line: bytes) -> bytes:
+        return line
 
 
 class ReprocessJob(MRJob):
     INTERNAL_PROTOCOL = OrjsonProtocol
     OUTPUT_PROTOCOL = OrjsonProtocol
+    _lines, _pairs = LineProtocol(), OrjsonProtocol()
 
     def configure_args(self) -> None:
         super().configure_args()
@@ -68,13 +86,30 @@ class ReprocessJob(MRJob):
             MRStep(reducer_init=self.start_rows, reducer=self.reduce_user, reducer_final=self.partial_rows),
         ]
 
-    @property
+    def _runner_class(self) -> Any:
+        """``-r local`` splits task inputs by byte ranges (``local_runner``), not line by line."""
+        if self.options.runner == "local":
+            from eventpipe.loader.reprocess.local_runner import ByteSplitLocalRunner
+
+            return ByteSplitLocalRunner
+        return super()._runner_class()
+
+    def pick_protocols(self, step_num: int, step_type: str) -> tuple[Any, Any]:
+        """The first step reads packed lines (``packed``); later steps use orjson pairs."""
+        if step_num == 0 and step_type == "mapper":
+            return self._lines.read, self._lines.write
+        if step_num == 0 and step_type == "reducer":
+            return read_packed, self._pairs.write
+        return super().pick_protocols(step_num, step_type)
+
+    @cached_property  # read per line by the first mapper
     def day(self) -> date:
         return date.fromisoformat(self.options.day)
 
-    def map_by_message(self, _: Any, line: str) -> Any:
+    def map_by_message(self, _: None, line: bytes) -> Any:
         where = lambda: jobconf_from_env("mapreduce.map.input.file", "an input file")  # noqa: E731
-        return steps.map_line(line, where, checked=self.options.checked_inputs)
+        for packed_line in steps.map_line(line, self.day, where, checked=self.options.checked_inputs):
+            yield None, packed_line
 
     def reduce_copies(self, key: Any, values: Any) -> Any:
         return steps.reduce_copies(key, values, self.day)

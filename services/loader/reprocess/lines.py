@@ -69,14 +69,23 @@ def line_problem(line: bytes | str) -> tuple[str, str] | None:
     return problem or record_problem(record)
 
 
-def event_lines(key: str, body: bytes) -> list[bytes]:
-    """The lines of one raw object, split as the loader splits them; raises ``CorruptBatch``
-    (``bad_gzip``, ``bad_json``, ``bad_shape``, ``bad_value``) if the loader would quarantine
-    it -- a whole object: the warehouse loads all of its lines or none."""
+def event_records(key: str, body: bytes) -> list[tuple[bytes, dict[str, Any]]]:
+    """The lines of one raw object, split as the loader splits them, each with its parsed
+    event; raises ``CorruptBatch`` (``bad_gzip``, ``bad_json``, ``bad_shape``, ``bad_value``)
+    if the loader would quarantine it -- a whole object: the warehouse loads all of its lines
+    or none."""
     batch = parse_batch(key, "events", body)
+    out = []
     for number, line in enumerate(batch.lines, 1):
-        problem = line_problem(line)
+        record, problem = parse_line(line)
+        problem = problem or record_problem(record)
         if problem is not None:
             reason, detail = problem
             raise CorruptBatch(reason, f"line {number}: {detail}")
-    return batch.lines
+        out.append((line, record))
+    return out
+
+
+def event_lines(key: str, body: bytes) -> list[bytes]:
+    """``event_records`` without the parsed events."""
+    return [line for line, _ in event_records(key, body)]

@@ -115,7 +115,7 @@ def _gather(
         keys = [obj["Key"] for obj in objects]
         quarantined = wh.run(lambda conn: quarantined_keys(conn, schema, keys))
         if runner in ("inline", "local"):
-            inputs = download_inputs(client, settings, objects, tmp, progress, quarantined)
+            inputs = download_inputs(client, settings, objects, tmp, day, progress, quarantined)
         else:
             inputs = s3_inputs(settings, objects, quarantined)
         inputs.listed = keys

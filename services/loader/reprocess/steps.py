@@ -6,9 +6,11 @@ pairs a step yields by key, hand each key and its values to the next step. Keys 
 strings or sequences (lists after mrjob's JSON protocol, tuples in Spark, which needs
 hashable keys); values are whatever JSON can carry.
 
-1. ``map_line`` then ``reduce_copies`` (key: ``messageId``) -> keep the canonical copy
+1. ``map_line`` (or the ``Packer``, for local inputs: ``pack_event``) packs every input
+   line keyed by ``messageId`` (``packed``), then ``reduce_copies`` keeps the canonical copy
    (``rollup.dedup``); its link (if any) is re-keyed by the linked id, the event (if it
-   matters for D) and snapshot rows by the raw user key.
+   matters for D) and snapshot rows by the raw user key (``copy_outputs``). A message's only
+   copy was parsed once, when it was packed: its output was computed then.
 2. ``reduce_first_hop`` (key: id) -> its winning link (``identity.earlier``) moves the id's
    items one hop, and tells the id's own key where it points (for the second hop).
 3. ``reduce_second_hop`` (key: id) -> items are now keyed by person (``identity`` doc).
@@ -27,9 +29,20 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from typing import Any
 
+import orjson
+
 from eventpipe.events import user_key
 from eventpipe.identity import Link, earlier, link_of
 from eventpipe.loader.reprocess.lines import parse_line, record_problem
+from eventpipe.loader.reprocess.packed import (
+    LINK_ROW,
+    SNAPSHOT_ROW,
+    Copy,
+    Row,
+    is_packed,
+    pack_copy,
+    pack_row,
+)
 from eventpipe.loader.reprocess.rows import (
     ASSIGNMENTS,
     TABLES,
@@ -66,15 +79,40 @@ def _hop(links: list[list[str]]) -> str | None:
     return None if best is None else best.user_id
 
 
-def map_line(line: str, where: Callable[[], str] = lambda: "an input file", checked: bool = False) -> Pairs:
-    if not line.strip():  # the loader skips blank lines too (parse_batch)
+def copy_outputs(event: dict[str, Any], day: date) -> Pairs:
+    """The first step's output for the canonical copy of a message: its link (if any),
+    re-keyed by the linked id, and the event (if it can change ``day``) by its raw user key."""
+    link = link_of(event)
+    if link is not None:
+        yield link.linked_id, [LINK, [link.user_id, link.linked_at, link.message_id]]
+    if matters_for(event, day):
+        yield user_key(event), ["event", slim(event)]
+
+
+def pack_event(line: bytes, event: dict[str, Any], day: date) -> bytes:
+    """A checked raw event line, packed for the first step (``packed``: with its output if
+    it is its message's only copy)."""
+    return pack_copy(event["messageId"], copy_outputs(event, day), line)
+
+
+def map_line(
+    line: bytes | str, day: date, where: Callable[[], str] = lambda: "an input file", checked: bool = False
+) -> Iterator[bytes]:
+    """One input line as a packed line (``packed``), or nothing for a blank line. With
+    ``checked``, lines the ``Packer`` already packed pass as they are."""
+    raw = line.encode() if isinstance(line, str) else line
+    if checked and is_packed(raw):
+        yield raw
         return
-    record, problem = parse_line(line.replace("\r", " ") if "\r" in line else line)
+    if not raw.strip():  # the loader skips blank lines too (parse_batch)
+        return
+    raw = raw.replace(b"\r", b" ") if b"\r" in raw else raw
+    record, problem = parse_line(raw)
     if problem is None and is_snapshot_row(record):
-        yield [SNAPSHOT, record["user_key"]], record
+        yield pack_row([SNAPSHOT, record["user_key"]], SNAPSHOT_ROW, raw)
         return
     if problem is None and is_link_row(record):  # with the raw copies of its link event
-        yield record["message_id"], [LINK, record]
+        yield pack_row(record["message_id"], LINK_ROW, raw)
         return
     # local inputs were checked object by object (lines.event_lines); s3:// inputs
     # (EMR/Hadoop) were not: a raw line the loader would refuse fails the job, naming
@@ -83,19 +121,21 @@ def map_line(line: str, where: Callable[[], str] = lambda: "an input file", chec
         problem = record_problem(record)
     if problem is not None:
         raise ValueError(f"corrupt raw line in {where()} ({problem[0]}: {problem[1]}): quarantine it")
-    yield record["messageId"], record
+    yield pack_event(raw, record, day)
 
 
-def reduce_copies(key: Any, values: Iterable[Any], day: date) -> Pairs:
+def reduce_copies(key: Any, values: Iterable[Copy | Row], day: date) -> Pairs:
+    """Values are ``packed.read_packed``'s. A lone copy's output was encoded when it was
+    packed: it passes as bytes (engines that group objects decode it: ``packed.decoded``)."""
     if isinstance(key, list | tuple):  # snapshot rows of one user
         for row in values:
-            yield key[1], [SNAPSHOT, row]
+            yield key[1], [SNAPSHOT, row.record]
         return
-    copies: list[dict[str, Any]] = []
+    copies: list[Copy] = []
     loaded: dict[str, Any] | None = None
     for value in values:
-        if isinstance(value, list | tuple):
-            loaded = value[1]
+        if isinstance(value, Row):
+            loaded = value.record
         else:
             copies.append(value)
     if not copies:  # a link loaded from a day outside the window
@@ -103,12 +143,11 @@ def reduce_copies(key: Any, values: Iterable[Any], day: date) -> Pairs:
         assert row is not None  # a messageId key always has a raw copy or a loaded link
         yield row["anonymous_id"], [LINK, [row["user_id"], row["linked_at"], row["message_id"]]]
         return
-    (event,) = dedup(copies)
-    link = link_of(event)
-    if link is not None:
-        yield link.linked_id, [LINK, [link.user_id, link.linked_at, link.message_id]]
-    if matters_for(event, day):
-        yield user_key(event), ["event", slim(event)]
+    if len(copies) == 1:
+        yield from copies[0].outputs
+        return
+    (event,) = dedup(orjson.loads(copy.raw) for copy in copies)
+    yield from copy_outputs(event, day)
 
 
 def reduce_first_hop(some_id: str, values: Iterable[Any]) -> Pairs:

@@ -24,6 +24,7 @@ import orjson
 
 from eventpipe.errors import ConfigurationError
 from eventpipe.loader.reprocess import steps
+from eventpipe.loader.reprocess.packed import decoded, read_packed
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS, TABLES, sort_rows
 from eventpipe.settings import Settings
 
@@ -79,11 +80,14 @@ def _tuple_key(pair: tuple[Any, Any]) -> tuple[Any, Any]:
     return (tuple(key) if isinstance(key, list) else key), value
 
 
-def correction_pairs(sc: Any, day: date, paths: list[str]) -> Any:
-    """The RDD of ``(table, row)`` for ``day`` over the job's input files."""
+def correction_pairs(sc: Any, day: date, paths: list[str], checked: bool = False) -> Any:
+    """The RDD of ``(table, row)`` for ``day`` over the job's input files (``checked``: local
+    inputs, checked and packed by ``inputs.Packer``)."""
     lines = sc.textFile(",".join(paths))
-    by_message = lines.flatMap(steps.map_line).map(_tuple_key).groupByKey()
-    by_id = by_message.flatMap(lambda kv: steps.reduce_copies(kv[0], kv[1], day)).groupByKey()
+    packed = lines.flatMap(lambda line: steps.map_line(line, day, checked=checked))
+    by_message = packed.map(read_packed).map(_tuple_key).groupByKey()
+    copies = by_message.flatMap(lambda kv: steps.reduce_copies(kv[0], kv[1], day))
+    by_id = copies.map(decoded).groupByKey()
     hopped = by_id.flatMap(lambda kv: steps.reduce_first_hop(kv[0], kv[1])).groupByKey()
     by_person = hopped.flatMap(lambda kv: steps.reduce_second_hop(kv[0], kv[1])).groupByKey()
     rows = by_person.flatMap(lambda kv: steps.reduce_user(kv[0], kv[1], day)).map(_tuple_key)
@@ -96,7 +100,7 @@ def run_spark(settings: Settings, day: date, paths: list[str]) -> Corrections:
     """Run the job to completion in this process; its final rows per table, sorted."""
     sc = spark_session(settings).sparkContext
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for table, row in correction_pairs(sc, day, paths).collect():
+    for table, row in correction_pairs(sc, day, paths, checked=True).collect():
         found[table].append(row)
     return {table: sort_rows(table, found[table]) for table in TABLES}
 
