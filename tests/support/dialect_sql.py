@@ -45,7 +45,8 @@ def all_statements(dialect) -> list[sql.Composable]:
     for shape in SHAPES:
         out += dialect.create_stage(shape)
         if dialect.name == "redshift":
-            out += dialect.stage_statements(shape, f"agg/{shape}/x.jsonl.gz")
+            out += dialect.stage_statements(shape, [f"agg/{shape}/x.jsonl.gz"])
+            out += dialect.stage_statements(shape, [f"agg/{shape}/x.jsonl.gz", f"agg/{shape}/y.jsonl.gz"])
     out += [c.keys_in(schema, c.LOAD_LEDGER, ["a", "b"]), c.ledger_insert(schema, [("a", "events", 3)], AT)]
     out += c.quarantine_insert(schema, "k", "events", "bad_json", "line 3: oops 'quoted'", AT)
     for table in AGGREGATES:

@@ -17,10 +17,11 @@ from eventpipe.loader import migrations
 from eventpipe.loader.dialects import bookkeeping, get_dialect, truth
 from eventpipe.loader.dialects import common as c
 from eventpipe.loader.dialects.merges import merge_statements
-from eventpipe.loader.dialects.redshift import manifest
+from eventpipe.loader.dialects.redshift_copy import manifest
 from eventpipe.loader.dialects.redshift_lint import problems
 from eventpipe.loader.tables import TARGETS
 from tests.support.dialect_sql import all_statements, redshift, render
+from tests.support.redshift_session import MemoryS3, RecordingCursor
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")  # a quoted string, '' being an escaped quote
@@ -60,14 +61,16 @@ def test_postgres_statements_parse_with_sqlglot():
 
 def test_redshift_copy_uses_a_mandatory_manifest_and_keeps_maxerror_zero():
     dialect = redshift()
-    copy, tag = dialect.stage_statements("events", "p/raw/events/dt=2026-11-20/hr=12/events+0+01.jsonl.gz")
+    copy, _, tag = dialect.stage_statements(
+        "events", ["p/raw/events/dt=2026-11-20/hr=12/events+0+01.jsonl.gz"]
+    )
     text = render(copy)
     assert "FROM 's3://lake/manifests/" in text and "IAM_ROLE 'arn:aws:iam::123456789012:role/loader'" in text
     for part in ("FORMAT AS JSON 'auto ignorecase'", "GZIP", "MANIFEST", "MAXERROR 0", "TIMEFORMAT 'auto'"):
         assert part in text
     assert '"messageid"' in text and '"receivedat"' in text  # stage columns = JSON keys
     assert 'UPDATE "ep_stage" SET "batch_key" = \'p/raw/events' in render(tag)
-    entry = orjson.loads(manifest("lake", "k.jsonl.gz"))["entries"]
+    entry = orjson.loads(manifest("lake", ["k.jsonl.gz"]))["entries"]
     assert entry == [{"url": "s3://lake/k.jsonl.gz", "mandatory": True}]
     with pytest.raises(ValueError, match="IAM_ROLE"):
         get_dialect("redshift").copy("events", "s3://lake/m")
@@ -91,7 +94,7 @@ def test_tracking_plan_violations_are_added_by_one_migration_and_staged_by_both_
         assert len(adds) == 1 and adds[0].startswith('ALTER TABLE "analytics"."events" ADD COLUMN '), adds
         assert adds[0].endswith("SUPER" if dialect.name == "redshift" else "JSONB")
     stage = " ".join(render(s) for s in redshift().create_stage("events"))
-    copy, _ = redshift().stage_statements("events", "raw/events/x.jsonl.gz")
+    copy, *_ = redshift().stage_statements("events", ["raw/events/x.jsonl.gz"])
     assert '"trackingplanviolations" SUPER' in stage and '"trackingplanviolations"' in render(copy)
     source = render(get_dialect("postgres").typed_source("events"))
     assert "\"doc\" -> 'trackingPlanViolations', 'null'::jsonb) AS \"tracking_plan_violations\"" in source
@@ -153,27 +156,6 @@ def test_redshift_retries_serializable_isolation_violations(message, retryable):
     assert dialect.is_retryable(psycopg2.OperationalError("server closed the connection"))
 
 
-class RecordingCursor:
-    """Stands in for a Redshift session: records what the adapter sends, answers counts."""
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def execute(self, statement) -> None:
-        self.sent.append(statement if isinstance(statement, str) else render(statement))
-
-    def fetchone(self):
-        return (7,)
-
-
-class MemoryS3:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
-        self.objects[f"{Bucket}/{Key}"] = Body
-
-
 def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows():
     from eventpipe.bootstrap import build_dialect
     from eventpipe.loader.batches import Batch
@@ -184,12 +166,13 @@ def test_redshift_stage_writes_one_mandatory_manifest_per_object_and_counts_rows
         warehouse_dialect="redshift", redshift_iam_role="arn:aws:iam::1:role/r", s3_prefix="p/"
     )
     dialect = build_dialect(settings, s3)
-    cur = RecordingCursor()
+    cur = RecordingCursor(s3)
     rows = dialect.stage(cur, "engagement_daily", [Batch("p/agg/a.jsonl.gz", "engagement_daily", [])])
     assert rows == {"p/agg/a.jsonl.gz": 7}
-    ((name, body),) = s3.objects.items()
+    ((name, body),) = cur.at_copy[0].items()  # written for the COPY, deleted after it
     assert name.startswith("eventpipe/p/manifests/") and orjson.loads(body)["entries"][0]["mandatory"] is True
-    assert cur.sent[0].startswith('COPY "ep_stage"') and cur.sent[1] == "SELECT pg_last_copy_count()"
+    assert s3.objects == {}
+    assert cur.sent[0].startswith('COPY "ep_stage"') and cur.sent[1] == "SELECT PG_LAST_COPY_COUNT()"
     assert cur.sent[2].startswith('UPDATE "ep_stage" SET "batch_key" = \'p/agg/a.jsonl.gz\'')
 
 

@@ -72,11 +72,17 @@ SQL_MODULES = (
     "eventpipe.loader.dialects.checks",
     "eventpipe.loader.dialects.models",
     "eventpipe.loader.dialects.redshift",
+    "eventpipe.loader.dialects.redshift_copy",
     "eventpipe.reports.sqlbuild",
     "eventpipe.reports.statesql",
 )
 NOT_SQL = {  # what these modules define that emits no statement of its own
     "manifest",  # the COPY manifest's JSON body (S3), not SQL
+    "manifest_key",  # its S3 key
+    "one_copy_per_group",  # which COPYs a group is staged with (pure)
+    "copies",
+    "rows_per_object",  # the per-file counts attributed to the objects (pure)
+    "written_manifest",  # I/O: S3 put + delete
     "RedshiftDialect.stage",  # I/O: runs stage_statements(), which are linted
     "RedshiftDialect.is_retryable",  # error classification
     "RedshiftDialect.is_data_error",

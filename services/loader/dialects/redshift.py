@@ -1,5 +1,6 @@
-"""Amazon Redshift: the cluster COPYs each object itself from S3 (``FORMAT JSON 'auto
-ignorecase' GZIP`` through a one-entry manifest with ``mandatory: true``, ``MAXERROR 0``)
+"""Amazon Redshift: the cluster COPYs the objects itself from S3 (``FORMAT JSON 'auto
+ignorecase' GZIP`` through a manifest with ``mandatory: true`` entries, ``MAXERROR 0``; one
+COPY per load group, or per object where a row's batch key matters: ``redshift_copy``)
 into a temporary stage whose columns are the JSON keys; merges are dedup + DELETE/INSERT
 or MERGE inside the load's transaction (Redshift enforces no key: the loader does).
 
@@ -12,17 +13,25 @@ violation" means "retry the transaction", JSON columns are ``SUPER``, ``TEXT`` w
 
 from __future__ import annotations
 
-import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-import orjson
 import psycopg2
 from psycopg2 import sql
 
 from eventpipe.loader.dialects import Cursor, Staged
 from eventpipe.loader.dialects.common import SRC, STAGE, column_def, earliest_wins, ident
+from eventpipe.loader.dialects.redshift_copy import (
+    copies,
+    copy_count,
+    file_rows,
+    manifest,
+    manifest_key,
+    rows_per_object,
+    written_manifest,
+)
 from eventpipe.loader.tables import (
     BIGINT,
     BOOL,
@@ -45,15 +54,12 @@ _DEFAULTS = {"false": "FALSE", "now": "GETDATE()"}
 DAY_LOCKS = "reprocess_locks"  # the nightly job's per-day lock rows (acquire_day_lock)
 _RETRYABLE_TEXT = ("1023", "serializable isolation violation")
 _DATA_ERROR_TEXT = ("stl_load_errors", "load into table", "invalid", "cannot insert a null")
+log = logging.getLogger(__name__)
 
 
 def stage_column(json_key: str) -> str:
     """A stage column is named like its JSON key: ``'auto ignorecase'`` matches them."""
     return json_key.lower()
-
-
-def manifest(bucket: str, key: str) -> bytes:
-    return orjson.dumps({"entries": [{"url": f"s3://{bucket}/{key}", "mandatory": True}]})
 
 
 class RedshiftDialect:
@@ -172,28 +178,52 @@ class RedshiftDialect:
         # WLM routes a session's queries by query group (deploy/redshift/wlm.json)
         return [sql.SQL("SET query_group TO {}").format(sql.Literal(group))]
 
-    def manifest_key(self, key: str) -> str:
-        return f"{self.manifest_prefix}{hashlib.sha256(key.encode()).hexdigest()}.manifest"
+    def manifest_key(self, keys: Sequence[str]) -> str:
+        return manifest_key(self.manifest_prefix, keys)
 
-    def stage_statements(self, shape: str, key: str) -> list[sql.Composed]:
-        url = f"s3://{self.bucket}/{self.manifest_key(key)}"
-        return [self.copy(shape, url), self.tag_batch(key)]
+    def stage_statements(self, shape: str, keys: Sequence[str]) -> list[sql.Composed]:
+        """One COPY of ``keys`` (through their manifest), then what counts its rows: per file
+        for a group (``redshift_copy.rows_per_object``); one object's rows are tagged with its key."""
+        copy = self.copy(shape, f"s3://{self.bucket}/{self.manifest_key(keys)}")
+        if len(keys) > 1:
+            return [copy, copy_count(), file_rows()]
+        return [copy, copy_count(), self.tag_batch(keys[0])]
 
     def stage(self, cur: Cursor, shape: str, batches: Sequence[Staged]) -> dict[str, int]:
-        """One COPY per object (each ≥ MBs as the stream cuts them), tagged with its key so
-        deltas keep their batch."""
-        rows = {}
-        for batch in batches:
-            self.s3.put_object(
-                Bucket=self.bucket, Key=self.manifest_key(batch.key), Body=manifest(self.bucket, batch.key)
-            )
-            copy, tag = self.stage_statements(shape, batch.key)
-            cur.execute(copy)
-            cur.execute("SELECT pg_last_copy_count()")
-            count = cur.fetchone()
-            rows[batch.key] = int(str(count[0])) if count else 0
-            cur.execute(tag)
+        """The group in one COPY where its rows need no batch key, else one COPY per object
+        (``redshift_copy.copies``); a group whose per-file counts do not account for its rows
+        is staged again, one COPY per object."""
+        keys = [b.key for b in batches]
+        rows: dict[str, int] = {}
+        for group in copies(shape, keys):
+            counted = self._copy(cur, shape, group)
+            if counted is None:  # only a group's COPY can fail to count (``_copy``)
+                log.warning("COPY's per-file counts incomplete: one per object", extra={"objects": len(keys)})
+                for statement in self.create_stage(shape):  # an empty stage (DROP + CREATE: transactional)
+                    cur.execute(statement)
+                return self._one_by_one(cur, shape, keys)
+            rows.update(counted)
         return rows
+
+    def _one_by_one(self, cur: Cursor, shape: str, keys: Sequence[str]) -> dict[str, int]:
+        rows: dict[str, int] = {}
+        for key in keys:
+            rows.update(self._copy(cur, shape, [key]) or {})
+        return rows
+
+    def _copy(self, cur: Cursor, shape: str, keys: list[str]) -> dict[str, int] | None:
+        """One COPY of ``keys``; their row counts, or None when the COPY's per-file counts
+        do not account for its rows."""
+        copy, count, then = self.stage_statements(shape, keys)
+        with written_manifest(self.s3, self.bucket, self.manifest_key(keys), manifest(self.bucket, keys)):
+            cur.execute(copy)
+        cur.execute(count)
+        found = cur.fetchone()
+        total = int(str(found[0])) if found else 0
+        cur.execute(then)
+        if len(keys) == 1:
+            return {keys[0]: total}
+        return rows_per_object(self.bucket, keys, cur.fetchall(), total)
 
     def acquire_day_lock(self, cur: Cursor, schema: str, day: date) -> bool:
         """Redshift has no advisory locks: a row ``(day, holder pid)`` in ``reprocess_locks``,
