@@ -25,7 +25,8 @@ SDK_NPM_PACKAGES=(@segment/analytics-next@1.84.3 @segment/analytics-node@3.1.0 p
 SERVICES_ALL=(kafka postgres s3 prometheus ingest stream loader)
 # dbt for the data tests (docs/checks.md), in a venv of its own: dbt-core 1.11 pins pathspec<0.13,
 # which breaks mypy in .venv; dbt-core 1.12 downloads a wheel from GitHub at install time.
-DBT_PACKAGES=(dbt-core==1.11.16 dbt-postgres==1.11.0)
+# Every package pinned (dbt-core 1.11.16, dbt-postgres 1.11.0 and their dependencies).
+DBT_REQUIREMENTS="$ROOT/deploy/dbt/requirements.txt"
 
 mkdir -p "$LOG"
 
@@ -72,11 +73,12 @@ postgres_install() {
 }
 
 dbt_install() {
-  local dir="$INSTALLS/dbt" stamp="$INSTALLS/dbt/.installed" wanted="${DBT_PACKAGES[*]}"
+  local dir="$INSTALLS/dbt" stamp="$INSTALLS/dbt/.installed" wanted
+  wanted="$(sha256sum "$DBT_REQUIREMENTS" | cut -d' ' -f1)"
   [[ -x "$dir/bin/dbt" && -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]] && return 0
-  say "installing dbt into .local/dbt: $wanted"
+  say "installing dbt into .local/dbt (deploy/dbt/requirements.txt)"
   [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir"
-  "$dir/bin/pip" install -q "${DBT_PACKAGES[@]}" >"$LOG/dbt-pip.log" 2>&1 ||
+  "$dir/bin/pip" install -q -r "$DBT_REQUIREMENTS" >"$LOG/dbt-pip.log" 2>&1 ||
     { tail -n 30 "$LOG/dbt-pip.log" >&2; die "dbt install failed (log: $LOG/dbt-pip.log)"; }
   echo "$wanted" >"$stamp"
 }
