@@ -1,7 +1,8 @@
-"""Where the collector's time goes: ``python -m bench.ingest_profile [seconds]``.
+"""Where the collector's time goes: ``python -m bench.ingest_profile [seconds] [batch|single]``.
 
 Runs the collector (default configuration: librdkafka, lz4) under cProfile in its own
-process, drives 100-event batches at it with wrk for ``seconds`` (10), lets it stop itself
+process, drives 100-event batches (or single events to /v1/track, 32 connections) at it
+with wrk for ``seconds`` (10), lets it stop itself
 (the profile is written on the way out) and prints the functions by own time and by
 cumulative time. cProfile slows Python code down by roughly 2x, so read shares, not
 absolute figures; librdkafka's native threads are not in it.
@@ -39,7 +40,7 @@ finally:
 """
 
 
-def profile(seconds: int = 10, bootstrap: str = "127.0.0.1:9092") -> pstats.Stats:
+def profile(seconds: int = 10, mode: str = "batch", bootstrap: str = "127.0.0.1:9092") -> pstats.Stats:
     topic = "bench-profile"
     ensure_topic(bootstrap, topic)
     port = free_port()
@@ -52,14 +53,23 @@ def profile(seconds: int = 10, bootstrap: str = "127.0.0.1:9092") -> pstats.Stat
         out = Path(tmp) / "ingest.prof"
         args = [python_exe(), "-c", PROFILED, str(out), str(seconds + 15)]
         with process(args, env, f"http://127.0.0.1:{port}/readyz") as proc:
-            body = orjson.dumps({"batch": sample_events(BATCH)})
-            result = wrk(f"http://127.0.0.1:{port}/v1/batch", body, seconds, connections=8)
+            if mode == "single":
+                body, path, connections, events = orjson.dumps(sample_events(1)[0]), "track", 32, 1
+            else:
+                body, path, connections, events = (
+                    orjson.dumps({"batch": sample_events(BATCH)}),
+                    "batch",
+                    8,
+                    BATCH,
+                )
+            result = wrk(f"http://127.0.0.1:{port}/v1/{path}", body, seconds, connections=connections)
             proc.wait(timeout=60)
-        print(f"under cProfile: {result['requests_per_s'] * BATCH:,.0f} events/s, p99 {result['p99_ms']} ms")
+        rate = result["requests_per_s"] * events
+        print(f"under cProfile: {rate:,.0f} events/s, p99 {result['p99_ms']} ms")
         return pstats.Stats(str(out))
 
 
 if __name__ == "__main__":
-    stats = profile(int(sys.argv[1]) if sys.argv[1:] else 10)
+    stats = profile(int(sys.argv[1]) if sys.argv[1:] else 10, sys.argv[2] if sys.argv[2:] else "batch")
     stats.sort_stats("tottime").print_stats(30)
     stats.sort_stats("cumulative").print_stats(45)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import time
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -92,6 +94,24 @@ class EventNameLabels:
         self.window_started = now
 
 
+def observe_many(histogram: Histogram, amounts: list[int]) -> None:
+    """``histogram.observe(a) for a in amounts`` in one update per bucket (the hot path: 100
+    events a request). It reaches into prometheus_client's Histogram (``_upper_bounds``,
+    ``_buckets``, ``_sum``: one value per bucket, counts not cumulative, as ``observe``
+    keeps them); without them (another version) it observes one by one."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    # observe() counts an amount in the first bucket whose bound is >= it: bisect_left
+    for index, count in Tally(map(partial(bisect_left, bounds), amounts)).items():
+        buckets[index].inc(count)
+    total.inc(sum(amounts))
+
+
 class IngestMetrics:
     def __init__(self, event_names: EventNameLabels | None = None) -> None:
         self.event_names = event_names or EventNameLabels("", 0)
@@ -167,9 +187,7 @@ class IngestMetrics:
         for name, count in Tally(names).items():
             if name is not None:
                 self.events_by_name.labels(self.event_names.label(name, count)).inc(count)
-        observe = self.event_bytes.observe
-        for size in sizes:
-            observe(size)
+        observe_many(self.event_bytes, sizes)
 
     def _forget_event_name(self, name: str) -> None:
         """A name that lost its label slot: its series goes (Prometheus sees a counter end)."""

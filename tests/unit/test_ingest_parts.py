@@ -181,3 +181,24 @@ def test_request_metrics_count_every_event_once():
     sizes = {s.name: s.value for s in metrics.event_bytes.collect()[0].samples if not s.labels}
     assert sizes["eventpipe_ingest_event_size_bytes_count"] == 4
     assert sizes["eventpipe_ingest_event_size_bytes_sum"] == 2700
+
+
+def test_observing_many_sizes_at_once_exports_what_observing_each_does():
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from eventpipe.ingest.metrics import SIZE_BUCKETS, observe_many
+
+    # bounds themselves, one byte either side, beyond the last bound, zero
+    sizes = [0, 1, 255, 256, 257, 1024, 1025, 32768, 1048576, 1048577, 5_000_000, 300, 300]
+    one_by_one = Histogram("each", "h", buckets=SIZE_BUCKETS, registry=CollectorRegistry())
+    for size in sizes:
+        one_by_one.observe(size)
+    at_once = Histogram("each", "h", buckets=SIZE_BUCKETS, registry=CollectorRegistry())
+    observe_many(at_once, sizes)
+
+    def samples(histogram):
+        return [
+            (s.name, s.labels, s.value) for s in histogram.collect()[0].samples if "created" not in s.name
+        ]
+
+    assert samples(at_once) == samples(one_by_one)
