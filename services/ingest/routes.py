@@ -108,7 +108,7 @@ def add_tracking_routes(app: FastAPI, handle: Handler) -> None:
             )
         )
 
-    def schema() -> dict[str, Any]:
+    def openapi_schema() -> dict[str, Any]:
         if not app.openapi_schema:  # built once, on the first /openapi.json or /docs
             app.openapi_schema = get_openapi(
                 title=app.title,
@@ -118,4 +118,4 @@ def add_tracking_routes(app: FastAPI, handle: Handler) -> None:
             )
         return app.openapi_schema
 
-    app.openapi = schema  # type: ignore[method-assign]
+    app.openapi = openapi_schema  # type: ignore[method-assign]
