@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from eventpipe.stream.fold import Deltas, PartitionState
-from eventpipe.stream.marks import day_tag, hour_tag, key_hash
+from eventpipe.stream.marks import day_tag, hour_tag, key_hash, mark_hash
 from eventpipe.timeutil import format_ts
 
 CUT = 10_000
@@ -49,9 +49,11 @@ def feed_direct(state: PartitionState, count: int) -> None:
         state.ids.add(key_hash(f"m-{offset:012d}"), hour)
         if offset % 8 < 4:  # a user's first event of each name: a new (name, user) and maybe "*" mark
             user = f"user-{offset // 8:09d}"
-            state.members.add(key_hash("\x1f".join(("e", day, NAMES[offset % 4], user))), day_tag(day))
+            user_hash = key_hash(user)
+            row = key_hash("\x1f".join(("e", day, NAMES[offset % 4])))
+            state.members.add(mark_hash(row, user_hash), day_tag(day))
             if offset % 8 == 0:
-                state.members.add(key_hash("\x1f".join(("e", day, "*", user))), day_tag(day))
+                state.members.add(mark_hash(key_hash("\x1f".join(("e", day, "*"))), user_hash), day_tag(day))
 
 
 def feed_fold(state: PartitionState, count: int) -> None:

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     archive_max_events: int = Field(50_000, ge=1)
     archive_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     dedup_window_hours: int = Field(48, ge=48)
+    # the stream forgets an assignment this many days (data time) after its first exposure
+    # (docs/stream.md "Assignments"); the warehouse keeps every assignment
+    assignment_window_days: int = Field(90, ge=2)
 
     # warehouse / loader
     # a str (psycopg2 takes it as is), kept out of repr() so it is never logged by accident

@@ -1,8 +1,10 @@
 """One partition's open micro-batch and the S3 objects it becomes (pure, no I/O).
 
-``PartitionBatch.offer`` takes the Kafka records of one partition in offset order:
-it parses each value, folds it into the partition's aggregation state, buffers the
-unchanged value bytes for ``raw/`` and says when the ``CutPolicy`` wants a cut.
+``PartitionBatch.add_event`` takes the parsed records of one partition in offset order: it
+checks what the fold will read, buffers the unchanged value bytes for ``raw/``, queues the
+event for the fold and says when the ``CutPolicy`` wants a cut. ``fold`` folds the queued
+events in one run (``PartitionState.fold_many``); the pipeline calls it after each fetch,
+and ``objects`` before a cut becomes objects.
 ``objects()`` turns a closed cut into the objects of docs/contracts.md section 3.
 A record that is not a usable event never stops the stream: it goes to ``rejected/``.
 """
@@ -20,7 +22,7 @@ import orjson
 from eventpipe.keys import agg_key, raw_key, rejected_key
 from eventpipe.s3 import gzip_json_rows
 from eventpipe.stream.cuts import CutPolicy
-from eventpipe.stream.fold import TABLES, Deltas, PartitionState
+from eventpipe.stream.fold import TABLES, Deltas, Folded, PartitionState
 from eventpipe.timeutil import parse_ts
 
 REQUIRED_TEXT = ("messageId", "receivedAt", "timestamp", "type")
@@ -34,6 +36,11 @@ RAW_GZIP_LEVEL = 1
 
 def gzip_raw(lines: list[bytes]) -> bytes:
     return gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), RAW_GZIP_LEVEL, mtime=0)
+
+
+def gzip_rows(rows: list[dict[str, Any]]) -> bytes:
+    """An aggregate object's body: level 1 as well (level 9 cost ~10 µs per assignment row)."""
+    return gzip_raw([orjson.dumps(row) for row in rows])
 
 
 class BadRecord(ValueError):
@@ -81,6 +88,7 @@ class PartitionBatch:
     first_archived: int = -1
     first_received: datetime | None = None
     duplicates: int = 0
+    unfolded: list[tuple[int, Folded]] = field(default_factory=list)
 
     def opening_key(self, offset: int, event: dict[str, Any]) -> str | None:
         """The raw key this event would open, if it is the cut's first archived event."""
@@ -94,15 +102,22 @@ class PartitionBatch:
     def add_event(self, offset: int, value: bytes, event: dict[str, Any]) -> str | None:
         """Fold and buffer one event (cut opened beforehand); the reason to cut after it."""
         try:
-            fresh = self.state.apply(offset, event, self.deltas)
-        except (KeyError, TypeError, ValueError) as exc:
+            folded = self.state.extract(event)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             return self.add_rejected(offset, value, "unfoldable", f"{type(exc).__name__}: {exc}"[:200])
-        self.duplicates += not fresh
+        self.unfolded.append((offset, folded))
         if not self.lines:
             self.first_archived = offset
             self.first_received = parse_ts(event["receivedAt"])
         self.lines.append(value)
         return self.policy.add(offset, event["receivedAt"][:13], len(value))
+
+    def fold(self) -> None:
+        """Fold the queued events into the state and the cut's deltas."""
+        if self.unfolded:
+            fresh = self.state.fold_many(self.unfolded, self.deltas)
+            self.duplicates += len(fresh) - sum(fresh)
+            self.unfolded = []
 
     def add_rejected(self, offset: int, value: bytes | None, reason: str, detail: str) -> str | None:
         self.rejected.append(
@@ -116,15 +131,18 @@ class PartitionBatch:
         )
         return self.policy.add(offset, None, 0)
 
-    def objects(self, raw_exists: bool, now: datetime) -> list[S3Object]:
+    def objects(self, raw_exists: bool, now: datetime, *, gzip_now: bool = True) -> list[S3Object]:
         """The closed cut's objects: raw first (its presence marks the cut as written),
-        then one per non-empty aggregate table, then rejected records."""
+        then one per non-empty aggregate table, then rejected records. Without ``gzip_now``
+        the raw object's body is left empty for the caller to fill with ``gzip_raw(lines)``
+        (the writer does it in a thread); a replay's raw object (``raw_exists``) has none."""
+        self.fold()
         first, last = self.policy.first_offset, self.policy.last_offset
         out: list[S3Object] = []
         meta = {"first-offset": str(self.first_archived), "last-offset": str(last)}
         if self.lines and self.first_received is not None:
             key = raw_key(self.first_received, self.partition, self.first_archived)
-            body = b"" if raw_exists else gzip_raw(self.lines)
+            body = gzip_raw(self.lines) if gzip_now and not raw_exists else b""
             out.append(
                 S3Object(key, "events", body, len(self.lines), {**meta, "count": str(len(self.lines))})
             )
@@ -132,7 +150,7 @@ class PartitionBatch:
                 rows = self.deltas.rows(table)
                 if rows:
                     key = agg_key(table, self.partition, self.first_archived, self.first_received)
-                    body = gzip_json_rows(rows)
+                    body = gzip_rows(rows)
                     out.append(S3Object(key, table, body, len(rows), {**meta, "count": str(len(rows))}))
         if self.rejected:
             key = rejected_key("stream", self.partition, first, now)
@@ -148,3 +166,4 @@ class PartitionBatch:
         self.first_archived = -1
         self.first_received = None
         self.duplicates = 0
+        self.unfolded = []

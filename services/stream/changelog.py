@@ -25,7 +25,7 @@ from eventpipe.kafka_admin import replication_configs
 from eventpipe.settings import Settings
 from eventpipe.stream.cutrecord import BadCutRecord
 from eventpipe.stream.fold import PartitionState
-from eventpipe.stream.marks import horizon
+from eventpipe.stream.marks import assignment_horizon, horizon
 
 log = logging.getLogger("eventpipe.stream.changelog")
 
@@ -100,6 +100,8 @@ class StateChangelog:
             for state in states.values():
                 if state.high_received:
                     state.prune(horizon(state.high_received, self.settings.dedup_window_hours))
+                    days = self.settings.assignment_window_days
+                    state.prune_assignments(assignment_horizon(state.high_received, days))
             log.info("state restored", extra={"partitions": partitions, "records": records})
         finally:
             await consumer.stop()

@@ -28,6 +28,12 @@ class StreamClients:
     # never resets them) fails every later send to that partition, so the writer replaces it.
     new_producer: NewProducer | None = None
 
+    def use_producer(self, producer: AIOKafkaProducer) -> AIOKafkaProducer:
+        """Make ``producer`` the one the notices and the changelog send with; the old one."""
+        old, self.producer = self.producer, producer
+        self.changelog.producer = producer
+        return old
+
 
 @dataclass
 class DeadLetterClients:

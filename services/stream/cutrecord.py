@@ -6,10 +6,15 @@ creating offset, 4-byte bucket tag -- 20 bytes an entry. A cut is split into chu
 most ``CHUNK_ENTRIES`` entries so that each record stays under the broker's default
 ``max.message.bytes`` (1 MB). Layout of a chunk::
 
-    b"EPC1" | uint32 ids | uint32 members | uint16 n | high_received (n bytes, UTF-8)
+    b"EPC2" | uint32 ids | uint32 members | uint16 n | high_received (n bytes, UTF-8)
     | hashes uint64[ids + members] | offsets int64[...] | tags uint32[...]   (little-endian)
 
 the first ``ids`` entries are messageIds, the rest distinct-user marks.
+
+``EPC1`` records (before ``marks.mark_hash``) are still read: their messageIds hash as they
+did; their marks hashed the joined (row, user) text, which no mark hashes to any more, so
+they are left out (after an upgrade, users of the window's rows are counted once more in the
+streamed rows; the nightly reprocess is final).
 """
 
 from __future__ import annotations
@@ -18,32 +23,43 @@ import struct
 
 import numpy as np
 
-MAGIC = b"EPC1"
+MAGIC = b"EPC2"
+MAGIC_BEFORE_MARK_HASH = b"EPC1"
 HEADER = struct.Struct("<4sIIH")
 CHUNK_ENTRIES = 32_768  # 20 bytes each: 640 KB, under Kafka's default 1 MB record limit
 
 Entry = tuple[int, int, int]  # (key hash, creating offset, bucket tag)
+Columns = tuple[np.ndarray, np.ndarray, np.ndarray]  # hashes, creating offsets, tags
 
 
 class BadCutRecord(ValueError):
     """A changelog value that is not a cut record of this format."""
 
 
-def encode(high_received: str, ids: list[Entry], members: list[Entry]) -> list[bytes]:
+def columns(entries: list[Entry]) -> Columns:
+    """Entries as the three arrays ``encode`` takes."""
+    return (
+        np.fromiter((h for h, _, _ in entries), dtype=np.uint64, count=len(entries)),
+        np.fromiter((o for _, o, _ in entries), dtype=np.int64, count=len(entries)),
+        np.fromiter((t for _, _, t in entries), dtype=np.int64, count=len(entries)),
+    )
+
+
+def encode(high_received: str, ids: Columns, members: Columns) -> list[bytes]:
     """The chunks of one cut's record (at least one)."""
     high = high_received.encode()
-    kinds = [(ids, True), (members, False)]
-    entries = [(e, is_id) for group, is_id in kinds for e in group]
+    n_ids = len(ids[0])
+    hashes, offsets, tags = (
+        np.concatenate([a, b]).astype(dtype)
+        for a, b, dtype in zip(ids, members, ("<u8", "<i8", "<u4"), strict=True)
+    )
     chunks = []
-    for start in range(0, max(len(entries), 1), CHUNK_ENTRIES):
-        part = entries[start : start + CHUNK_ENTRIES]
-        n_ids = sum(1 for _, is_id in part if is_id)
-        rows = [e for e, _ in part]
-        hashes = np.fromiter((h for h, _, _ in rows), dtype="<u8", count=len(rows))
-        offsets = np.fromiter((o for _, o, _ in rows), dtype="<i8", count=len(rows))
-        tags = np.fromiter((t for _, _, t in rows), dtype="<u4", count=len(rows))
-        head = HEADER.pack(MAGIC, n_ids, len(rows) - n_ids, len(high))
-        chunks.append(head + high + hashes.tobytes() + offsets.tobytes() + tags.tobytes())
+    for start in range(0, max(len(hashes), 1), CHUNK_ENTRIES):
+        end = min(start + CHUNK_ENTRIES, len(hashes))
+        chunk_ids = max(0, min(end, n_ids) - start)
+        head = HEADER.pack(MAGIC, chunk_ids, end - start - chunk_ids, len(high))
+        parts = (a[start:end].tobytes() for a in (hashes, offsets, tags))
+        chunks.append(head + high + b"".join(parts))
     return chunks
 
 
@@ -52,7 +68,7 @@ def decode(value: bytes) -> tuple[str, list[Entry], list[Entry]]:
     if len(value) < HEADER.size:
         raise BadCutRecord("cut record shorter than its header")
     magic, n_ids, n_members, n_high = HEADER.unpack_from(value)
-    if magic != MAGIC:
+    if magic not in (MAGIC, MAGIC_BEFORE_MARK_HASH):
         raise BadCutRecord(f"not a cut record (magic {magic!r})")
     n = n_ids + n_members
     at = HEADER.size + n_high
@@ -63,4 +79,4 @@ def decode(value: bytes) -> tuple[str, list[Entry], list[Entry]]:
     offsets = np.frombuffer(value, dtype="<i8", count=n, offset=at + 8 * n).tolist()
     tags = np.frombuffer(value, dtype="<u4", count=n, offset=at + 16 * n).tolist()
     rows = list(zip(hashes, offsets, tags, strict=True))
-    return high, rows[:n_ids], rows[n_ids:]
+    return high, rows[:n_ids], rows[n_ids:] if magic == MAGIC else []

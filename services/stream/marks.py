@@ -46,6 +46,24 @@ def key_hash(text: str) -> int:
     return int.from_bytes(_blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
+# An odd 64-bit constant: the user's hash is multiplied by it, so that a mark's hash is not
+# symmetric in its row and its user (a row text equal to a user id cannot swap roles).
+_USER_MIX = 0x9E3779B97F4A7C15
+_MASK64 = (1 << 64) - 1
+
+
+def user_mix(user_hash: int) -> int:
+    return user_hash * _USER_MIX & _MASK64
+
+
+def mark_hash(row_hash: int, user_hash: int) -> int:
+    """The hash of a distinct-user mark (row, user) from the row's and the user's own hashes:
+    the fold hashes each user once per event and each row once (cached), not every pair.
+    For one row, users' marks collide only if their user hashes collide (the map is a
+    bijection of the user hash): the bound of docs/stream.md holds."""
+    return row_hash ^ user_mix(user_hash)
+
+
 def hour_tag(hour: str) -> int:
     """``YYYY-MM-DDTHH`` -> hours since the epoch (the bucket tag of a messageId)."""
     return day_tag(hour[:10]) * 24 + int(hour[11:13])
@@ -54,6 +72,11 @@ def hour_tag(hour: str) -> int:
 def day_tag(day: str) -> int:
     """``YYYY-MM-DD`` -> days since the epoch (the bucket tag of a distinct-user mark)."""
     return date.fromisoformat(day).toordinal() - EPOCH_ORDINAL
+
+
+def assignment_horizon(high_received: str, window_days: int) -> int:
+    """The day tag of the oldest first exposure whose assignment is still kept."""
+    return day_tag(high_received[:10]) - window_days
 
 
 def horizon(high_received: str, window_hours: int) -> str:
@@ -101,9 +124,45 @@ class Marks:
         if len(self.pending) > max(MIN_PENDING, len(self.keys) // PENDING_FRACTION):
             self.merge()
 
-    def add_many(self, hashes: Iterable[int], tags: Iterable[int]) -> None:
-        for h, tag in zip(hashes, tags, strict=True):
-            self.add(h, tag)
+    def contains_many(self, hashes: list[int]) -> list[bool]:
+        """``[h in self for h in hashes]``, with one vectorised search of the merged arrays
+        (the bitmap first: only its hits are searched)."""
+        found = [False] * len(hashes)
+        if len(self.keys):
+            wanted = np.array(hashes, dtype=np.uint64)
+            slots = wanted >> np.uint64(self._shift)
+            bits = np.frombuffer(self._bits, dtype=np.uint8)[slots >> np.uint64(3)]
+            maybe = np.flatnonzero((bits >> (slots & np.uint64(7)).astype(np.uint8)) & 1)
+            if len(maybe):
+                at = np.minimum(self.keys.searchsorted(wanted[maybe]), len(self.keys) - 1)
+                for i in maybe[self.keys[at] == wanted[maybe]].tolist():
+                    found[i] = True
+        pending = self.pending
+        if pending:
+            found = [f or h in pending for f, h in zip(found, hashes, strict=True)]
+        return found
+
+    def add_many(self, hashes: Iterable[int] | np.ndarray, tags: Iterable[int] | np.ndarray) -> None:
+        """``add`` for each pair, the merged arrays searched once for all of them."""
+        keys = np.asarray(hashes if isinstance(hashes, np.ndarray) else list(hashes), dtype=np.uint64)
+        stamps = np.asarray(tags if isinstance(tags, np.ndarray) else list(tags), dtype=np.int64)
+        if not len(keys):
+            return
+        if len(self.keys):
+            at = np.minimum(self.keys.searchsorted(keys), len(self.keys) - 1)
+            merged = self.keys[at] == keys
+            if merged.any():
+                np.maximum.at(self.tags, at[merged], self._relative_many(stamps[merged]))
+                keys, stamps = keys[~merged], stamps[~merged]
+        new, new_tags, pending = keys.tolist(), stamps.tolist(), self.pending
+        if len(set(new)) < len(new) or not pending.keys().isdisjoint(new):
+            for h, tag in zip(new, new_tags, strict=True):  # met again: the newest tag stays
+                if tag > pending.get(h, -1):
+                    pending[h] = tag
+        else:
+            pending.update(zip(new, new_tags, strict=True))
+        if len(pending) > max(MIN_PENDING, len(self.keys) // PENDING_FRACTION):
+            self.merge()
 
     def merge(self) -> None:
         """Move ``pending`` into the sorted arrays (a hash met twice keeps its newest tag).
@@ -112,7 +171,7 @@ class Marks:
             return
         count = len(self.pending)
         new_keys = np.fromiter(self.pending.keys(), dtype=np.uint64, count=count)
-        new_tags = np.fromiter(map(self._relative, self.pending.values()), dtype=np.uint16, count=count)
+        new_tags = self._relative_many(np.fromiter(self.pending.values(), dtype=np.int64, count=count))
         self.pending = {}
         order = np.argsort(new_keys)
         new_keys, new_tags = new_keys[order], new_tags[order]
@@ -143,6 +202,12 @@ class Marks:
         if self._base is None:
             self._base = tag - TAG_SPAN // 2
         return min(max(tag - self._base, 0), TAG_SPAN - 1)
+
+    def _relative_many(self, tags: np.ndarray) -> np.ndarray:
+        if self._base is None:
+            self._base = int(tags[0]) - TAG_SPAN // 2
+        relative: np.ndarray = np.clip(tags - self._base, 0, TAG_SPAN - 1).astype(np.uint16)
+        return relative
 
     def _rebuild_bits(self) -> None:
         """A bitmap of 8-16 bits per entry (so at most 1/8 full until the next rebuild)."""

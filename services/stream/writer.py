@@ -49,9 +49,9 @@ from aiokafka.errors import (
 from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
-from eventpipe.stream.batch import S3Object
+from eventpipe.stream.batch import S3Object, gzip_raw
 from eventpipe.stream.clients import StreamClients
-from eventpipe.stream.marks import horizon
+from eventpipe.stream.marks import assignment_horizon, horizon
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.partition import Diverged, Fenced, Owned, gather_all
 from eventpipe.stream.storage import UNRECORDED
@@ -72,7 +72,7 @@ class CutWriter:
     ) -> None:
         self.settings, self.metrics, self.clock = settings, metrics, clock
         self.clients = clients
-        self.consumer, self.producer = clients.consumer, clients.producer
+        self.consumer = clients.consumer  # the producer: always clients.producer (renew_producer)
         self.s3, self.changelog = clients.storage, clients.changelog
         self.producer_broken = False
 
@@ -83,11 +83,11 @@ class CutWriter:
             return True
         started = self.clock.monotonic()
         first, last = batch.policy.first_offset, batch.policy.last_offset
-        objects = batch.objects(part.raw_exists, self.clock.now())
+        objects = batch.objects(part.raw_exists, self.clock.now(), gzip_now=False)
         try:
             if self.producer_broken:
                 await self.renew_producer()
-            await self.fence(part, first)
+            await self.fence_and_gzip(part, objects, first)
             todo = await self.unwritten(part, objects, last)
             # The raw object goes first and alone: finding it is how a replay knows the cut
             # was written (and where it ended), so no other object of a cut may exist without it.
@@ -128,12 +128,25 @@ class CutWriter:
         if self.clients.new_producer is None:  # clients made by hand (tests): nothing to renew with
             self.producer_broken = False
             return
-        old = self.producer
-        self.producer = self.clients.producer = self.changelog.producer = await self.clients.new_producer()
+        old = self.clients.use_producer(await self.clients.new_producer())
         self.producer_broken = False
         log.warning("Kafka producer replaced: its idempotence state no longer matched the broker's")
         with contextlib.suppress(Exception):  # the old one's sends have failed already
             await asyncio.wait_for(old.stop(), timeout=5)
+
+    async def fence_and_gzip(self, part: Owned, objects: list[S3Object], first: int) -> None:
+        """``fence`` while the raw object's body is gzipped in a thread: the largest CPU cost
+        of a cut overlaps the fence's two broker round trips. The HEADs and PUTs come after
+        both, so the time between the key check and the PUT does not grow."""
+        raw = next((o for o in objects if o.table == "events"), None)
+        if raw is None or part.raw_exists:  # nothing to write, or a replay that follows it
+            await self.fence(part, first)
+            return
+        gzipping = asyncio.ensure_future(asyncio.to_thread(gzip_raw, part.batch.lines))
+        try:
+            await self.fence(part, first)
+        finally:
+            raw.body = await gzipping  # never left running behind a failed fence
 
     async def fence(self, part: Owned, first: int) -> None:
         """``Fenced`` unless this worker still owns the partition (module docstring)."""
@@ -200,7 +213,9 @@ class CutWriter:
                 "written_at": written_at,
             }
             futures.append(
-                await self.producer.send(self.settings.batches_topic, orjson.dumps(notice), key=key.encode())
+                await self.clients.producer.send(
+                    self.settings.batches_topic, orjson.dumps(notice), key=key.encode()
+                )
             )
         for future in futures:
             await future
@@ -232,5 +247,8 @@ class CutWriter:
             return
         part.pruned_hour = hour
         dropped = state.prune(horizon(state.high_received, self.settings.dedup_window_hours))
+        dropped += state.prune_assignments(
+            assignment_horizon(state.high_received, self.settings.assignment_window_days)
+        )
         if dropped:
             log.info("state pruned", extra={"partition": part.tp.partition, "entries": dropped})

@@ -59,7 +59,7 @@ def test_marks_hold_exactly_what_was_added_and_prune_by_tag(
 def test_a_cut_record_round_trips_in_chunks_under_a_megabyte(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = [(key_hash(f"m{i}"), 1000 + i, 500_000 + i % 3) for i in range(70_000)]
     members = [(key_hash(f"u{i}"), 1000 + i, 20_000) for i in range(5)]
-    chunks = cutrecord.encode("2026-12-01T10:00:00.000Z", ids, members)
+    chunks = cutrecord.encode("2026-12-01T10:00:00.000Z", cutrecord.columns(ids), cutrecord.columns(members))
     assert len(chunks) == 3 and max(len(c) for c in chunks) < 1_000_000
     decoded = [cutrecord.decode(c) for c in chunks]
     assert {high for high, _, _ in decoded} == {"2026-12-01T10:00:00.000Z"}
@@ -68,7 +68,13 @@ def test_a_cut_record_round_trips_in_chunks_under_a_megabyte(monkeypatch: pytest
 
 
 @pytest.mark.parametrize(
-    "value", [b"", b"EPC1", b"XXXX" + bytes(10), cutrecord.encode("", [(1, 2, 3)], [])[0][:-1]]
+    "value",
+    [
+        b"",
+        b"EPC1",
+        b"XXXX" + bytes(10),
+        cutrecord.encode("", cutrecord.columns([(1, 2, 3)]), cutrecord.columns([]))[0][:-1],
+    ],
 )
 def test_a_damaged_cut_record_is_refused_clearly(value: bytes) -> None:
     with pytest.raises(cutrecord.BadCutRecord):
