@@ -8,7 +8,9 @@ projected to a 1 B-event EMR day.
 ``run()`` returns ``{"events_per_s", "ceiling_events_per_s", "peak_rss_mb", ...}`` for
 ``make bench``. Size: ``EVENTPIPE_BENCH_REPROCESS_EVENTS`` (default 1,000,000 raw lines
 over the three days, duplicates included). The Spark engine is compared only with
-``EVENTPIPE_BENCH_REPROCESS_SPARK=1`` (its JVM and five Python shuffles take minutes).
+``EVENTPIPE_BENCH_REPROCESS_SPARK=1`` (its JVM and five Python shuffles take minutes);
+``EVENTPIPE_BENCH_REPROCESS_BIG=10000000`` adds the job alone over a 10M-line day (its peak
+RSS, ``big_*`` fields; no ceiling: the one-process pass holds every event in memory).
 Data lives in a temporary directory, removed afterwards.
 """
 
@@ -203,6 +205,30 @@ def with_spark(inputs: list[str], expected: dict[str, Any], n: int) -> dict[str,
     }
 
 
+def big_day(n: int) -> dict[str, Any]:
+    """The job alone over ``n`` generated raw lines: its memory at a size the one-process
+    ceiling cannot hold (it keeps every event in a dict). ``EVENTPIPE_BENCH_REPROCESS_BIG``."""
+    with tempfile.TemporaryDirectory(prefix="ep-bench-reprocess-big-") as tmp:
+        workdir = Path(tmp)
+        paths = generate(workdir, n)
+        started, cpu = time.perf_counter(), _cpu_s()
+        inputs = pack(paths, workdir)
+        for path in paths:  # the gzip objects are packed: only the job's own disk remains
+            path.unlink()
+        found, memory = job(inputs, workdir)
+        job_s, job_cpu_s = time.perf_counter() - started, _cpu_s() - cpu
+    return {
+        "big_events": n,
+        "big_peak_rss_mb": memory["peak_rss_mb"],
+        "big_largest_task_rss_mb": memory["largest_task_rss_mb"],
+        "big_runner_process_rss_mb": memory["runner_process_rss_mb"],
+        "big_job_s": round(job_s, 1),
+        "big_job_cpu_us_per_event": round(job_cpu_s / n * 1e6, 1),
+        "big_load_average": round(os.getloadavg()[0], 2),
+        "big_rows": {t: len(r) for t, r in found.items()},
+    }
+
+
 def run(events: int | None = None) -> dict[str, Any]:
     n = events or int(os.environ.get("EVENTPIPE_BENCH_REPROCESS_EVENTS", "1000000"))
     extra: dict[str, Any] = {}
@@ -220,6 +246,8 @@ def run(events: int | None = None) -> dict[str, Any]:
             raise AssertionError("the job and the single-process pass disagree")
         if os.environ.get("EVENTPIPE_BENCH_REPROCESS_SPARK") == "1":
             extra = with_spark(inputs, expected, n)
+    if os.environ.get("EVENTPIPE_BENCH_REPROCESS_BIG"):  # e.g. 10000000: ~30 min here
+        extra.update(big_day(int(os.environ["EVENTPIPE_BENCH_REPROCESS_BIG"])))
     cores = os.cpu_count() or 1
     job_us = job_s * cores / n * 1e6
     return {

@@ -4,17 +4,21 @@ loader's), the EMR inputs without quarantined objects, the mapper's refusal, the
 from __future__ import annotations
 
 import gzip
+from datetime import datetime
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventpipe.cli import build_parser
 from eventpipe.loader.batches import CorruptBatch, parse_batch
 from eventpipe.loader.reprocess.inputs import QUARANTINED, s3_inputs
 from eventpipe.loader.reprocess.job import ReprocessJob
-from eventpipe.loader.reprocess.lines import REQUIRED, TIMESTAMPS, event_lines, line_problem
+from eventpipe.loader.reprocess.lines import REQUIRED, TIMESTAMPS, _is_timestamp, event_lines, line_problem
 from eventpipe.loader.reprocess.packed import read_packed
 from eventpipe.settings import Settings
+from eventpipe.timeutil import parse_ts
 
 GOOD = {"type": "track", "event": "Buy", "messageId": "m1", "userId": "u1", "anonymousId": None,
         "timestamp": "2026-11-26T09:00:00.000Z", "receivedAt": "2026-11-26T09:00:00.100Z",
@@ -125,3 +129,21 @@ def test_cli_takes_the_quarantine_wait():
     args = build_parser().parse_args(["reprocess", "--date", "2026-11-26", "--quarantine-wait-s", "0"])
     assert args.quarantine_wait_s == 0.0
     assert build_parser().parse_args(["reprocess", "--date", "2026-11-26"]).quarantine_wait_s is None
+
+
+def _parse_ts_takes(value: object) -> bool:
+    try:
+        parse_ts(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+written = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+    lambda d: d.isoformat(timespec="milliseconds") + "Z"
+)
+
+
+@given(st.one_of(written, written.map(lambda t: t.replace("1", "9", 2)), st.text(max_size=30), st.integers()))
+def test_the_timestamp_fast_path_takes_what_parse_ts_takes(value):
+    assert _is_timestamp(value) == _parse_ts_takes(value)
