@@ -9,7 +9,8 @@ from itertools import pairwise
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventpipe.loader.reprocess.local_runner import boundaries
+from eventpipe.loader.reprocess.job import ReprocessJob
+from eventpipe.loader.reprocess.local_runner import ByteSplitLocalRunner, boundaries
 
 lines = st.lists(
     st.tuples(st.sampled_from([b'"a"', b'"b"', b'"c"', b"[1]", b'"m\\t"']), st.binary(max_size=30)).map(
@@ -47,3 +48,10 @@ def test_reduce_splits_never_cut_a_key_group(found, parts):
 
 def test_an_empty_file_is_one_empty_split():
     assert parts_of(b"", 4, by_key=True) == [b""]
+
+
+def test_the_job_runs_local_with_the_byte_split_runner():
+    local = ReprocessJob(["-r", "local", "--day", "2026-11-26"])
+    assert local._runner_class() is ByteSplitLocalRunner
+    inline = ReprocessJob(["-r", "inline", "--day", "2026-11-26"])
+    assert inline._runner_class() is not ByteSplitLocalRunner
