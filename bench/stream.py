@@ -44,6 +44,7 @@ from eventpipe.timeutil import utcnow
 from tests.support.servers import free_port
 
 PROCESSED = re.compile(r'^eventpipe_stream_events_total\{outcome="processed"\} (\S+)$', re.M)
+CPU = re.compile(r"^process_cpu_seconds_total (\S+)$", re.M)
 COMMITTED = re.compile(r"^eventpipe_stream_committed_offset\{partition=\"\d+\"\} (\S+)$", re.M)
 
 
@@ -69,10 +70,11 @@ async def _fill(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
         await producer.stop()
 
 
-async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = True) -> float:
+async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = True) -> tuple[float, float]:
     """The honest ceiling (issue 16): plain aiokafka fetching every record of the topic,
     decoding it with orjson and counting events per user (``decode``), or fetch-and-count
-    only (the ceiling of earlier runs, kept for comparison); events/s."""
+    only (the ceiling of earlier runs, kept for comparison); events/s and CPU µs per event
+    (this process's CPU time: on a shared machine the wall-clock rate moves with the load)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -84,7 +86,7 @@ async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = 
         tps = [TopicPartition(settings.events_topic, p) for p in range(settings.events_partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        seen, started = 0, time.monotonic()
+        seen, started, cpu = 0, time.monotonic(), time.process_time()
         per_user: dict[str, int] = {}
         while seen < total and time.monotonic() - started < cap_s:
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
@@ -97,20 +99,23 @@ async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = 
                         per_user[user] = per_user.get(user, 0) + 1
         if decode and sum(per_user.values()) != seen:
             raise RuntimeError("the ceiling lost events")  # it must do the work it claims
-        return seen / (time.monotonic() - started)
+        return seen / (time.monotonic() - started), (time.process_time() - cpu) / seen * 1e6
     finally:
         await consumer.stop()
 
 
-def _scrape(port: int) -> tuple[float, float]:
+def _scrape(port: int) -> tuple[float, float, float]:
+    """Events processed, offsets committed, the worker's CPU seconds."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     processed = sum(float(v) for v in PROCESSED.findall(text))
     committed = sum(float(v) for v in COMMITTED.findall(text))
-    return processed, committed
+    return processed, committed, float(CPU.findall(text)[0])
 
 
-def _worker_rate(settings: Settings, total: int, cap_s: float) -> float:
+def _worker_rate(settings: Settings, total: int, cap_s: float) -> tuple[float, float]:
+    """Events/s and the worker's CPU µs per event, both from its first folded event until
+    every offset is committed (the CPU includes the bench's /metrics scrapes)."""
     port = free_port()
     env = settings.environment()
     env["EVENTPIPE_STREAM_WEB_PORT"] = str(port)
@@ -118,20 +123,20 @@ def _worker_rate(settings: Settings, total: int, cap_s: float) -> float:
     with process(args, env, f"http://127.0.0.1:{port}/metrics"):
         deadline = time.monotonic() + cap_s
         started = None
-        committed = 0.0
+        committed = cpu = cpu_at_start = 0.0
         while time.monotonic() < deadline:
             try:
-                processed, committed = _scrape(port)
+                processed, committed, cpu = _scrape(port)
             except (TimeoutError, OSError):  # a busy worker answers late: the clock runs on
                 continue
             if started is None and processed > 0:
-                started = time.monotonic()
+                started, cpu_at_start = time.monotonic(), cpu
             if committed >= total:
                 break
             time.sleep(0.05)
         if started is None or committed < total:
             raise RuntimeError(f"the worker committed {committed:.0f} of {total} events within {cap_s}s")
-        return total / (time.monotonic() - started)
+        return total / (time.monotonic() - started), (cpu - cpu_at_start) / total * 1e6
 
 
 def _state_rss(events: int) -> dict[str, float]:
@@ -195,9 +200,9 @@ def run(
     try:
         values = _values(events)
         asyncio.run(_fill(settings, values))
-        ceiling = asyncio.run(_ceiling(settings, len(values), cap_s))
-        consume_only = asyncio.run(_ceiling(settings, len(values), cap_s, decode=False))
-        rate = _worker_rate(settings, len(values), cap_s)
+        ceiling, ceiling_cpu = asyncio.run(_ceiling(settings, len(values), cap_s))
+        consume_only, _ = asyncio.run(_ceiling(settings, len(values), cap_s, decode=False))
+        rate, worker_cpu = _worker_rate(settings, len(values), cap_s)
     finally:
         _cleanup(settings)
     state = _state_rss(state_events)
@@ -207,6 +212,11 @@ def run(
         "consume_only_events_per_s": round(consume_only, 1),
         "events": len(values),
         "ratio_to_ceiling": round(rate / ceiling, 3),
+        # CPU per event (load-independent where wall clock is not): the worker process vs
+        # the ceiling's loop, and their ratio (the ceiling's CPU over the worker's)
+        "worker_cpu_us_per_event": round(worker_cpu, 2),
+        "ceiling_cpu_us_per_event": round(ceiling_cpu, 2),
+        "cpu_ratio_to_ceiling": round(ceiling_cpu / worker_cpu, 3),
         "rss_growth_mb_10m": state["rss_growth_mb"],
         "state_peak_rss_growth_mb": state["peak_rss_growth_mb"],
         "state_bytes_per_entry": state["bytes_per_entry"],
