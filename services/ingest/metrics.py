@@ -115,6 +115,7 @@ def observe_many(histogram: Histogram, amounts: list[int]) -> None:
 class IngestMetrics:
     def __init__(self, event_names: EventNameLabels | None = None) -> None:
         self.event_names = event_names or EventNameLabels("", 0)
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_start_time_seconds, RSS, CPU
         r = self.registry
@@ -183,11 +184,24 @@ class IngestMetrics:
         event (the hot path; Counter tallies in C). Sizes stay one observation per event:
         the event size histogram's quantiles are per event."""
         for kind, count in Tally(types).items():
-            self.events_accepted.labels(source, kind).inc(count)
+            self._child(self.events_accepted, source, kind).inc(count)
         for name, count in Tally(names).items():
             if name is not None:
                 self.events_by_name.labels(self.event_names.label(name, count)).inc(count)
         observe_many(self.event_bytes, sizes)
+
+    def count_request(self, route: str, status: int) -> None:
+        self._child(self.requests, route, str(status)).inc()
+
+    def _child(self, counter: Counter, *labels: str) -> Any:
+        """``counter.labels(*labels)``, looked up once: ``labels()`` takes a lock and checks
+        its arguments on every call (a request's most frequent metric work). Only for counters
+        whose series are never removed (routes, statuses, sources and types are bounded)."""
+        key = (id(counter), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        return child
 
     def _forget_event_name(self, name: str) -> None:
         """A name that lost its label slot: its series goes (Prometheus sees a counter end)."""
@@ -220,4 +234,4 @@ class StatusMetricsMiddleware:
             metrics = self.metrics_of()
             if metrics is not None:
                 route = scope.get("route")
-                metrics.requests.labels(getattr(route, "path", "unmatched"), str(status)).inc()
+                metrics.count_request(getattr(route, "path", "unmatched"), status)
