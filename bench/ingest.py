@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import uuid
+from pathlib import Path
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -122,6 +123,13 @@ def collector(kind: str, topic: str, bootstrap: str, client: str = "confluent", 
     return port, process(args, env, health)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (librdkafka's too).
+    Unlike events/s, CPU per event barely moves when other work shares the cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def batch_body() -> bytes:
     return orjson.dumps({"batch": sample_events(BATCH)})
 
@@ -131,11 +139,18 @@ def peak(kind: str, bootstrap: str, client: str = "confluent", seconds: int = SE
     topic = f"bench-{kind}-{client}"
     ensure_topic(bootstrap, topic)
     port, proc = collector(kind, topic, bootstrap, client)
-    with proc:
+    with proc as running:
         base = f"http://127.0.0.1:{port}"
+        started = process_cpu_s(running.pid)
         batch = wrk(f"{base}/v1/batch", batch_body(), seconds, connections=8)
+        between = process_cpu_s(running.pid)
         single = wrk(f"{base}/v1/track", orjson.dumps(sample_events(1)[0]), seconds, connections=32)
+        ended = process_cpu_s(running.pid)
+    batch_events = max(batch["requests_per_s"] * BATCH * seconds, 1.0)
+    single_requests = max(single["requests_per_s"] * seconds, 1.0)
     return {
+        "batch_cpu_us_per_event": (between - started) / batch_events * 1e6,
+        "single_cpu_us_per_request": (ended - between) / single_requests * 1e6,
         "batch_events_per_s": batch["requests_per_s"] * BATCH,
         "batch_p50_ms": batch["p50_ms"],
         "batch_closed_loop_p99_ms": batch["p99_ms"],
@@ -238,6 +253,14 @@ def run(bootstrap: str = "127.0.0.1:9092") -> dict:
         "minimal_batch_closed_loop_p99_ms": minimal["batch_closed_loop_p99_ms"],
         "ratio_vs_minimal": _ratio(ours["batch_events_per_s"], minimal["batch_events_per_s"]),
         "single_ratio_vs_minimal": _ratio(ours["single_requests_per_s"], minimal["single_requests_per_s"]),
+        # the same comparison in CPU per event/request of the collector process (minimal's over
+        # ours: above 1.0 we spend less); robust where a shared machine makes events/s swing
+        "minimal_batch_cpu_us_per_event": minimal["batch_cpu_us_per_event"],
+        "minimal_single_cpu_us_per_request": minimal["single_cpu_us_per_request"],
+        "cpu_ratio_vs_minimal": _ratio(minimal["batch_cpu_us_per_event"], ours["batch_cpu_us_per_event"]),
+        "single_cpu_ratio_vs_minimal": _ratio(
+            minimal["single_cpu_us_per_request"], ours["single_cpu_us_per_request"]
+        ),
         "baseline_events_per_s": naive["batch_events_per_s"],
         "baseline_single_requests_per_s": naive["single_requests_per_s"],
         "kafka_ceiling_events_per_s": ceiling,
