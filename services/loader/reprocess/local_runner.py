@@ -85,7 +85,7 @@ class ByteSplitLocalRunner(LocalMRJobRunner):
         paths = list(input_paths)
         compressed = any(p.endswith((".gz", ".bz2", ".bz")) for p in paths)
         if compressed or (step_num == 0 and self._uses_input_manifest()):
-            return super()._split_mapper_input(paths, step_num)  # type: ignore[no-any-return]
+            return super()._split_mapper_input(paths, step_num)  # type: ignore[no-any-return,unused-ignore]
         split_size = max(self._pick_mapper_split_size(paths, step_num), 1)
         outputs = self._yield_split_fileobjs("mapper", step_num)
         splits = []

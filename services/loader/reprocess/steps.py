@@ -128,8 +128,9 @@ def reduce_copies(key: Any, values: Iterable[Copy | Row], day: date) -> Pairs:
     """Values are ``packed.read_packed``'s. A lone copy's output was encoded when it was
     packed: it passes as bytes (engines that group objects decode it: ``packed.decoded``)."""
     if isinstance(key, list | tuple):  # snapshot rows of one user
-        for row in values:
-            yield key[1], [SNAPSHOT, row.record]
+        for snapshot in values:
+            assert isinstance(snapshot, Row)  # a user's key groups snapshot rows only
+            yield key[1], [SNAPSHOT, snapshot.record]
         return
     copies: list[Copy] = []
     loaded: dict[str, Any] | None = None
@@ -139,9 +140,9 @@ def reduce_copies(key: Any, values: Iterable[Copy | Row], day: date) -> Pairs:
         else:
             copies.append(value)
     if not copies:  # a link loaded from a day outside the window
-        row = loaded
-        assert row is not None  # a messageId key always has a raw copy or a loaded link
-        yield row["anonymous_id"], [LINK, [row["user_id"], row["linked_at"], row["message_id"]]]
+        link = loaded
+        assert link is not None  # a messageId key always has a raw copy or a loaded link
+        yield link["anonymous_id"], [LINK, [link["user_id"], link["linked_at"], link["message_id"]]]
         return
     if len(copies) == 1:
         yield from copies[0].outputs
