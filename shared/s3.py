@@ -29,13 +29,13 @@ def s3_client(settings: Settings) -> Any:
     )
 
 
-def gzip_lines(lines: Iterable[bytes]) -> bytes:
-    """Deterministic gzip (mtime 0): the same lines always give the same bytes."""
-    return gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), mtime=0)
+def gzip_lines(lines: Iterable[bytes], level: int = 9) -> bytes:
+    """Deterministic gzip (mtime 0): the same lines at the same level always give the same bytes."""
+    return gzip.compress(b"".join(line.rstrip(b"\n") + b"\n" for line in lines), level, mtime=0)
 
 
-def gzip_json_rows(rows: Iterable[dict[str, Any]]) -> bytes:
-    return gzip_lines(orjson.dumps(row) for row in rows)
+def gzip_json_rows(rows: Iterable[dict[str, Any]], level: int = 9) -> bytes:
+    return gzip_lines((orjson.dumps(row) for row in rows), level)
 
 
 def iter_gzip_lines(body: bytes) -> Iterator[bytes]:
