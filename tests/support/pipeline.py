@@ -32,18 +32,22 @@ def child_env(settings: Settings, **overrides: object) -> dict[str, str]:
     return env
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, needle: bytes = b"") -> bool:
+    """200 from ``url``, and ``needle`` in its body if given."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            return response.status == 200 and needle in response.read()
     except Exception:
         return False
 
 
+LOADER_MIGRATED = b"eventpipe_loader_warehouse_up 1.0"
+# The loader serves /metrics before its migrations ran (so a warehouse outage at start-up is
+# visible); it is ready once the warehouse answered, i.e. its tables exist.
 HEALTH = {
-    "ingest": lambda s: f"http://127.0.0.1:{s.ingest_port}/readyz",
-    "stream": lambda s: f"http://127.0.0.1:{s.stream_web_port}/metrics",
-    "loader": lambda s: f"http://127.0.0.1:{s.loader_port}/metrics",
+    "ingest": lambda s: http_ok(f"http://127.0.0.1:{s.ingest_port}/readyz"),
+    "stream": lambda s: http_ok(f"http://127.0.0.1:{s.stream_web_port}/metrics"),
+    "loader": lambda s: http_ok(f"http://127.0.0.1:{s.loader_port}/metrics", LOADER_MIGRATED),
 }
 
 
@@ -65,7 +69,7 @@ class Pipeline:
         self.procs[name] = proc
         self.settings_of[name] = settings
         deadline = time.monotonic() + wait_s
-        while not http_ok(HEALTH[command](settings)):
+        while not HEALTH[command](settings):
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}: {self.tail(name)}")
             if time.monotonic() > deadline:
