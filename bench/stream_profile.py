@@ -1,0 +1,229 @@
+"""Where the stream worker's CPU goes, per event: ``python -m bench.stream_profile [stages|spy] [events]``.
+
+``stages`` (no Kafka, no S3): the bench's own events (``bench.stream._values``), split over
+six partitions by user key and fed through the worker's real pure path -- ``parse_event``,
+the cut policy, ``PartitionBatch.add_event``, the run fold (``fold_many``) per fetched run of
+5,000, at each cut (10,000 events, as the bench) the objects, their gzip, the changelog
+records and the seal -- with each stage timed in its own pass (``time.process_time``), so no
+per-call timer is inside the loop it measures. Hashing and decoding are also timed on their
+own (the fold and the validation include them) and subtracted. What it cannot see: Kafka
+fetching, S3 calls, the event loop and the web server; those are what ``spy`` shows.
+
+``spy``: the bench's real worker process over a pre-filled topic (``bench.stream``'s run,
+only the worker part) sampled by py-spy (on-CPU samples only, every thread), each sample put
+in the stage of the innermost frame that names one (``SPY_STAGES``), its share times the
+worker's CPU-µs per event from the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import ROOT, VENV_BIN
+from eventpipe.stream.batch import PartitionBatch, gzip_raw, gzip_rows, parse_event
+from eventpipe.stream.cuts import CutPolicy
+from eventpipe.stream.fold import TABLES
+from eventpipe.stream.marks import key_hash
+
+PARTITIONS, FETCH, CUT = 6, 5_000, 10_000
+
+
+class _Still:
+    def monotonic(self) -> float:
+        return 0.0  # the wall-clock cut never fires here: cuts are by count, as in the bench
+
+
+@contextmanager
+def _timed(totals: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.process_time()
+    yield
+    totals[stage] += time.process_time() - started
+
+
+def _by_partition(values: list[tuple[bytes, bytes]]) -> list[list[bytes]]:
+    parts: list[list[bytes]] = [[] for _ in range(PARTITIONS)]
+    for key, value in values:
+        parts[zlib.crc32(key) % PARTITIONS].append(value)
+    return parts
+
+
+def _cut(batch: PartitionBatch, t: dict[str, float]) -> None:
+    with _timed(t, "fold (incl. hashing)"):
+        batch.fold()
+    first, last = batch.policy.first_offset, batch.policy.last_offset
+    with _timed(t, "aggregate rows"):
+        rows = [batch.deltas.rows(table) for table in TABLES]
+    with _timed(t, "gzip aggregate objects"):
+        for table_rows in rows:
+            if table_rows:
+                gzip_rows(table_rows)
+    with _timed(t, "gzip raw object"):
+        gzip_raw(batch.lines)
+    with _timed(t, "changelog records"):
+        records = batch.state.cut_records(first, last)
+        _ = [orjson.dumps(key) for key, _ in records]
+        batch.state.written(records)
+    with _timed(t, "seal (commit)"):
+        batch.state.seal(last)
+    batch.reset()
+
+
+def _partition(values: list[bytes], t: dict[str, float]) -> None:
+    batch = PartitionBatch(0, CutPolicy(CUT, 16 * 1024 * 1024, 1.0, _Still()))
+    offset = 0
+    for start in range(0, len(values), FETCH):
+        run = values[start : start + FETCH]
+        with _timed(t, "decode (orjson.loads)"):
+            _ = [orjson.loads(v) for v in run]
+        with _timed(t, "decode + validation"):
+            events = [parse_event(v) for v in run]
+        with _timed(t, "extract"):
+            folded = [batch.state.extract(e) for e in events]
+        with _timed(t, "hashing (2 blake2b)"):
+            _ = [key_hash(f.message_id) for f in folded]
+            _ = [key_hash(f.user) for f in folded if f.name is not None and f.user is not None]
+        for value, event in zip(run, events, strict=True):
+            # the pipeline's order; add_event extracts again (timed above on its own)
+            started = time.process_time()
+            reason = batch.before(offset, event, len(value))
+            if reason:
+                t["cut policy + buffering (incl. extract)"] += time.process_time() - started
+                _cut(batch, t)
+                started = time.process_time()
+            reason = batch.add_event(offset, value, event)
+            t["cut policy + buffering (incl. extract)"] += time.process_time() - started
+            offset += 1
+            if reason:
+                _cut(batch, t)
+        with _timed(t, "fold (incl. hashing)"):
+            batch.fold()
+    if batch.policy.is_open:
+        _cut(batch, t)
+
+
+def stages(events: int) -> dict[str, float]:
+    """CPU µs per event of each pure stage (module docstring)."""
+    from bench.stream import _values
+
+    values = _values(events)
+    t: dict[str, float] = collections.defaultdict(float)
+    # the per-event timer pair of the buffering loop, measured alone so it can be taken off
+    started = time.process_time()
+    for _ in values:
+        time.process_time()
+        time.process_time()
+    timer = time.process_time() - started
+    for part in _by_partition(values):
+        _partition(part, t)
+    t["cut policy + buffering (incl. extract)"] -= timer
+    us = {stage: seconds / len(values) * 1e6 for stage, seconds in t.items()}
+    us["validation"] = us["decode + validation"] - us["decode (orjson.loads)"]
+    us["cut policy + buffering"] = us.pop("cut policy + buffering (incl. extract)") - us["extract"]
+    us["fold (without hashing)"] = us["fold (incl. hashing)"] - us["hashing (2 blake2b)"]
+    del us["decode + validation"], us["fold (incl. hashing)"]
+    us["total of the pure stages"] = sum(us.values())
+    return {stage: round(value, 2) for stage, value in us.items()}
+
+
+# innermost-first: a sample belongs to the first stage one of its frames names
+SPY_STAGES: list[tuple[str, Callable[[str], bool]]] = [
+    ("gzip", lambda f: "gzip" in f or "zlib" in f),
+    ("S3 (boto3/botocore, threads)", lambda f: "botocore" in f or "boto3" in f or "urllib3" in f),
+    ("changelog (records + produce)", lambda f: "changelog.py" in f or "cutrecord.py" in f),
+    ("seal / marks", lambda f: "(seal)" in f or "marks.py" in f),
+    ("fold", lambda f: "fold.py" in f),
+    ("aggregate rows", lambda f: "deltas.py" in f),
+    ("decode + validation", lambda f: "parse_event" in f),
+    ("cut policy + buffering", lambda f: "batch.py" in f or "cuts.py" in f),
+    ("commit / fence / notices", lambda f: "writer.py" in f),
+    ("Kafka fetch (aiokafka)", lambda f: "aiokafka" in f or "kafka/" in f),
+    ("pipeline loop", lambda f: "pipeline.py" in f),
+    ("metrics / web (/metrics scrapes)", lambda f: "prometheus" in f or "aiohttp" in f),
+]
+
+
+def classify(stack: str) -> str:
+    frames = stack.split(";")[::-1]  # py-spy's raw format: outermost first
+    for frame in frames:
+        for stage, matches in SPY_STAGES:
+            if matches(frame):
+                return stage
+    return "other (event loop, faust/mode, threads' own)"
+
+
+def spy(events: int) -> dict[str, Any]:
+    """py-spy over the bench's worker (module docstring): share of samples and µs per event."""
+    import bench.stream as bs
+
+    out = Path(tempfile.mkdtemp(prefix="stream-spy-")) / "worker.txt"
+    real = bs.python_exe
+    wrapper = out.with_name("python-under-spy")
+    # py-spy attaches to the worker, so the bench's SIGTERM reaches the worker itself and
+    # py-spy writes its samples once the worker has exited
+    wrapper.write_text(
+        f'#!/bin/sh\n{real()} "$@" &\nchild=$!\n'
+        f"{VENV_BIN / 'py-spy'} record --pid $child --format raw -r 200 --threads --nonblocking "
+        f"-o {out} >/dev/null 2>&1 &\nspy=$!\n"
+        "trap 'kill -TERM $child; wait $child; wait $spy; exit 0' TERM\nwait $child\nwait $spy\n"
+    )
+    wrapper.chmod(0o755)
+    bs.python_exe = lambda: str(wrapper)  # the worker only
+    try:
+        settings = bs.Settings(
+            events_topic=f"bench-spy-{os.getpid()}-events",
+            deadletter_topic=f"bench-spy-{os.getpid()}-rejected",
+            batches_topic=f"bench-spy-{os.getpid()}-batches",
+            stream_app_id=f"bench-spy-{os.getpid()}-stream",
+            s3_prefix=f"bench/stream-spy-{os.getpid()}/",
+            archive_max_events=CUT,
+            flush_interval_s=1.0,
+        )
+        bs.create_topics(settings, wait_s=30)
+        try:
+            values = bs._values(events)
+            asyncio.run(bs._fill(settings, values))
+            rate, cpu_us = bs._worker_rate(settings, len(values), 180)
+        finally:
+            bs.python_exe = real
+            bs._cleanup(settings)
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.5)  # py-spy writes its file once the worker has exited
+    finally:
+        bs.python_exe = real
+    counts: collections.Counter[str] = collections.Counter()
+    for line in out.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        counts[classify(stack)] += int(n)
+    total = sum(counts.values())
+    return {
+        "events_per_s": round(rate),
+        "worker_cpu_us_per_event": round(cpu_us, 1),
+        "samples": total,
+        "note": "py-spy slows the worker a little; read shares",
+        "stages": {
+            stage: {"share": round(n / total, 3), "us_per_event": round(n / total * cpu_us, 2)}
+            for stage, n in counts.most_common()
+        },
+    }
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1] if sys.argv[1:] else "stages"
+    n = int(sys.argv[2]) if sys.argv[2:] else 100_000
+    result = stages(n) if mode == "stages" else spy(n)
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    subprocess.run(["uptime"], cwd=ROOT, check=False)
