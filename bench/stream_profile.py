@@ -171,13 +171,11 @@ def spy(events: int) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="stream-spy-")) / "worker.txt"
     real = bs.python_exe
     wrapper = out.with_name("python-under-spy")
-    # py-spy attaches to the worker, so the bench's SIGTERM reaches the worker itself and
-    # py-spy writes its samples once the worker has exited
+    # the wrapper becomes the worker (exec keeps its pid, which the bench reads CPU time of
+    # and signals); py-spy attaches to that pid and writes its samples once the worker exits
     wrapper.write_text(
-        f'#!/bin/sh\n{real()} "$@" &\nchild=$!\n'
-        f"{VENV_BIN / 'py-spy'} record --pid $child --format raw -r 200 --threads --nonblocking "
-        f"-o {out} >/dev/null 2>&1 &\nspy=$!\n"
-        "trap 'kill -TERM $child; wait $child; wait $spy; exit 0' TERM\nwait $child\nwait $spy\n"
+        f"#!/bin/sh\n(sleep 1; exec {VENV_BIN / 'py-spy'} record --pid $$ --format raw -r 200 --threads "
+        f'--nonblocking -o {out} >/dev/null 2>&1) &\nexec {real()} "$@"\n'
     )
     wrapper.chmod(0o755)
     bs.python_exe = lambda: str(wrapper)  # the worker only
