@@ -6,14 +6,15 @@ creating offset, 4-byte bucket tag -- 20 bytes an entry. A cut is split into chu
 most ``CHUNK_ENTRIES`` entries so that each record stays under the broker's default
 ``max.message.bytes`` (1 MB). Layout of a chunk::
 
-    b"EPC2" | uint32 ids | uint32 members | uint16 n | high_received (n bytes, UTF-8)
+    b"EPC3" | uint32 ids | uint32 members | uint16 n | high_received (n bytes, UTF-8)
     | hashes uint64[ids + members] | offsets int64[...] | tags uint32[...]   (little-endian)
 
 the first ``ids`` entries are messageIds, the rest distinct-user marks.
 
-``EPC1`` records (before ``marks.mark_hash``) are still read: their messageIds hash as they
-did; their marks hashed the joined (row, user) text, which no mark hashes to any more, so
-they are left out (after an upgrade, users of the window's rows are counted once more in the
+``EPC1`` (before ``marks.mark_hash``) and ``EPC2`` records (blake2b, before XXH3-64) are still
+read, for their ``high_received``; their entries hash with a function the fold no longer uses,
+so no key could ever find them and they are left out (after an upgrade, for one dedup window,
+duplicates of earlier events and users of the window's rows are counted once more in the
 streamed rows; the nightly reprocess is final).
 """
 
@@ -23,8 +24,8 @@ import struct
 
 import numpy as np
 
-MAGIC = b"EPC2"
-MAGIC_BEFORE_MARK_HASH = b"EPC1"
+MAGIC = b"EPC3"
+MAGICS_BEFORE_XXH3 = (b"EPC1", b"EPC2")  # blake2b hashes: read, their entries left out
 HEADER = struct.Struct("<4sIIH")
 CHUNK_ENTRIES = 32_768  # 20 bytes each: 640 KB, under Kafka's default 1 MB record limit
 
@@ -68,15 +69,17 @@ def decode(value: bytes) -> tuple[str, list[Entry], list[Entry]]:
     if len(value) < HEADER.size:
         raise BadCutRecord("cut record shorter than its header")
     magic, n_ids, n_members, n_high = HEADER.unpack_from(value)
-    if magic not in (MAGIC, MAGIC_BEFORE_MARK_HASH):
+    if magic != MAGIC and magic not in MAGICS_BEFORE_XXH3:
         raise BadCutRecord(f"not a cut record (magic {magic!r})")
     n = n_ids + n_members
     at = HEADER.size + n_high
     if len(value) != at + 20 * n:
         raise BadCutRecord(f"cut record of {len(value)} bytes, its header says {at + 20 * n}")
     high = value[HEADER.size : at].decode()
+    if magic != MAGIC:
+        return high, [], []
     hashes = np.frombuffer(value, dtype="<u8", count=n, offset=at).tolist()
     offsets = np.frombuffer(value, dtype="<i8", count=n, offset=at + 8 * n).tolist()
     tags = np.frombuffer(value, dtype="<u4", count=n, offset=at + 16 * n).tolist()
     rows = list(zip(hashes, offsets, tags, strict=True))
-    return high, rows[:n_ids], rows[n_ids:] if magic == MAGIC else []
+    return high, rows[:n_ids], rows[n_ids:]

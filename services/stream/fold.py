@@ -69,6 +69,8 @@ class Folded(NamedTuple):
     timestamp: str
 
 
+_folded = tuple.__new__  # a Folded from a tuple: ~4x cheaper than its generated __new__
+
 Mark = tuple[list[int], int, int, int]  # (row counters, mark hash, creating offset, day tag)
 # (name's row counters, its mark row hash, "*" row counters or None, its hash, weight)
 EngagementRows = tuple[list[int], int, list[int] | None, int, int]
@@ -132,11 +134,13 @@ class PartitionState(Persisted):
 
     def extract(self, event: dict[str, Any]) -> Folded:
         """What the fold needs of ``event``; ``KeyError``/``TypeError``/``ValueError`` if it
-        cannot be folded (then nothing of it is)."""
+        cannot be folded (then nothing of it is). Once per event: the tags come from their
+        caches inline and the tuple is built without ``Folded``'s Python-level ``__new__``."""
         received = event["receivedAt"]
         user = user_key(event)
         name = exposure = None
         day, tag = "", -1
+        tags = self._tags
         if user is not None:
             if not isinstance(user, str):
                 raise TypeError("the user key is not a string")
@@ -145,13 +149,17 @@ class PartitionState(Persisted):
                 if not isinstance(name, str):
                     raise TypeError("the event name is not a string")
                 day = self._day(event["timestamp"][:10])
-                tag = self._tag(day)
+                tag = tags.get(day)
+                if tag is None:
+                    tag = self._tag(day)
                 if name == EXPOSURE_EVENT:  # only a track event can carry this name
                     exposure = exposure_of(event)
-        return Folded(
-            event["messageId"], received, self._tag(received[:13]), user, exposure, name, day, tag,
-            event["timestamp"],
-        )  # fmt: skip
+        hour = tags.get(received[:13])
+        if hour is None:
+            hour = self._tag(received[:13])
+        return _folded(
+            Folded, (event["messageId"], received, hour, user, exposure, name, day, tag, event["timestamp"])
+        )
 
     def apply(self, offset: int, event: dict[str, Any], out: Deltas) -> bool:
         """Fold the event at ``offset``; False if it is a duplicate of an earlier offset."""

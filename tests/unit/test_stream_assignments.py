@@ -1,12 +1,14 @@
 """The stream's assignments are bounded by time: an assignment is forgotten (and tombstoned
 in the changelog) ``assignment_window_days`` of data time after its first exposure, like
-the messageIds and marks are after the dedup window; recent ones stay. Also: cut records of
-the format before ``mark_hash`` keep their messageIds and drop their marks."""
+the messageIds and marks are after the dedup window; recent ones stay. Also: cut records
+hashed before XXH3-64 (``EPC1``, ``EPC2``) give their data clock and no entries."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from eventpipe.stream import cutrecord
 from eventpipe.stream.fold import Deltas, PartitionState
@@ -81,11 +83,14 @@ def test_a_replaced_assignment_is_pruned_by_its_own_first_exposure() -> None:
     assert state.assigned["u"]["x"][0] == "C"
 
 
-def test_cut_records_before_mark_hash_keep_their_message_ids_only() -> None:
+@pytest.mark.parametrize("magic", cutrecord.MAGICS_BEFORE_XXH3)
+def test_cut_records_hashed_before_xxh3_give_their_data_clock_only(magic: bytes) -> None:
     ids, members = [(key_hash("m1"), 3, 7)], [(key_hash("old mark"), 3, 1)]
     chunk = cutrecord.encode("2026-12-01T10:00:00.000Z", cutrecord.columns(ids), cutrecord.columns(members))[
         0
     ]
-    old = cutrecord.MAGIC_BEFORE_MARK_HASH + chunk[len(cutrecord.MAGIC) :]
-    assert cutrecord.decode(old) == ("2026-12-01T10:00:00.000Z", ids, [])
+    old = magic + chunk[len(cutrecord.MAGIC) :]
+    assert cutrecord.decode(old) == ("2026-12-01T10:00:00.000Z", [], [])
     assert cutrecord.decode(chunk) == ("2026-12-01T10:00:00.000Z", ids, members)
+    with pytest.raises(cutrecord.BadCutRecord):
+        cutrecord.decode(old[:-1])  # damaged: refused as before
