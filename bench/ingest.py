@@ -4,7 +4,8 @@ each load, 10 s by default):
 
 * the collector in its DEFAULT configuration (librdkafka, lz4), one process: peak events/s
   in 100-event batches (wrk, 8 connections), single events (wrk, 32 connections), and p99
-  latency OPEN LOOP at a constant offered rate of half that peak (bench/openloop.py);
+  latency OPEN LOOP at a constant offered rate of half that peak (bench/openloop.py), with the
+  broker JVM's stop-the-world GC pauses of the same seconds (bench/jvmgc.py);
 * the minimal collector a competent user would write (bench/minimal_collector.py) under the
   same wrk loads; the peaks of both are the best of two alternating rounds, so a burst of
   other work on the shared machine cannot favour one;
@@ -28,6 +29,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from bench.common import ROOT, VENV_BIN, process, python_exe, wrk
+from bench.jvmgc import BrokerGc, pid_listening
 from bench.openloop import open_loop
 from tests.support.servers import free_port
 
@@ -173,7 +175,9 @@ def best_of(first: dict, second: dict) -> dict:
 
 
 def latency_at_half_peak(bootstrap: str, peak_events_per_s: float, seconds: int = SECONDS) -> dict:
-    """Our collector, open loop, at a constant half of its measured peak."""
+    """Our collector, open loop, at a constant half of its measured peak; beside it the
+    broker JVM's stop-the-world GC pauses in the same seconds (every acks=all publish waits
+    them out, so they bound the p99 from below)."""
     topic = "bench-eventpipe-openloop"
     ensure_topic(bootstrap, topic)
     rate = max(peak_events_per_s / 2 / BATCH, 1.0)
@@ -181,7 +185,9 @@ def latency_at_half_peak(bootstrap: str, peak_events_per_s: float, seconds: int 
     with proc:
         url = f"http://127.0.0.1:{port}/v1/batch"
         open_loop(url, batch_body(), rate, seconds=2)  # warm-up: connections, producer
-        return open_loop(url, batch_body(), rate, seconds=seconds)
+        with BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1]))) as broker:
+            latency = open_loop(url, batch_body(), rate, seconds=seconds)
+    return {**latency, **broker.summary()}
 
 
 def broker_bytes_per_event(bootstrap: str, topic: str) -> float:

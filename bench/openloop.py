@@ -26,7 +26,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-async def _run(url: str, body: bytes, rate: float, seconds: float, connections: int) -> dict[str, float]:
+async def _run(
+    url: str, body: bytes, rate: float, seconds: float, connections: int, samples: list | None
+) -> dict[str, float]:
     latencies: list[float] = []
     lags: list[float] = []
     failures = 0
@@ -45,6 +47,8 @@ async def _run(url: str, body: bytes, rate: float, seconds: float, connections: 
                 ok = False
             latencies.append(time.perf_counter() - due)
             failures += 0 if ok else 1
+            if samples is not None:
+                samples.append((due, latencies[-1], ok))
 
         start = time.perf_counter() + 0.05
         tasks = []
@@ -71,9 +75,16 @@ async def _run(url: str, body: bytes, rate: float, seconds: float, connections: 
 
 
 def open_loop(
-    url: str, body: bytes, rate: float, seconds: float = 10, connections: int = 256
+    url: str,
+    body: bytes,
+    rate: float,
+    seconds: float = 10,
+    connections: int = 256,
+    samples: list[tuple[float, float, bool]] | None = None,
 ) -> dict[str, float]:
-    """``rate`` requests/s of ``body`` to ``url`` for ``seconds``, on a fixed timetable."""
+    """``rate`` requests/s of ``body`` to ``url`` for ``seconds``, on a fixed timetable.
+    ``samples``, if given, receives every request's (due time on CLOCK_MONOTONIC, latency in
+    s, 2xx or not): where in time the slow ones fell (bench/openloop_tail.py)."""
     if rate <= 0:
         raise ValueError("open-loop rate must be positive")
-    return asyncio.run(_run(url, body, rate, seconds, connections))
+    return asyncio.run(_run(url, body, rate, seconds, connections, samples))

@@ -1,10 +1,11 @@
-"""The ingest bench's pure parts: nearest-rank percentiles and the best-of-two rounds."""
+"""The ingest bench's pure parts: nearest-rank percentiles, the best-of-two rounds, the broker's GC pauses."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.ingest import best_of
+from bench.jvmgc import pauses
 from bench.openloop import open_loop, percentile
 
 
@@ -30,3 +31,12 @@ def test_best_of_keeps_each_groups_latencies_with_its_throughput():
 def test_open_loop_refuses_a_rate_of_zero():
     with pytest.raises(ValueError):
         open_loop("http://127.0.0.1:1/", b"{}", rate=0)
+
+
+def test_broker_gc_pauses_one_per_collection_even_when_jstat_shows_the_time_a_sample_late():
+    # (t, collections so far, seconds paused so far), as jstat -gc prints them every 100 ms
+    samples = [(0.0, 4, 1.0), (0.1, 5, 1.0), (0.2, 5, 1.06), (0.3, 5, 1.06), (0.4, 7, 1.10), (0.5, 7, 1.10)]
+    found = pauses(samples)
+    assert [t for t, _ in found] == [0.1, 0.4, 0.4]
+    assert [round(ms, 6) for _, ms in found] == [60.0, 20.0, 20.0]
+    assert pauses([(0.0, 4, 1.0), (0.1, 4, 1.0)]) == []
