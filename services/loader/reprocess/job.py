@@ -18,7 +18,10 @@ and ``[variant, first_exposed_at]`` of the assignments (``steps.merge_partials``
 rows of contracts §3, ``corrections/``). ``--checked-inputs``: every raw line was already
 checked as the loader checks it and packed (local inputs, ``inputs.download_inputs``), so
 the first mapper passes those lines as they are; it packs the rest (snapshot rows, and every
-``s3://`` line on EMR/Hadoop, which it checks). The first reducer reads packed lines
+``s3://`` line on EMR/Hadoop, which it checks). ``--packed-inputs``: every input line is packed
+already (``runjob.run_job`` packs the snapshot files of a local run), so the first step has no
+mapper at all -- on ``-r local`` a mapper task was a Python process per split passing every
+line through mrjob's loop unchanged (~8 CPU-s of a 1M-line run). The first reducer reads packed lines
 (``packed.read_packed``) and writes a lone copy's pre-encoded output without parsing it.
 Run as a script by mrjob's local/hadoop/emr runners, hence the absolute imports.
 """
@@ -77,14 +80,30 @@ class ReprocessJob(MRJob):
         self.add_passthru_arg(
             "--checked-inputs", action="store_true", help="raw lines were checked before (local inputs)"
         )
+        self.add_passthru_arg(
+            "--packed-inputs", action="store_true", help="every input line is packed (no first mapper)"
+        )
 
     def steps(self) -> list[MRStep]:
+        first = (
+            MRStep(reducer=self.reduce_copies)
+            if self.options.packed_inputs
+            else MRStep(mapper=self.map_by_message, reducer=self.reduce_copies)
+        )
         return [
-            MRStep(mapper=self.map_by_message, reducer=self.reduce_copies),
+            first,
             MRStep(reducer=self.reduce_first_hop),
             MRStep(reducer=self.reduce_second_hop),
             MRStep(reducer_init=self.start_rows, reducer=self.reduce_user, reducer_final=self.partial_rows),
         ]
+
+    def _steps_desc(self) -> list[dict[str, Any]]:
+        """mrjob gives a first step an identity mapper even when it has none (for the input
+        protocol); with packed inputs there is nothing to map, so the runner gets none."""
+        described: list[dict[str, Any]] = super()._steps_desc()
+        if self.options.packed_inputs:
+            described[0].pop("mapper", None)
+        return described
 
     def _runner_class(self) -> Any:
         """``-r local`` splits task inputs by byte ranges (``local_runner``), not line by line."""

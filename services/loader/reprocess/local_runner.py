@@ -83,6 +83,8 @@ class ByteSplitLocalRunner(LocalMRJobRunner):
 
     def _split_mapper_input(self, input_paths: Any, step_num: int) -> list[dict[str, Any]]:
         paths = list(input_paths)
+        if "mapper" not in self._get_step(step_num):
+            return self._link_whole_files(paths, step_num)
         compressed = any(p.endswith((".gz", ".bz2", ".bz")) for p in paths)
         if compressed or (step_num == 0 and self._uses_input_manifest()):
             return super()._split_mapper_input(paths, step_num)  # type: ignore[no-any-return,unused-ignore]
@@ -97,6 +99,17 @@ class ByteSplitLocalRunner(LocalMRJobRunner):
                     with next(outputs) as dest:
                         _copy_range(src, dest, start, end)
                     splits.append({"file": path, "start": start, "length": end - start})
+        return splits
+
+    def _link_whole_files(self, paths: list[str], step_num: int) -> list[dict[str, Any]]:
+        """A step without a mapper: its "map tasks" only hand their input to the sort (mrjob
+        symlinks each split to its output), so one split per file, linked, not copied."""
+        splits = []
+        for task_num, path in enumerate(paths):
+            split = self._task_input_path("mapper", step_num, task_num)
+            os.makedirs(os.path.dirname(split), exist_ok=True)
+            os.symlink(os.path.abspath(path), split)
+            splits.append({"file": path, "start": 0, "length": os.path.getsize(path)})
         return splits
 
     def _split_reducer_input(self, step_num: int) -> int:
@@ -115,6 +128,9 @@ class ByteSplitLocalRunner(LocalMRJobRunner):
     # docs/reprocess.md); each one is deleted here once the next phase has read it
     def _sort_reducer_input(self, step_num: int, num_map_tasks: int) -> None:
         super()._sort_reducer_input(step_num, num_map_tasks)
+        if step_num and "mapper" not in self._get_step(step_num):  # a previous step's output
+            for task_num in range(num_map_tasks):
+                self._discard(os.path.realpath(self._task_input_path("mapper", step_num, task_num)))
         for task_num in range(num_map_tasks):  # no combiners: map outputs went into the sort
             self._discard(self._task_output_path("mapper", step_num, task_num))
             self._discard(self._task_input_path("mapper", step_num, task_num))

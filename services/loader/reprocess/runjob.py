@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from eventpipe.loader.reprocess.job import ReprocessJob
-from eventpipe.loader.reprocess.steps import merge_partials
+from eventpipe.loader.reprocess.packed import is_packed
+from eventpipe.loader.reprocess.steps import map_line, merge_partials
 from eventpipe.settings import Settings
 
 DEFAULT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "emr" / "mrjob.conf"
@@ -38,6 +39,7 @@ def job_args(settings: Settings, day: date, runner: str, tmp_dir: Path | None = 
     if runner in ("inline", "local"):
         args.append("--no-conf")
         args.append("--checked-inputs")  # download_inputs checked every line as the loader does
+        args.append("--packed-inputs")  # ... and packed it; run_job packs the snapshot files
         if tmp_dir is not None:
             args += ["--local-tmp-dir", str(tmp_dir)]
         if runner == "local":
@@ -58,8 +60,28 @@ def job_args(settings: Settings, day: date, runner: str, tmp_dir: Path | None = 
     return args
 
 
+def packed_file(path: str, day: date) -> str:
+    """``path`` if its lines are packed (``inputs.Packer``'s files), else a packed copy beside
+    it (the snapshots' plain rows, ``steps.map_line``): a job with ``--packed-inputs`` has no
+    first mapper to pack them. Local inputs only: their raw lines were checked already."""
+    with open(path, "rb") as src:
+        first = src.readline()
+        if not first or is_packed(first):  # the Packer's files are packed throughout
+            return path
+        src.seek(0)
+        target = f"{path}.packed"
+        with open(target, "wb") as sink:
+            for line in src:
+                packed = map_line(line.rstrip(b"\r\n"), day, checked=True)
+                sink.writelines(packed_line + b"\n" for packed_line in packed)
+    return target
+
+
 def run_job(args: list[str], inputs: list[str]) -> Corrections:
     """Run the job to completion; its final rows per table, in a deterministic order."""
+    if "--packed-inputs" in args:
+        day = date.fromisoformat(args[args.index("--day") + 1])
+        inputs = [packed_file(path, day) for path in inputs]
     job = ReprocessJob(args=[*args, *inputs])
     with job.make_runner() as runner:
         runner.run()
