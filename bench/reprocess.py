@@ -35,7 +35,8 @@ from bench.emr_cost import project
 from bench.rss import run_measured
 from eventpipe.definitions import canonical_first
 from eventpipe.identity import Links
-from eventpipe.loader.reprocess.inputs import Inputs, Packer
+from eventpipe.loader.reprocess.inputs import Inputs
+from eventpipe.loader.reprocess.packing import ParallelPacker
 from eventpipe.loader.reprocess.rows import (
     ASSIGNMENTS,
     DAILY_TABLES,
@@ -137,9 +138,10 @@ def ceiling(paths: list[Path], day: date = DAY) -> dict[str, list[dict[str, Any]
 
 def pack(paths: list[Path], workdir: Path) -> list[str]:
     """What ``run_day`` does for local engines once the objects are here: check every line as
-    the loader does and pack the lines into plain JSONL (``inputs.Packer``, the same code)."""
+    the loader does and pack the lines into plain JSONL (``packing.ParallelPacker`` on the
+    settings' task count, the same code as ``inputs.download_inputs``)."""
     inputs = Inputs()
-    packer = Packer(workdir, inputs, DAY)
+    packer = ParallelPacker(workdir, inputs, DAY, Settings().reprocess_tasks or os.cpu_count() or 1)
     try:
         for path in paths:
             packer.add(path.name, path.read_bytes())

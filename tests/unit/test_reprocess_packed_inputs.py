@@ -61,3 +61,17 @@ def test_the_runner_sees_no_first_mapper_with_packed_inputs():
     assert "mapper" not in packed[0] and "reducer" in packed[0]
     plain = ReprocessJob(["--day", DAY.isoformat()])._steps_desc()
     assert "mapper" in plain[0]
+
+
+def test_the_hops_pass_items_as_bytes_and_decode_links_and_targets():
+    job = ReprocessJob(["--day", DAY.isoformat()])
+    read, write = job.pick_protocols(1, "reducer")
+    event = b'"anon-1"\t["event",{"messageId":"m","type":"track","x":[1,"\\t"]}]'
+    key, value = read(event)
+    assert key == "anon-1" and value[1] == event.split(b"\t", 1)[1]
+    assert write("user-1", value) == b'"user-1"\t' + value[1]
+    link = b'"anon-1"\t["link",["user-1","2026-11-26T00:00:00.000Z","m2"]]'
+    assert read(link) == ("anon-1", ["link", ["user-1", "2026-11-26T00:00:00.000Z", "m2"]])
+    assert read(b'"anon-1"\t["target","user-1"]') == ("anon-1", ["target", "user-1"])
+    assert write("anon-1", ["target", "user-1"]) == b'"anon-1"\t["target","user-1"]'
+    assert job.pick_protocols(2, "reducer")[0](event) == (key, value)

@@ -16,6 +16,7 @@ their other objects as explicit keys, so the quarantined ones are never read.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
@@ -104,11 +105,12 @@ class Packer:
     """Checks raw objects as the loader does and packs the lines of the good ones for the
     job's first step (``steps.pack_event``: keyed by ``messageId``, with the step's output for
     a lone copy, computed from the parse the check made) into files of at most
-    ``CHUNK_BYTES`` (``workdir/raw-N.jsonl``), recorded in ``out``. ``day`` is the day the
-    job recomputes (what a lone copy's output depends on)."""
+    ``CHUNK_BYTES`` (``workdir/<name>-N.jsonl``), recorded in ``out``. ``day`` is the day the
+    job recomputes (what a lone copy's output depends on). ``packing.ParallelPacker`` runs one
+    per worker process."""
 
-    def __init__(self, workdir: Path, out: Inputs, day: date) -> None:
-        self.workdir, self.out, self.day = workdir, out, day
+    def __init__(self, workdir: Path, out: Inputs, day: date, name: str = "raw") -> None:
+        self.workdir, self.out, self.day, self.name = workdir, out, day, name
         self.sink: BinaryIO | None = None
 
     def add(self, key: str, body: bytes) -> None:
@@ -123,11 +125,15 @@ class Packer:
         plain = b"".join(pack_event(line, record, self.day) + b"\n" for line, record in records)
         if self.sink is None or (self.sink.tell() + len(plain) > CHUNK_BYTES and self.sink.tell()):
             self.close()
-            path = self.workdir / f"raw-{len(self.out.paths)}.jsonl"
+            path = self.workdir / f"{self.name}-{len(self.out.paths)}.jsonl"
             self.out.paths.append(str(path))
             self.sink = path.open("wb")
         self.sink.write(plain)
         self.out.lines += len(records)
+
+    def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.flush()
 
     def close(self) -> None:
         if self.sink is not None:
@@ -144,11 +150,14 @@ def download_inputs(
     progress: bool = False,
     quarantined: Collection[str] = frozenset(),
 ) -> Inputs:
-    """Fetch, check and pack ``objects`` for the job of ``day`` into ``workdir/raw-N.jsonl``
+    """Fetch, check and pack ``objects`` for the job of ``day`` into ``workdir/raw-*.jsonl``
     files; objects in ``quarantined`` are not fetched, objects the loader would refuse are
-    not packed."""
+    not packed. Checking and packing run on ``settings.reprocess_tasks`` (default: every
+    core) worker processes (``packing``)."""
+    from eventpipe.loader.reprocess.packing import ParallelPacker  # it builds on Packer
+
     out = Inputs()
-    packer = Packer(workdir, out, day)
+    packer = ParallelPacker(workdir, out, day, settings.reprocess_tasks or os.cpu_count() or 1)
     total = sum(int(obj.get("Size", 0)) for obj in objects)
     columns = (TextColumn("raw objects"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:

@@ -40,9 +40,10 @@ from mrjob.step import MRStep
 from eventpipe.loader.reprocess import steps
 from eventpipe.loader.reprocess.packed import read_packed
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS
-from eventpipe.loader.reprocess.steps import is_link_row, is_snapshot_row, sum_counts
+from eventpipe.loader.reprocess.steps import LINK, TARGET, is_link_row, is_snapshot_row, sum_counts
 
 __all__ = ["OrjsonProtocol", "ReprocessJob", "is_link_row", "is_snapshot_row"]
+OPAQUE = "opaque"  # the hops' tag of an item they pass on as the bytes it came as
 
 
 class OrjsonProtocol:
@@ -59,6 +60,26 @@ class OrjsonProtocol:
         return orjson.dumps(key) + b"\t" + orjson.dumps(value)
 
 
+class HopProtocol(OrjsonProtocol):
+    """The hops' (steps 2 and 3): they move events and snapshot rows to another key without
+    reading them, so only links and targets are decoded; any other value stays the bytes it
+    was written as (an ``[OPAQUE, bytes]`` item) and is written back unchanged -- no decode
+    and re-encode of every slim event twice."""
+
+    _DECODED = (b'["' + LINK.encode() + b'"', b'["' + TARGET.encode() + b'"')
+
+    def read(self, line: bytes) -> tuple[Any, Any]:
+        key, _, value = line.partition(b"\t")
+        if value.startswith(self._DECODED):
+            return orjson.loads(key), orjson.loads(value)
+        return orjson.loads(key), (OPAQUE, value)
+
+    def write(self, key: Any, value: Any) -> bytes:
+        if value[0] == OPAQUE:
+            return orjson.dumps(key) + b"\t" + value[1]
+        return super().write(key, value)
+
+
 class LineProtocol:
     """The first mapper's: a whole line in, a whole (packed) line out, nothing re-encoded."""
 
@@ -72,7 +93,7 @@ class LineProtocol:
 class ReprocessJob(MRJob):
     INTERNAL_PROTOCOL = OrjsonProtocol
     OUTPUT_PROTOCOL = OrjsonProtocol
-    _lines, _pairs = LineProtocol(), OrjsonProtocol()
+    _lines, _pairs, _hops = LineProtocol(), OrjsonProtocol(), HopProtocol()
 
     def configure_args(self) -> None:
         super().configure_args()
@@ -114,11 +135,14 @@ class ReprocessJob(MRJob):
         return super()._runner_class()
 
     def pick_protocols(self, step_num: int, step_type: str) -> tuple[Any, Any]:
-        """The first step reads packed lines (``packed``); later steps use orjson pairs."""
+        """The first step reads packed lines (``packed``), the hops leave items encoded
+        (``HopProtocol``); the rest are orjson pairs."""
         if step_num == 0 and step_type == "mapper":
             return self._lines.read, self._lines.write
         if step_num == 0 and step_type == "reducer":
             return read_packed, self._pairs.write
+        if step_num in (1, 2) and step_type == "reducer":
+            return self._hops.read, self._hops.write
         return super().pick_protocols(step_num, step_type)
 
     @cached_property  # read per line by the first mapper
