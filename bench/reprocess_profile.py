@@ -2,8 +2,9 @@
 
 Generates the benchmark's raw objects (``bench.reprocess.generate``, default 200,000 lines
 over three received days), then runs what each task of the job runs -- the ``Packer``, then
-every step's mapper/reducer with the job's own protocols, reading and writing bytes lines as
-mrjob's tasks do -- in this one process, and prints the CPU per raw line of each part (the
+every step's reducer (local runs have no mapper: ``--packed-inputs``) with the job's own
+protocols, reading and writing bytes lines as mrjob's tasks do -- in this one process, and
+prints the CPU per raw line of each part (the
 sorts between steps are left out: GNU ``sort`` does them, in C). Then cProfile of the whole
 pass, by own time. A profile, not a benchmark: the figures are for shares, not for targets.
 """
@@ -55,8 +56,9 @@ def steps_of(job: ReprocessJob) -> list[tuple[str, Callable[[list[bytes]], list[
         return run
 
     job.start_rows()
+    first_mapper = [] if job.options.packed_inputs else [("step 1 mapper (packed lines pass)", mapper)]
     return [
-        ("step 1 mapper (packed lines pass)", mapper),
+        *first_mapper,
         ("step 1 reducer (copies)", reducer(0, job.reduce_copies)),
         ("step 2 reducer (first hop)", reducer(1, job.reduce_first_hop)),
         ("step 3 reducer (second hop)", reducer(2, job.reduce_second_hop)),
@@ -78,7 +80,8 @@ def profile(n: int) -> list[tuple[str, int, float]]:
         packer.close()
         parts.append(("Packer (gunzip, check, pack)", n, (time.process_time() - started) / n * 1e6))
         lines = [line for p in inputs.paths for line in Path(p).read_bytes().splitlines()]
-        for name, run in steps_of(ReprocessJob(["--day", DAY.isoformat(), "--checked-inputs"])):
+        job = ReprocessJob(["--day", DAY.isoformat(), "--checked-inputs", "--packed-inputs"])
+        for name, run in steps_of(job):  # as local runs: no first mapper (runjob.job_args)
             if not name.startswith("step 1 mapper"):  # the shuffle's sort: GNU sort's, not timed
                 lines.sort(key=lambda line: line.split(b"\t", 1)[0])
             count, started = len(lines), time.process_time()
