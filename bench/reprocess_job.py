@@ -4,6 +4,8 @@ runner), in a process of its own so the benchmark can measure its memory alone:
 corrections (``rows``), the runner, and the max RSS of the runner process itself (``VmHWM``:
 ``getrusage(RUSAGE_SELF)`` would report the forking benchmark's size, which Linux carries
 across exec) and of the largest of its descendants (tasks, GNU sort, the pool's workers).
+Raw ``.gz`` objects among the inputs are checked and packed first, here, as ``run_day`` does
+(``bench.reprocess.pack``: its worker processes count in the measured tree too).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def _high_water_kb() -> int:
 
 def main(argv: list[str]) -> int:
     day, workdir, output, *inputs = argv
+    objects = [Path(p) for p in inputs if p.endswith(".gz")]
+    if objects:
+        from bench.reprocess import pack  # the same packing as the stage times
+
+        inputs = pack(objects, Path(workdir)) + [p for p in inputs if not p.endswith(".gz")]
     settings = Settings()
     args = job_args(settings, date.fromisoformat(day), settings.reprocess_runner, Path(workdir))
     found = run_job(args, inputs)
