@@ -157,7 +157,7 @@ class Settings(BaseSettings):
         256, ge=16, description="GNU sort's memory per sort of the local runner (sort -S); spills to disk"
     )
     reprocess_tasks: int | None = Field(
-        None, ge=1, description="map/reduce tasks in parallel on the local runner (default: cores)"
+        None, ge=1, description="local runner: tasks and packing processes at once (default: cores)"
     )
     reprocess_lookback_days: int = Field(3, ge=1, description="closed days the scheduler re-checks")
     reprocess_schedule_enabled: bool = Field(True, description="the loader runs the nightly itself")
