@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,11 +29,12 @@ from eventpipe.ingest import openapi
 from eventpipe.ingest.auth import source_for, write_key_from_header
 from eventpipe.ingest.body import decode_body, read_capped
 from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
+from eventpipe.ingest.fastpath import CollectorApp, TrackingEndpoint
 from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics, StatusMetricsMiddleware
 from eventpipe.ingest.publisher import Publisher, broker_reachable, create_publisher
 from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
-from eventpipe.ingest.routes import Route, add_tracking_routes
-from eventpipe.ingest.server import InFlightLimit, OpsPortOnly, ops_port
+from eventpipe.ingest.routes import Route, add_tracking_routes, tracking_paths
+from eventpipe.ingest.server import OpsPortOnly, ops_port
 from eventpipe.ingest.trackingplan import TrackingPlan
 from eventpipe.settings import Settings
 
@@ -40,6 +42,16 @@ log = logging.getLogger("eventpipe.ingest")
 RETRY_AFTER_S = 5
 # 1x1 transparent GIF for the pixel endpoint
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+
+
+CORS_OPTIONS: dict[str, Any] = {
+    "allow_origins": ["*"],
+    "allow_methods": ["GET", "POST", "OPTIONS"],
+    "allow_headers": ["*"],
+    # a cross-origin script (analytics-next) sees only these beyond the CORS-safelisted ones
+    "expose_headers": ["Retry-After", "X-RateLimit-Reset"],
+    "max_age": 86400,
+}
 
 
 def error(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -190,28 +202,17 @@ def create_app(
             log.info("draining producer")
             await asyncio.to_thread(publisher.close)
 
-    app = FastAPI(
+    app = CollectorApp(
         title="eventpipe collector",
         version="0.1.0",
         description="Segment-compatible HTTP Tracking API. Auth: HTTP Basic, write key as user name.",
         lifespan=lifespan,
     )
     app.add_middleware(StatusMetricsMiddleware, metrics_of=lambda: metrics)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
-        # a cross-origin script (analytics-next) sees only these beyond the CORS-safelisted ones
-        expose_headers=["Retry-After", "X-RateLimit-Reset"],
-        max_age=86400,
-    )
+    app.add_middleware(CORSMiddleware, **CORS_OPTIONS)
     app.add_middleware(OpsPortOnly, ops_port=ops_port(settings))
-    # outermost: over the limit costs no routing, CORS or metrics work
-    app.add_middleware(InFlightLimit, limit=settings.ingest_max_concurrency)
 
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+    def invalid(exc: InvalidInput) -> JSONResponse:
         if exc.reason == "unauthorized":
             return error(401, exc.reason, exc.detail, {"WWW-Authenticate": 'Basic realm="eventpipe"'})
         if exc.reason == "body_timeout":
@@ -220,6 +221,10 @@ def create_app(
         metrics.events_rejected.labels(exc.reason).inc()
         return error(status, exc.reason, exc.detail)
 
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        return invalid(exc)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
@@ -227,7 +232,9 @@ def create_app(
     async def track(request: Request, route: Route) -> Response:
         return await state["collector"].handle(request, route.event_type, importing=route.importing)
 
-    add_tracking_routes(app, track)
+    add_tracking_routes(app, track)  # served by the fast path; the router keeps them for the docs
+    endpoint = TrackingEndpoint(track, invalid, metrics, CORS_OPTIONS)
+    app.serve_tracking(tracking_paths(), endpoint, settings.ingest_max_concurrency)
 
     @app.get(
         "/v1/pixel/{kind}",

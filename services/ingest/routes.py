@@ -11,10 +11,12 @@
 
 Every path runs the same ``Collector.handle``: same auth, limits and errors.
 
-The paths are served by plain Starlette routes: the handler reads and checks the raw body
-itself, so FastAPI's per-request work (dependency solving, its request wrapping) bought
-nothing and cost ~20% of a single-event request (issue 16). The docs still describe them:
-the same endpoints as FastAPI routes that are never mounted, given to the OpenAPI schema.
+The paths are plain Starlette routes: the handler reads and checks the raw body itself, so
+FastAPI's per-request work (dependency solving, its request wrapping) bought nothing and cost
+~20% of a single-event request (issue 16). Their POSTs do not even reach the router: the app
+hands them to the handler first (fastpath.py); the routes answer the rest (405 for another
+method) and name the paths. The docs still describe them: the same endpoints as FastAPI routes
+that are never mounted, given to the OpenAPI schema.
 """
 
 from __future__ import annotations
