@@ -116,6 +116,7 @@ class IngestMetrics:
     def __init__(self, event_names: EventNameLabels | None = None) -> None:
         self.event_names = event_names or EventNameLabels("", 0)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._name_children: dict[str, Any] = {}  # by event-name label; evicted with the label
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_start_time_seconds, RSS, CPU
         r = self.registry
@@ -183,11 +184,17 @@ class IngestMetrics:
         """One request's accepted events: one counter update per type and per name, not per
         event (the hot path; Counter tallies in C). Sizes stay one observation per event:
         the event size histogram's quantiles are per event."""
+        if len(types) == 1:  # a single-event call: no tallies to build (a third of this cost)
+            self._child(self.events_accepted, source, types[0]).inc()
+            if names[0] is not None:
+                self._name_child(self.event_names.label(names[0])).inc()
+            self.event_bytes.observe(sizes[0])
+            return
         for kind, count in Tally(types).items():
             self._child(self.events_accepted, source, kind).inc(count)
         for name, count in Tally(names).items():
             if name is not None:
-                self.events_by_name.labels(self.event_names.label(name, count)).inc(count)
+                self._name_child(self.event_names.label(name, count)).inc(count)
         observe_many(self.event_bytes, sizes)
 
     def count_request(self, route: str, status: int) -> None:
@@ -203,8 +210,16 @@ class IngestMetrics:
             child = self._children[key] = counter.labels(*labels)
         return child
 
+    def _name_child(self, label: str) -> Any:
+        """``events_by_name.labels(label)``, looked up once per label while it holds its slot."""
+        child = self._name_children.get(label)
+        if child is None:
+            child = self._name_children[label] = self.events_by_name.labels(label)
+        return child
+
     def _forget_event_name(self, name: str) -> None:
         """A name that lost its label slot: its series goes (Prometheus sees a counter end)."""
+        self._name_children.pop(name, None)
         with contextlib.suppress(KeyError):
             self.events_by_name.remove(name)
 

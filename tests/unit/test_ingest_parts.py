@@ -202,3 +202,36 @@ def test_observing_many_sizes_at_once_exports_what_observing_each_does():
         ]
 
     assert samples(at_once) == samples(one_by_one)
+
+
+def exported(metrics: IngestMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in (metrics.events_accepted, metrics.events_by_name, metrics.event_bytes)
+        for s in family.collect()[0].samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_single_event_requests_count_as_one_request_of_the_same_events():
+    calls = [("track", "Song Played", 300), ("page", "page", 2000), ("identify", None, 100)] * 3
+    one_by_one = IngestMetrics(EventNameLabels("", top=5, admit_after=1, clock=ManualClock()))
+    for kind, name, size in calls:
+        one_by_one.accepted("web", [kind], [name], [size])
+    at_once = IngestMetrics(EventNameLabels("", top=5, admit_after=1, clock=ManualClock()))
+    at_once.accepted("web", *map(list, zip(*calls, strict=True)))
+    assert exported(one_by_one) == exported(at_once)
+    assert exported(at_once)[("eventpipe_ingest_events_by_name_total", (("event", "page"),))] == 3
+
+
+def test_a_name_that_lost_its_slot_and_wins_it_back_counts_from_zero_again():
+    clock = ManualClock()
+    metrics = IngestMetrics(EventNameLabels("", top=1, admit_after=1, window_s=600, clock=clock))
+    metrics.accepted("web", ["track"], ["old"], [10])
+    clock.now = 2000  # "old" unused for two windows: "new" takes its slot, its series goes
+    metrics.accepted("web", ["track"], ["new"], [10])
+    clock.now = 4000
+    metrics.accepted("web", ["track"], ["old"], [10])
+    by_name = {k: v for k, v in exported(metrics).items() if k[0].endswith("_by_name_total")}
+    # a fresh series, not the evicted one's (whose child no longer exports)
+    assert by_name == {("eventpipe_ingest_events_by_name_total", (("event", "old"),)): 1.0}
