@@ -122,10 +122,11 @@ class Collector:
         if wait > 0:
             return self.rate_limited("bytes", wait)
 
+        client = request.scope.get("client")  # (host, port): what request.client wraps, unwrapped
         info = RequestInfo(
             received_at=self.clock.now(),
             source=source,
-            client_ip=request.client.host if request.client else None,
+            client_ip=client[0] if client else None,
             max_event_bytes=settings.max_event_bytes,
             max_batch_events=settings.max_import_batch_events if importing else settings.max_batch_events,
             correct_skew=not importing,
