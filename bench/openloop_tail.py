@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from bench.common import process, python_exe
@@ -50,6 +52,17 @@ def sample_cpu(stop: threading.Event, into: list) -> None:
         used = {name: (cpu - before.get(name, cpu)) / (at - then) for name, cpu in now.items()}
         into.append((at, sorted(((round(v, 2), k) for k, v in used.items() if v > 0.05), reverse=True)[:4]))
         before, then = now, at
+
+
+def publish_buckets(metrics_url: str) -> dict[str, float]:
+    """The collector's own publish histogram (warm-up included): share of requests whose
+    publish took longer than each bound."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    bucket = r'eventpipe_ingest_publish_duration_seconds_bucket\{le="([^"]+)"\} (\S+)'
+    counts = {le: float(n) for le, n in re.findall(bucket, text)}
+    total = counts.get("+Inf", 0.0) or 1.0
+    shown = ("0.01", "0.025", "0.05", "0.1")
+    return {f">{le}s": round(1 - n / total, 4) for le, n in counts.items() if le in shown}
 
 
 def windows(samples: list[tuple[float, float, bool]]) -> list[tuple[float, float, int, float]]:
@@ -113,6 +126,7 @@ def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "12
         start = time.monotonic()
         with broker:
             result = open_loop(url, batch_body(), events_per_s / BATCH, seconds=seconds, samples=samples)
+        publish = publish_buckets(f"http://127.0.0.1:{port}/metrics")
         stop.set()
         sampler.join(timeout=5)
     probes = [json.loads(line) for line in probe_file.read_text().splitlines()]
@@ -121,6 +135,7 @@ def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "12
     report(samples, [p for p in probes if p.get("at", p["t"]) >= start], cpu, pauses(broker.samples), start)
     for s in (p for p in probes if p["kind"] == "rdkafka" and p["t"] >= start):
         print(f"  rdkafka +{s['t'] - start:.1f}: {s['brokers']} batch avg {s['batchcnt_avg']}")
+    print(f"publish (produce -> every ack) share of requests over: {publish}")
     return {**result, **broker.summary(), "load_average_1m": os.getloadavg()[0]}
 
 

@@ -106,6 +106,8 @@ def main() -> int:
     from eventpipe.ingest import main as ingest_main
 
     probe = Probe(os.environ["EVENTPIPE_TAIL_PROBE"])
+    if switch := os.environ.get("EVENTPIPE_TAIL_SWITCH_INTERVAL_S"):  # an A/B of the GIL hand-off
+        sys.setswitchinterval(float(switch))
     gc.callbacks.append(probe.on_gc)
     producer_class = confluent_kafka.Producer
 
