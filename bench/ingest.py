@@ -204,9 +204,10 @@ def latency_at_half_peak(bootstrap: str, peak_events_per_s: float, seconds: int 
     with proc:
         url = f"http://127.0.0.1:{port}/v1/batch"
         open_loop(url, batch_body(), rate, seconds=2)  # warm-up: connections, producer
+        requests: list[tuple[float, float, bool]] = []
         with BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1]))) as broker:
-            latency = open_loop(url, batch_body(), rate, seconds=seconds)
-    return {**latency, **broker.summary()}
+            latency = open_loop(url, batch_body(), rate, seconds=seconds, samples=requests)
+    return {**latency, **broker.summary(requests)}
 
 
 def broker_bytes_per_event(bootstrap: str, topic: str) -> float:

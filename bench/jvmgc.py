@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 SAMPLE_MS = 100
@@ -59,6 +60,19 @@ def pauses(samples: list[tuple[float, int, float]]) -> list[tuple[float, float]]
     return out
 
 
+def slow_in_pauses(
+    requests: Sequence[tuple[float, float, bool]], found: list[tuple[float, float]], slow_s: float = 0.05
+) -> tuple[int, int]:
+    """(requests slower than ``slow_s``, how many of them were in flight during a broker pause).
+    ``requests``: (due, latency, ok) from bench/openloop.py; ``found``: (t, ms) from ``pauses``,
+    where t is the first sample showing the collection, so the pause lies within the
+    ``SAMPLE_MS`` before t, less its own length."""
+    windows = [(t - (SAMPLE_MS + ms) / 1000, t) for t, ms in found]
+    slow = [(due, due + latency) for due, latency, _ in requests if latency > slow_s]
+    during = sum(any(due <= end and done >= start for start, end in windows) for due, done in slow)
+    return len(slow), during
+
+
 class BrokerGc:
     """``with BrokerGc(pid) as gc: ...`` then ``gc.summary()``; without jstat or a pid, empty."""
 
@@ -96,10 +110,14 @@ class BrokerGc:
             jstat.terminate()
             jstat.wait(timeout=5)
 
-    def summary(self) -> dict[str, float]:
-        found = [ms for _, ms in pauses(self.samples)]
+    def summary(self, requests: Sequence[tuple[float, float, bool]] = ()) -> dict[str, float]:
+        """Pauses, and with the open loop's ``requests``: how many slow ones a pause explains."""
+        found = pauses(self.samples)
+        slow, during = slow_in_pauses(requests, found)
         return {
             "broker_gc_pauses": float(len(found)),
-            "broker_gc_max_ms": max(found, default=0.0),
-            "broker_gc_total_ms": sum(found, 0.0),
+            "broker_gc_max_ms": max((ms for _, ms in found), default=0.0),
+            "broker_gc_total_ms": sum((ms for _, ms in found), 0.0),
+            "requests_over_50ms": float(slow),
+            "requests_over_50ms_during_broker_gc": float(during),
         }

@@ -136,7 +136,7 @@ def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "12
     for s in (p for p in probes if p["kind"] == "rdkafka" and p["t"] >= start):
         print(f"  rdkafka +{s['t'] - start:.1f}: {s['brokers']} batch avg {s['batchcnt_avg']}")
     print(f"publish (produce -> every ack) share of requests over: {publish}")
-    return {**result, **broker.summary(), "load_average_1m": os.getloadavg()[0]}
+    return {**result, **broker.summary(samples), "load_average_1m": os.getloadavg()[0]}
 
 
 if __name__ == "__main__":

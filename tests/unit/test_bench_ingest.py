@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.ingest import best_of
-from bench.jvmgc import pauses
+from bench.jvmgc import pauses, slow_in_pauses
 from bench.openloop import open_loop, percentile
 
 
@@ -40,3 +40,15 @@ def test_broker_gc_pauses_one_per_collection_even_when_jstat_shows_the_time_a_sa
     assert [t for t, _ in found] == [0.1, 0.4, 0.4]
     assert [round(ms, 6) for _, ms in found] == [60.0, 20.0, 20.0]
     assert pauses([(0.0, 4, 1.0), (0.1, 4, 1.0)]) == []
+
+
+def test_slow_requests_in_flight_during_a_broker_pause_are_told_apart():
+    # a 60 ms pause first seen at t=10.0 lies within 9.84..10.0; requests as (due, latency, ok)
+    requests = [
+        (9.80, 0.250, True),  # slow, in flight through the pause
+        (9.95, 0.120, True),  # slow, due during it
+        (11.00, 0.300, True),  # slow, long after: something else
+        (9.90, 0.005, True),  # fast
+    ]
+    assert slow_in_pauses(requests, [(10.0, 60.0)]) == (3, 2)
+    assert slow_in_pauses(requests, []) == (3, 0)
