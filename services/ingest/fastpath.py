@@ -24,7 +24,7 @@ other methods, other paths, a path with a trailing slash) takes the full stack a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -92,9 +92,7 @@ class CollectorApp(FastAPI):
     def serve_tracking(self, paths: dict[str, Route], endpoint: TrackingEndpoint, max_in_flight: int) -> None:
         self._tracking_paths = paths
         self._tracking = endpoint
-        self._entry: Callable[[Scope, Receive, Send], Awaitable[None]] = InFlightLimit(
-            self._dispatch, max_in_flight
-        )
+        self._entry = InFlightLimit(self._dispatch, max_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._entry(scope, receive, send)

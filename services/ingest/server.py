@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import MutableMapping
 from typing import Any
 
 import uvicorn
@@ -116,7 +117,7 @@ class InFlightLimit:
         self.limit = limit
         self.in_flight = 0
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

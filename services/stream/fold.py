@@ -149,9 +149,8 @@ class PartitionState(Persisted):
                 if not isinstance(name, str):
                     raise TypeError("the event name is not a string")
                 day = self._day(event["timestamp"][:10])
-                tag = tags.get(day)
-                if tag is None:
-                    tag = self._tag(day)
+                cached = tags.get(day)
+                tag = self._tag(day) if cached is None else cached
                 if name == EXPOSURE_EVENT:  # only a track event can carry this name
                     exposure = exposure_of(event)
         hour = tags.get(received[:13])
