@@ -7,7 +7,12 @@ import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidReplicationFactorError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownBrokerIdError,
+)
 
 from eventpipe.settings import Settings
 
@@ -44,8 +49,30 @@ def _connect(bootstrap: str, wait_s: float) -> KafkaAdminClient:
             time.sleep(1)
 
 
+# A cluster that has just started can name a controller whose registration the admin client's
+# metadata does not hold yet (UnknownBrokerIdError), or count fewer live brokers than the
+# replication factor: both pass within seconds, so they are retried like retriable errors.
+STARTING_UP = (UnknownBrokerIdError, InvalidReplicationFactorError)
+
+
+def _transient(error: KafkaError) -> bool:
+    return bool(getattr(error, "retriable", False)) or isinstance(error, STARTING_UP)
+
+
 def create_topics(settings: Settings, wait_s: float = 30.0, prefix: str = "") -> list[str]:
-    """Create missing topics; returns the names created. ``prefix`` isolates tests."""
+    """Create missing topics; returns the names created. ``prefix`` isolates tests. Errors of
+    a cluster still starting are retried (with fresh metadata) until ``wait_s`` has passed."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return _create_missing(settings, max(deadline - time.monotonic(), 0.0), prefix)
+        except KafkaError as error:
+            if not _transient(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _create_missing(settings: Settings, wait_s: float, prefix: str) -> list[str]:
     admin = _connect(settings.kafka_bootstrap, wait_s)
     try:
         existing = set(admin.list_topics())

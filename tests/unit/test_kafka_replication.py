@@ -37,3 +37,16 @@ def test_env_example_documents_both_settings() -> None:
     text = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
     assert "EVENTPIPE_KAFKA_REPLICATION_FACTOR=1" in text
     assert "EVENTPIPE_KAFKA_MIN_INSYNC_REPLICAS=1" in text
+
+
+def test_a_cluster_still_starting_is_waited_for_other_errors_are_not() -> None:
+    from kafka import errors
+
+    from eventpipe.kafka_admin import _transient
+
+    # seen in CI: a fresh 3-node cluster named controller 2 before the client's metadata had it
+    assert _transient(errors.UnknownBrokerIdError(2))
+    assert _transient(errors.InvalidReplicationFactorError())  # fewer brokers registered yet
+    assert _transient(errors.NodeNotReadyError(1))  # kafka-python's own retriable errors
+    assert not _transient(errors.TopicAuthorizationFailedError())
+    assert not _transient(errors.InvalidConfigurationError())
