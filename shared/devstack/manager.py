@@ -16,7 +16,7 @@ from pathlib import Path
 from eventpipe.devstack import procs
 from eventpipe.devstack.kafka import Kafka, cluster_nodes, random_cluster_id
 from eventpipe.devstack.layout import COMPONENTS, Layout
-from eventpipe.devstack.parts import Part, Prometheus, S3Server, Service
+from eventpipe.devstack.parts import LOADER_MIGRATED, Part, Prometheus, S3Server, Service
 from eventpipe.devstack.postgres import Postgres, pg_home
 
 STOP_ORDER = ("loader", "stream", "ingest", "prometheus", "s3", "kafka", "postgres")
@@ -52,7 +52,8 @@ class Stack:
             "loader": f"http://127.0.0.1:{s.loader_port}/metrics",
         }
         if name in health:
-            return Service(name, lay.venv / "bin" / "eventpipe", health[name])
+            ready = LOADER_MIGRATED if name == "loader" else b""
+            return Service(name, lay.venv / "bin" / "eventpipe", health[name], ready)
         raise procs.StackError(f"unknown component {name!r} (one of: {', '.join(COMPONENTS)})")
 
     def kafka_nodes(self) -> list[Kafka]:

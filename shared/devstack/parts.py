@@ -150,14 +150,21 @@ class Prometheus(Part):
         return port_open(self.port)
 
 
+# The loader serves /metrics before its migrations ran (so a warehouse outage at start-up is
+# visible); it is ready once the warehouse answered, i.e. its tables exist.
+LOADER_MIGRATED = b"eventpipe_loader_warehouse_up 1.0"
+
+
 @dataclass
 class Service(Part):
     """One of eventpipe's own services (``eventpipe ingest|stream|loader``), healthy when
-    its health URL answers 200. An import error is a crash at start-up, reported loudly."""
+    its health URL answers 200 (with ``ready_marker`` in the body). An import error is a crash
+    at start-up, reported loudly."""
 
     service: str
     eventpipe: Path  # .venv/bin/eventpipe
     health_url: str
+    ready_marker: bytes = b""  # healthy only once the health URL's body holds it
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -174,6 +181,6 @@ class Service(Part):
 
         try:
             with urllib.request.urlopen(self.health_url, timeout=2) as response:
-                return bool(response.status == 200)
+                return bool(response.status == 200 and self.ready_marker in response.read())
         except OSError:
             return False

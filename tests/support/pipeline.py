@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eventpipe.devstack.parts import LOADER_MIGRATED
 from eventpipe.devstack.procs import spawn
 from eventpipe.settings import Settings
 from tests.support.servers import free_port
@@ -41,9 +42,6 @@ def http_ok(url: str, needle: bytes = b"") -> bool:
         return False
 
 
-LOADER_MIGRATED = b"eventpipe_loader_warehouse_up 1.0"
-# The loader serves /metrics before its migrations ran (so a warehouse outage at start-up is
-# visible); it is ready once the warehouse answered, i.e. its tables exist.
 HEALTH = {
     "ingest": lambda s: http_ok(f"http://127.0.0.1:{s.ingest_port}/readyz"),
     "stream": lambda s: http_ok(f"http://127.0.0.1:{s.stream_web_port}/metrics"),

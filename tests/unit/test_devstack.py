@@ -4,7 +4,9 @@ the stack's own directory, and Prometheus scraping the stack's own ports."""
 from __future__ import annotations
 
 import base64
+import http.server
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,8 @@ import yaml
 
 from eventpipe.devstack.kafka import cluster_nodes, random_cluster_id
 from eventpipe.devstack.layout import ROOT, Layout, StackSettings, port_of
-from eventpipe.devstack.parts import Prometheus
+from eventpipe.devstack.manager import Stack
+from eventpipe.devstack.parts import Prometheus, Service
 from eventpipe.settings import Settings
 
 SECOND = {
@@ -153,3 +156,34 @@ def test_the_broker_runs_with_kafkas_own_gc_pause_goal(
     flags = command[: command.index("kafka.Kafka")]
     assert "-XX:+UseG1GC" in flags and "-XX:MaxGCPauseMillis=20" in flags
     assert not [f for f in flags if f.startswith("-XX:MaxGCPauseMillis=") and f != "-XX:MaxGCPauseMillis=20"]
+
+
+def test_the_loader_is_up_only_once_its_metrics_say_the_warehouse_answered(tmp_path: Path) -> None:
+    """`make up` and `make demo` waited on /metrics alone, which the loader serves before its
+    migrations: a demo query could then meet a missing table (the e2e harness's old race)."""
+    bodies = {"/metrics": b"eventpipe_loader_warehouse_up 0.0\n"}
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        stack = Stack(Layout(Settings(loader_port=server.server_address[1]), StackSettings(), tmp_path))
+        loader = stack.part("loader")
+        assert isinstance(loader, Service) and loader.health_url == url
+        assert not loader.healthy()
+        bodies["/metrics"] = b"eventpipe_loader_warehouse_up 1.0\n"
+        assert loader.healthy()
+    finally:
+        server.shutdown()
+        server.server_close()
