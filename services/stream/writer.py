@@ -16,10 +16,11 @@ offset and writes *its* cut at the same deterministic key. Before writing anythi
 first offset: someone else owns ``p``), (2) the membership, on the broker: it commits the
 committed offset again, unchanged, which the coordinator refuses (``CommitFailedError``)
 unless this worker is a member of the current generation -- and within one generation only
-one member owns ``p``; (3) the target keys, by HEAD: an existing raw or aggregate object
-whose ``last-offset`` differs from this cut's is never overwritten (the cut is abandoned
-and replayed from its first offset, which then follows the recorded cut); one with the
-same ``last-offset`` has the same content and is not written again. A fenced worker drops
+one member owns ``p``; (3) the target keys, by HEAD (the raw key; the aggregate keys only
+where the raw object exists, see ``unwritten``): an existing raw or aggregate object
+whose ``last-offset`` differs from this cut's is never overwritten (the cut is abandoned and
+replayed from its first offset, which then follows the recorded cut); one with the same
+``last-offset`` has the same content and is not written again. A fenced worker drops
 the cut without writing state, notices or a commit and pauses ``p`` until the rebalance
 takes it away (or, failing that, the pipeline re-reads it from the committed offset and
 restored state after ``FENCE_HOLD_S``). Notices follow the commit, so a cut whose commit
@@ -162,18 +163,29 @@ class CutWriter:
         """The cut's objects still to write. ``Diverged`` if one exists that another cut wrote
         (other ``last-offset``); one with this cut's ``last-offset`` has this content: skipped.
         An aggregate object without metadata (a torn write of a killed writer) is written again:
-        the raw object, which passed this check, fixes the cut, hence the content."""
+        the raw object, which passed this check, fixes the cut, hence the content.
+        The raw key is checked first and alone: a cut's raw object is written before any of its
+        aggregate objects, so where it does not exist none of them does, and their keys are
+        checked only when it does (a replay) -- most cuts make one HEAD, not four."""
         fenced = [o for o in objects if o.table != "rejected"]
-        recorded = await gather_all(
-            *(self.s3.recorded_last_offset(o.key, torn_ok=o.table != "events") for o in fenced)
-        )
-        found = {o.key: rec for o, rec in zip(fenced, recorded, strict=True) if rec not in (None, UNRECORDED)}
+        raw = [o for o in fenced if o.table == "events"]
+        found = await self._recorded(raw)
+        if part.raw_exists and raw and not found:
+            raise Diverged("the raw object this replay follows is gone")
+        if found or not raw:  # a replay (or aggregates without a raw object, which objects() never makes)
+            found.update(await self._recorded([o for o in fenced if o.table != "events"]))
         for key, rec in found.items():
             if rec != last:
                 raise Diverged(f"{key} exists with last-offset {rec}, this cut ends at {last}")
-        if part.raw_exists and any(o.table == "events" and o.key not in found for o in fenced):
-            raise Diverged("the raw object this replay follows is gone")
         return [o for o in objects if o.key not in found]
+
+    async def _recorded(self, objects: list[S3Object]) -> dict[str, int]:
+        """The ``last-offset`` recorded by each of these objects' keys that exists (HEADs,
+        concurrent; a torn aggregate object counts as absent: it is written again)."""
+        recorded = await gather_all(
+            *(self.s3.recorded_last_offset(o.key, torn_ok=o.table != "events") for o in objects)
+        )
+        return {o.key: rec for o, rec in zip(objects, recorded, strict=True) if rec not in (None, UNRECORDED)}
 
     def fence_off(self, part: Owned, exc: BaseException) -> None:
         """This worker may no longer own the partition: drop the cut without writing state,

@@ -310,3 +310,38 @@ def test_a_producer_out_of_step_with_the_broker_is_replaced_and_the_cut_replayed
     log.clear()
     assert cut(pipe, open_cut(3, first=5))  # healthy again: no further replacement
     assert len(made) == 1
+
+
+class CountingS3(FakeS3):
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(log)
+        self.heads: list[str] = []
+
+    async def recorded_last_offset(self, key: str, torn_ok: bool = False) -> int | None:
+        self.heads.append(key)
+        return await super().recorded_last_offset(key, torn_ok)
+
+
+def test_a_fresh_cut_checks_its_raw_key_only_and_a_replay_checks_every_key() -> None:
+    """No aggregate object of a cut exists without its raw object (written first and alone):
+    a raw key that is free answers for the cut's aggregate keys; one that is taken (a replay)
+    makes the writer check them too."""
+    consumer = FakeConsumer(committed=0)
+    pipe, log, _ = pipeline(consumer)
+    s3 = CountingS3(log)
+    pipe.writer.s3 = s3  # type: ignore[assignment]
+    mine = written_by(5)
+    raw_key = next(k for k, o in mine.items() if o.table == "events")
+    assert len(mine) > 1  # raw + aggregate objects
+    assert cut(pipe, open_cut(5))
+    assert s3.heads == [raw_key]
+    assert sorted(s3.objects) == sorted(mine)
+
+    s3.heads.clear()
+    del s3.objects[next(k for k, o in mine.items() if o.table != "events")]  # a replay finds one missing
+    replay = open_cut(5)
+    replay.raw_exists = True
+    consumer.group_committed = 0
+    assert cut(pipe, replay)
+    assert sorted(s3.heads) == sorted(mine)
+    assert sorted(s3.objects) == sorted(mine)
