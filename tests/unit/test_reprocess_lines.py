@@ -4,6 +4,7 @@ loader's), the EMR inputs without quarantined objects, the mapper's refusal, the
 from __future__ import annotations
 
 import gzip
+import re
 from datetime import datetime
 
 import orjson
@@ -15,7 +16,15 @@ from eventpipe.cli import build_parser
 from eventpipe.loader.batches import CorruptBatch, parse_batch
 from eventpipe.loader.reprocess.inputs import QUARANTINED, s3_inputs
 from eventpipe.loader.reprocess.job import ReprocessJob
-from eventpipe.loader.reprocess.lines import REQUIRED, TIMESTAMPS, _is_timestamp, event_lines, line_problem
+from eventpipe.loader.reprocess.lines import (
+    REQUIRED,
+    TIMESTAMPS,
+    _is_timestamp,
+    all_loadable,
+    event_lines,
+    line_problem,
+    record_problem,
+)
 from eventpipe.loader.reprocess.packed import read_packed
 from eventpipe.settings import Settings
 from eventpipe.timeutil import parse_ts
@@ -147,3 +156,53 @@ written = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12,
 @given(st.one_of(written, written.map(lambda t: t.replace("1", "9", 2)), st.text(max_size=30), st.integers()))
 def test_the_timestamp_fast_path_takes_what_parse_ts_takes(value):
     assert _is_timestamp(value) == _parse_ts_takes(value)
+
+
+stamp = st.one_of(
+    st.none(), written, written.map(lambda t: t.replace("1", "9", 2)), st.text(max_size=30), st.integers()
+)
+records = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({k: stamp for k in TIMESTAMPS}).map(lambda r: {**GOOD, **r}),
+        st.fixed_dictionaries({k: written for k in TIMESTAMPS}).map(lambda r: {**GOOD, **r}),
+        st.sampled_from([GOOD, {**GOOD, "source": None}, [1, 2], "text", {"type": "track"}]),
+    ),
+    max_size=6,
+)
+
+
+@given(records)
+def test_the_objects_fast_check_passes_only_what_the_record_check_passes(found):
+    """``all_loadable`` is the hot path of ``event_records``: when it says yes, the
+    per-record check (the definition) must find nothing; when every value is written as
+    every stage writes it and the record check finds nothing, it must say yes too."""
+    clean = all(record_problem(r) is None for r in found)
+    if all_loadable(found):
+        assert clean
+    shape = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+    written_form = all(
+        isinstance(r, dict) and all(r.get(k) is None or shape.fullmatch(str(r[k])) for k in TIMESTAMPS)
+        for r in found
+    )
+    if clean and written_form:
+        assert all_loadable(found)
+
+
+def test_a_value_with_a_newline_cannot_pass_as_two_timestamps():
+    two = "2026-11-26T09:00:00.000Z\n2026-11-26T09:00:00.000Z"
+    assert not all_loadable([{**GOOD, "sentAt": two}])
+    assert record_problem({**GOOD, "sentAt": two}) == (
+        "bad_value",
+        f"sentAt is not an ISO 8601 timestamp: {two!r}",
+    )
+
+
+def test_the_first_problem_in_line_order_names_the_object_as_before():
+    body = gzip.compress(line() + b"\n" + line(source=None) + b"\n{not json\n")
+    with pytest.raises(CorruptBatch) as refused:
+        event_lines("raw/events/dt=2026-11-26/hr=09/x.jsonl.gz", body)
+    assert (refused.value.reason, refused.value.detail) == ("bad_shape", "line 2: source is missing")
+    body = gzip.compress(line() + b"\n{not json\n" + line(source=None) + b"\n")
+    with pytest.raises(CorruptBatch) as refused:
+        event_lines("raw/events/dt=2026-11-26/hr=09/x.jsonl.gz", body)
+    assert refused.value.reason == "bad_json" and refused.value.detail.startswith("line 2: ")

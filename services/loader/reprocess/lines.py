@@ -17,7 +17,9 @@ which no stage produces and the rollups could not place on a day anyway.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -34,6 +36,10 @@ TIMESTAMPS = tuple(c.key for c in EVENTS.columns if c.kind == TS)
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # what ``timeutil.format_ts`` writes
 _WRITTEN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+# the written form with its time fields in range: such a value parses exactly when its date does
+_IN_RANGE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+_ALL_IN_RANGE = re.compile(f"(?:{_IN_RANGE}\n)*{_IN_RANGE}")
+_required = itemgetter(*REQUIRED)
 
 
 def record_problem(record: Any) -> tuple[str, str] | None:
@@ -64,6 +70,31 @@ def _is_timestamp(value: Any) -> bool:
     return True
 
 
+def all_loadable(records: list[Any]) -> bool:
+    """True if ``record_problem`` finds nothing in any of ``records`` -- the hot path, every
+    line of a good object, checked in a few C-level passes instead of a Python call per field
+    (the per-record check cost ~4 CPU-µs per line, a fifth of the job's packing). False means
+    "maybe not": ``record_problem`` decides, record by record."""
+    try:
+        if None in chain.from_iterable(map(_required, records)):  # KeyError/TypeError: no dict
+            return False
+        stamps = [v for v in (r.get(k) for r in records for k in TIMESTAMPS) if v is not None]
+        joined = "\n".join(stamps)  # TypeError: a value that is no string
+    except (KeyError, TypeError):
+        return False
+    if not stamps:
+        return True
+    # no value holds a newline, so the pattern's segments are the values themselves
+    if joined.count("\n") != len(stamps) - 1 or not _ALL_IN_RANGE.fullmatch(joined):
+        return False
+    try:
+        for day in {stamp[:10] for stamp in stamps}:  # a few distinct dates per object
+            date.fromisoformat(day)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_line(line: bytes | str) -> tuple[Any, tuple[str, str] | None]:
     """The parsed line and None, or None and ``("bad_json", detail)`` where jsonb refuses it."""
     try:
@@ -89,14 +120,23 @@ def event_records(key: str, body: bytes) -> list[tuple[bytes, dict[str, Any]]]:
     if the loader would quarantine it -- a whole object: the warehouse loads all of its lines
     or none."""
     batch = parse_batch(key, "events", body)
-    out = []
+    out: list[tuple[bytes, dict[str, Any]]] = []
+    unparsed: tuple[int, tuple[str, str]] | None = None
     for number, line in enumerate(batch.lines, 1):
         record, problem = parse_line(line)
-        problem = problem or record_problem(record)
         if problem is not None:
-            reason, detail = problem
-            raise CorruptBatch(reason, f"line {number}: {detail}")
+            unparsed = number, problem
+            break
         out.append((line, record))
+    if unparsed is None and all_loadable([record for _, record in out]):
+        return out
+    for number, (_, record) in enumerate(out, 1):  # the first problem in line order
+        problem = record_problem(record)
+        if problem is not None:
+            raise CorruptBatch(problem[0], f"line {number}: {problem[1]}")
+    if unparsed is not None:
+        number, (reason, detail) = unparsed
+        raise CorruptBatch(reason, f"line {number}: {detail}")
     return out
 
 
