@@ -4,11 +4,13 @@ equal to the run with the first mapper (the EMR/Hadoop shape)."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
 from hypothesis import HealthCheck, given, settings
 
+from eventpipe.loader.reprocess.inputs import Inputs, Packer
 from eventpipe.loader.reprocess.job import ReprocessJob
 from eventpipe.loader.reprocess.packed import is_packed
 from eventpipe.loader.reprocess.runjob import job_args, packed_file, run_job
@@ -75,3 +77,22 @@ def test_the_hops_pass_items_as_bytes_and_decode_links_and_targets():
     assert read(b'"anon-1"\t["target","user-1"]') == ("anon-1", ["target", "user-1"])
     assert write("anon-1", ["target", "user-1"]) == b'"anon-1"\t["target","user-1"]'
     assert job.pick_protocols(2, "reducer")[0](event) == (key, value)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=histories(max_events=40))
+def test_lines_the_packer_stored_give_the_truth(tmp_path_factory, history):
+    """The ``Packer`` keeps raw lines out of the packed ones (``r`` lines, ``packed.store_ref``):
+    messages with several copies read theirs back from the store and deduplicate them."""
+    window, visible, snapshot = split(history)
+    tmp = tmp_path_factory.mktemp("stored")
+    lines = job_lines(window, [])
+    out = Inputs()
+    packer = Packer(tmp, out, DAY)
+    for n in range(3):  # copies of one message land in different objects and files
+        packer.add(f"raw/events/dt=2026-11-26/hr=0{n}/x.jsonl.gz", gzip.compress(b"\n".join(lines[n::3])))
+    packer.close()
+    snap = tmp / "snapshot.jsonl"
+    snap.write_bytes(b"".join(line + b"\n" for line in job_lines([], snapshot)))
+    found = run_job(job_args(Settings(), DAY, "inline"), [*out.paths, str(snap)])
+    assert as_found(found, snapshot) == expected(visible)

@@ -1,5 +1,6 @@
 """``packing.ParallelPacker``: worker processes pack what one ``Packer`` packs -- the same
-lines (in other files), the same counts, the refused objects in the same order."""
+lines (in other files), the same counts, the refused objects in the same order; every packed
+line's stored reference reads back its own raw line."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from eventpipe.loader.reprocess.inputs import Inputs, Packer
+from eventpipe.loader.reprocess.packed import Copy, read_packed
 from eventpipe.loader.reprocess.packing import ParallelPacker
 from tests.support.histories import DAY
 
@@ -30,14 +32,30 @@ def objects() -> list[tuple[str, bytes]]:
     return found
 
 
-def packed(workdir: Path, workers: int) -> tuple[Inputs, list[bytes]]:
+def resolved(line: bytes) -> tuple[object, list[tuple[bytes, bytes]], bytes]:
+    """A packed line as the first reducer sees it, its raw line read back from the store
+    (which file holds it differs between packers)."""
+    key, copy = read_packed(line)
+    assert isinstance(copy, Copy) and copy.stored
+    return key, copy.outputs, copy.line()
+
+
+def packed(workdir: Path, workers: int) -> tuple[Inputs, list[tuple]]:
     out = Inputs()
     packer = ParallelPacker(workdir, out, DAY, workers) if workers else Packer(workdir, out, DAY)
     for key, body in objects():
         packer.add(key, body)
     packer.close()
-    lines = sorted(line for path in out.paths for line in Path(path).read_bytes().splitlines())
+    lines = sorted(resolved(line) for path in out.paths for line in Path(path).read_bytes().splitlines())
     return out, lines
+
+
+def test_every_stored_line_reads_back_as_the_object_held_it(tmp_path):
+    _, lines = packed(tmp_path, 0)
+    good = [body for n, (_, body) in enumerate(objects()) if n not in (3, 8)]
+    sent = sorted(gzip.decompress(body).splitlines() for body in good)
+    assert sorted(raw for _, _, raw in lines) == sorted(line for body in sent for line in body)
+    assert all(orjson.loads(raw)["messageId"] == key for key, _, raw in lines)
 
 
 def test_workers_pack_what_one_packer_packs(tmp_path):

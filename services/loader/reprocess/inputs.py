@@ -31,12 +31,13 @@ from eventpipe.keys import raw_day_prefix
 from eventpipe.loader.batches import CorruptBatch
 from eventpipe.loader.dialects.bookkeeping import assignments_before, identity_links
 from eventpipe.loader.reprocess.lines import event_records
+from eventpipe.loader.reprocess.packed import store_ref
 from eventpipe.loader.reprocess.steps import pack_event
 from eventpipe.s3 import list_keys
 from eventpipe.settings import Settings
 from eventpipe.timeutil import format_ts
 
-CHUNK_BYTES = 256 * 1024 * 1024  # plain bytes per packed input file
+CHUNK_BYTES = 256 * 1024 * 1024  # raw bytes per packed input file (in its store)
 QUARANTINED = "quarantined"  # the reason of an object skipped because the loader quarantined it
 
 
@@ -105,13 +106,17 @@ class Packer:
     """Checks raw objects as the loader does and packs the lines of the good ones for the
     job's first step (``steps.pack_event``: keyed by ``messageId``, with the step's output for
     a lone copy, computed from the parse the check made) into files of at most
-    ``CHUNK_BYTES`` (``workdir/<name>-N.jsonl``), recorded in ``out``. ``day`` is the day the
-    job recomputes (what a lone copy's output depends on). ``packing.ParallelPacker`` runs one
-    per worker process."""
+    ``CHUNK_BYTES`` of raw lines (``workdir/<name>-N.jsonl``), recorded in ``out``. The raw
+    lines themselves go to a store beside each (``<name>-N.store``) and the packed line
+    refers to them (``packed.store_ref``): the shuffle carries them no more. ``day`` is the
+    day the job recomputes (what a lone copy's output depends on).
+    ``packing.ParallelPacker`` runs one per worker process."""
 
     def __init__(self, workdir: Path, out: Inputs, day: date, name: str = "raw") -> None:
         self.workdir, self.out, self.day, self.name = workdir, out, day, name
         self.sink: BinaryIO | None = None
+        self.store: BinaryIO | None = None
+        self.store_path = b""
 
     def add(self, key: str, body: bytes) -> None:
         try:
@@ -122,23 +127,37 @@ class Packer:
         self.out.objects += 1
         if not records:
             return
-        plain = b"".join(pack_event(line, record, self.day) + b"\n" for line, record in records)
-        if self.sink is None or (self.sink.tell() + len(plain) > CHUNK_BYTES and self.sink.tell()):
-            self.close()
-            path = self.workdir / f"{self.name}-{len(self.out.paths)}.jsonl"
-            self.out.paths.append(str(path))
-            self.sink = path.open("wb")
-        self.sink.write(plain)
+        raw = b"".join(line + b"\n" for line, _ in records)
+        if self.store is None or (self.store.tell() + len(raw) > CHUNK_BYTES and self.store.tell()):
+            self._next_files()
+        assert self.sink is not None and self.store is not None
+        offset, packed = self.store.tell(), []
+        for line, record in records:
+            packed.append(pack_event(line, record, self.day, store_ref(self.store_path, offset, len(line))))
+            packed.append(b"\n")
+            offset += len(line) + 1
+        self.store.write(raw)
+        self.sink.write(b"".join(packed))
         self.out.lines += len(records)
 
+    def _next_files(self) -> None:
+        self.close()
+        path = self.workdir / f"{self.name}-{len(self.out.paths)}.jsonl"
+        self.out.paths.append(str(path))
+        self.sink = path.open("wb")
+        self.store_path = os.fsencode(os.path.abspath(path.with_suffix(".store")))
+        self.store = open(self.store_path, "wb")  # noqa: SIM115 -- closed by close()
+
     def flush(self) -> None:
-        if self.sink is not None:
+        if self.sink is not None and self.store is not None:
+            self.store.flush()
             self.sink.flush()
 
     def close(self) -> None:
-        if self.sink is not None:
+        if self.sink is not None and self.store is not None:
+            self.store.close()
             self.sink.close()
-            self.sink = None
+            self.sink = self.store = None
 
 
 def download_inputs(

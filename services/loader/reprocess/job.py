@@ -38,7 +38,7 @@ from mrjob.job import MRJob
 from mrjob.step import MRStep
 
 from eventpipe.loader.reprocess import steps
-from eventpipe.loader.reprocess.packed import read_packed
+from eventpipe.loader.reprocess.packed import grouped_output, lone_output, read_packed
 from eventpipe.loader.reprocess.rows import ASSIGNMENTS
 from eventpipe.loader.reprocess.steps import LINK, TARGET, is_link_row, is_snapshot_row, sum_counts
 
@@ -144,6 +144,28 @@ class ReprocessJob(MRJob):
         if step_num in (1, 2) and step_type == "reducer":
             return self._hops.read, self._hops.write
         return super().pick_protocols(step_num, step_type)
+
+    def run_reducer(self, step_num: int = 0) -> None:
+        """The first reducer groups its sorted lines by their key's bytes (what the sort
+        grouped) and writes a lone copy's pre-encoded output as it is cut from its line
+        (``packed.lone_output``), without mrjob's decode/group/encode per line; groups of
+        several lines (copies, snapshot rows) go through ``reduce_copies`` as before."""
+        if step_num != 0:
+            super().run_reducer(step_num)
+            return
+        read, write = self.pick_protocols(0, "reducer")
+
+        def reduce_group(group: list[bytes]) -> list[bytes]:
+            if len(group) == 1:
+                lone = lone_output(group[0])
+                if lone is not None:
+                    return lone
+            pairs = [read(line) for line in group]
+            return [write(k, v) for k, v in self.reduce_copies(pairs[0][0], (v for _, v in pairs))]
+
+        lines = (line.rstrip(b"\r\n") for line in self._read_input())
+        for block in grouped_output(lines, reduce_group):
+            self.stdout.write(block)
 
     @cached_property  # read per line by the first mapper
     def day(self) -> date:

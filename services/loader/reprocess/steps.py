@@ -89,10 +89,13 @@ def copy_outputs(event: dict[str, Any], day: date) -> Pairs:
         yield user_key(event), ["event", slim(event)]
 
 
-def pack_event(line: bytes, event: dict[str, Any], day: date) -> bytes:
+def pack_event(line: bytes, event: dict[str, Any], day: date, stored: bytes | None = None) -> bytes:
     """A checked raw event line, packed for the first step (``packed``: with its output if
-    it is its message's only copy)."""
-    return pack_copy(event["messageId"], copy_outputs(event, day), line)
+    it is its message's only copy); ``stored``: where the line was stored instead of the
+    line (``packed.store_ref``)."""
+    if stored is None:
+        return pack_copy(event["messageId"], copy_outputs(event, day), line)
+    return pack_copy(event["messageId"], copy_outputs(event, day), stored, stored=True)
 
 
 def map_line(
@@ -147,7 +150,7 @@ def reduce_copies(key: Any, values: Iterable[Copy | Row], day: date) -> Pairs:
     if len(copies) == 1:
         yield from copies[0].outputs
         return
-    (event,) = dedup(orjson.loads(copy.raw) for copy in copies)
+    (event,) = dedup(orjson.loads(copy.line()) for copy in copies)
     yield from copy_outputs(event, day)
 
 
