@@ -10,7 +10,9 @@ projected to a 1 B-event EMR day.
 over the three days, duplicates included). The Spark engine is compared only with
 ``EVENTPIPE_BENCH_REPROCESS_SPARK=1`` (its JVM and five Python shuffles take minutes);
 ``EVENTPIPE_BENCH_REPROCESS_BIG=10000000`` adds the job alone over a 10M-line day (its peak
-RSS, ``big_*`` fields; no ceiling: the one-process pass holds every event in memory).
+RSS, ``big_*`` fields; no ceiling: the one-process pass holds every event in memory);
+``python -m bench.reprocess big 10000000`` runs only that (the peak-RSS row's measurement,
+without the 1M-line job and ceiling first; run it under ``nice -n 19`` on a shared machine).
 Data lives in a temporary directory, removed afterwards.
 """
 
