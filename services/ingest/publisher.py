@@ -10,6 +10,7 @@ delivery callbacks from the client's I/O thread are bridged to asyncio futures.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import threading
@@ -43,16 +44,20 @@ def broker_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
     return False
 
 
-class _Bridge:
+class DeliveryBridge:
     """Counts down one request's deliveries and settles one asyncio future, failed if the
     deadline (``arm``) passes first. A timer handle, not ``asyncio.timeout``: the context
-    manager's bookkeeping cost ~3% of a single-event request's main thread (issue 16)."""
+    manager's bookkeeping cost ~3% of a single-event request's main thread (issue 16).
+
+    Reports arrive on a client's own thread (confluent's poll thread, kafka-python's sender,
+    a flush at shutdown): the count is an ``itertools.count`` (one atomic step under the
+    GIL: no lock per report), the result goes to the loop thread-safely, once."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, expected: int) -> None:
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
-        self.remaining = expected
-        self.lock = threading.Lock()
+        self.expected = expected
+        self._acks = itertools.count(1)
         self.deadline: asyncio.TimerHandle | None = None
 
     def arm(self, timeout_s: float) -> None:
@@ -74,17 +79,22 @@ class _Bridge:
             self.future.set_exception(PublishError(f"broker did not acknowledge: {error!r}"))
 
     def ok(self, *_: object) -> None:
-        with self.lock:
-            self.remaining -= 1
-            done = self.remaining == 0
-        if done:
+        if next(self._acks) == self.expected:
             self.loop.call_soon_threadsafe(self._settle, None)
 
     def failed(self, error: BaseException) -> None:
         self.loop.call_soon_threadsafe(self._settle, error)
 
+    def delivered(self, error: object, _message: object) -> None:
+        """confluent-kafka's delivery report for one record (``error`` is None on success)."""
+        if error is None:
+            if next(self._acks) == self.expected:
+                self.loop.call_soon_threadsafe(self._settle, None)
+        else:
+            self.loop.call_soon_threadsafe(self._settle, RuntimeError(str(error)))
 
-class _ThreadedPublisher:
+
+class ThreadedPublisher:
     """Shared shape: ``_send_all`` runs in a small thread pool (or on the loop, for a client
     whose sends never block), results come back by callback."""
 
@@ -94,14 +104,14 @@ class _ThreadedPublisher:
         self.timeout_s = settings.publish_timeout_s
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kafka-send")
 
-    def _send_all(self, records: Sequence[Record], bridge: _Bridge) -> None:
+    def _send_all(self, records: Sequence[Record], bridge: DeliveryBridge) -> None:
         raise NotImplementedError
 
     async def publish(self, records: Sequence[Record]) -> None:
         if not records:
             return
         loop = asyncio.get_running_loop()
-        bridge = _Bridge(loop, len(records))
+        bridge = DeliveryBridge(loop, len(records))
         try:
             if self.send_on_loop:
                 self._send_all(records, bridge)
@@ -118,7 +128,7 @@ class _ThreadedPublisher:
         self._pool.shutdown(wait=True)
 
 
-class KafkaPythonPublisher(_ThreadedPublisher):
+class KafkaPythonPublisher(ThreadedPublisher):
     """kafka-python (``EVENTPIPE_KAFKA_CLIENT=kafka-python``): pure Python, supported and
     tested behind the same interface, about a quarter of librdkafka's throughput here."""
 
@@ -142,7 +152,7 @@ class KafkaPythonPublisher(_ThreadedPublisher):
             retry_backoff_ms=100,
         )
 
-    def _send_all(self, records: Sequence[Record], bridge: _Bridge) -> None:
+    def _send_all(self, records: Sequence[Record], bridge: DeliveryBridge) -> None:
         for topic, key, value in records:
             self._producer.send(topic, key=key, value=value).add_callback(bridge.ok).add_errback(
                 bridge.failed
@@ -154,65 +164,11 @@ class KafkaPythonPublisher(_ThreadedPublisher):
         self._producer.close(timeout=self.timeout_s)
 
 
-class ConfluentPublisher(_ThreadedPublisher):
-    """confluent-kafka (librdkafka), the default client: native I/O threads outside the GIL.
-    ``produce()`` only enqueues (it raises BufferError when the local queue is full, never
-    waits), so it runs on the event loop: no thread hop per request."""
-
-    send_on_loop = True
-
-    def __init__(self, settings: Settings) -> None:
-        from confluent_kafka import Producer
-
-        super().__init__(settings)
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "client.id": "eventpipe-ingest",
-                "acks": "all",
-                "enable.idempotence": True,
-                # the Java client's (and kafka-python's) key hash: a user's events stay in the
-                # partition they were in whichever client wrote them (librdkafka's default is CRC32)
-                "partitioner": "murmur2_random",
-                "linger.ms": 1,  # latency bounds per-request throughput; librdkafka batches anyway
-                "compression.type": settings.kafka_compression,
-                "message.timeout.ms": int(settings.publish_timeout_s * 1000),
-                "queue.buffering.max.kbytes": 65536,
-            },
-            logger=logging.getLogger("eventpipe.ingest.librdkafka"),  # JSON logs, not raw stderr
-        )
-        self._running = True
-        self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
-        self._poller.start()
-
-    def _poll_forever(self) -> None:
-        while self._running:
-            self._producer.poll(0.05)
-
-    def _send_all(self, records: Sequence[Record], bridge: _Bridge) -> None:
-        def delivered(error: object, _msg: object) -> None:
-            if error is None:
-                bridge.ok()
-            else:
-                bridge.failed(RuntimeError(str(error)))
-
-        for topic, key, value in records:
-            try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
-            except BufferError as exc:  # 64 MB queued: the broker is down or slow -> 503
-                raise PublishError("local producer queue full: Kafka is not keeping up") from exc
-
-    def close(self) -> None:
-        super().close()
-        self._producer.flush(self.timeout_s)
-        self._running = False
-        self._poller.join(timeout=2)
-        self._producer = None  # type: ignore[assignment]  # the last reference: librdkafka's handle and threads go with it
-
-
 def _connect(settings: Settings) -> Publisher:
     if settings.kafka_client == "kafka-python":
         return KafkaPythonPublisher(settings)
+    from eventpipe.ingest.confluent import ConfluentPublisher  # it imports this module
+
     return ConfluentPublisher(settings)
 
 
