@@ -26,6 +26,7 @@ from eventpipe.timeutil import format_ts
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z").fullmatch
 _FAST_TYPES = frozenset(("track", "page", "screen", "identify"))
 _MISSING = object()
+_OPTIONAL_TEXT = ("channel", "category", "version")  # kept when strings
 
 
 def _plain_id(value: Any) -> str | object | None:
@@ -66,44 +67,59 @@ def fast_normalize(
     kind = get("type") if event_type is None else event_type
     if kind not in _FAST_TYPES:
         return None
-    user_id = _plain_id(get("userId"))
-    anonymous_id = _plain_id(get("anonymousId"))
+    # the usual id (a short non-empty string) inline; anything else through _plain_id
+    user_id = get("userId")
+    if type(user_id) is not str or not user_id or len(user_id) > MAX_ID_CHARS:
+        user_id = _plain_id(user_id)
+    anonymous_id = get("anonymousId")
+    if type(anonymous_id) is not str or not anonymous_id or len(anonymous_id) > MAX_ID_CHARS:
+        anonymous_id = _plain_id(anonymous_id)
     if user_id is _MISSING or anonymous_id is _MISSING or (user_id is None and anonymous_id is None):
         return None
-    event: dict[str, Any] = {"type": kind, "userId": user_id, "anonymousId": anonymous_id}
-    if kind == "track":
-        name = get("event")
-        if type(name) is not str or len(name) > MAX_ID_CHARS or not name.strip():
-            return None
-        event["event"] = name
-    elif kind != "identify":  # page, screen
-        name = get("name")
-        if name is not None and type(name) is not str:
-            return None
-        event["name"] = name
 
     properties, traits, context, integrations = (
         get("properties"), get("traits"), get("context"), get("integrations")
     )  # fmt: skip
-    for value in (properties, traits, context, integrations):
-        if value is not None and type(value) is not dict:
-            return None
-    event["properties"], event["traits"] = properties, traits
-    event["context"], event["integrations"] = context, integrations
-    for field in ("channel", "category", "version"):
-        value = get(field)
-        if type(value) is str:
-            event[field] = value
-
+    if (
+        (properties is not None and type(properties) is not dict)
+        or (traits is not None and type(traits) is not dict)
+        or (context is not None and type(context) is not dict)
+        or (integrations is not None and type(integrations) is not dict)
+    ):
+        return None
     shared_context = batch.get("context")
     merged = dict(shared_context) if shared_context else {}
     if context:
         merged.update(context)
     if client_ip and "ip" not in merged:
         merged["ip"] = client_ip
-    event["context"] = merged
-    if kind == "identify" and traits is None and type(merged.get("traits")) is dict:
-        event["traits"] = merged["traits"]  # RudderStack's identify (see normalize)
+
+    # each kind's fields in normalize's order, in one literal (cheaper than key by key)
+    event: dict[str, Any]
+    if kind == "track":
+        name = get("event")
+        if type(name) is not str or len(name) > MAX_ID_CHARS or not name.strip():
+            return None
+        event = {"type": kind, "userId": user_id, "anonymousId": anonymous_id, "event": name,
+                 "properties": properties, "traits": traits, "context": merged,
+                 "integrations": integrations}  # fmt: skip
+    elif kind == "identify":
+        if traits is None and type(merged.get("traits")) is dict:
+            traits = merged["traits"]  # RudderStack's identify (see normalize)
+        event = {"type": kind, "userId": user_id, "anonymousId": anonymous_id,
+                 "properties": properties, "traits": traits, "context": merged,
+                 "integrations": integrations}  # fmt: skip
+    else:  # page, screen
+        name = get("name")
+        if name is not None and type(name) is not str:
+            return None
+        event = {"type": kind, "userId": user_id, "anonymousId": anonymous_id, "name": name,
+                 "properties": properties, "traits": traits, "context": merged,
+                 "integrations": integrations}  # fmt: skip
+    for field in _OPTIONAL_TEXT:
+        value = get(field)
+        if type(value) is str:
+            event[field] = value
 
     message_id = _plain_id(get("messageId"))
     if message_id is _MISSING:
