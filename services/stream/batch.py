@@ -11,23 +11,30 @@ A record that is not a usable event never stops the stream: it goes to ``rejecte
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from eventpipe.keys import agg_key, raw_key, rejected_key
 from eventpipe.s3 import gzip_json_rows, gzip_lines
+from eventpipe.stream.columnar import fold_slice
+from eventpipe.stream.columns import Run, decode_run
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import TABLES, Deltas, Folded, PartitionState
+from eventpipe.stream.records import BadRecord, parse_event
+
+__all__ = [
+    "BadRecord",
+    "PartitionBatch",
+    "Run",
+    "S3Object",
+    "decode_run",
+    "gzip_raw",
+    "gzip_rows",
+    "parse_event",
+]
 from eventpipe.timeutil import parse_ts
 
-REQUIRED_TEXT = ("messageId", "receivedAt", "timestamp", "type")
-# What the fold and the key naming read of a timestamp (a date, an hour): checked by a
-# pattern rather than parsed, which would cost more than the rest of the validation.
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:?00)?$")
 # Level 1: the raw archive is the hot path (level 9 cost more than the whole fold) and
 # gzip output is deterministic for a given level, so a replay still writes the same bytes.
 RAW_GZIP_LEVEL = 1
@@ -40,31 +47,6 @@ def gzip_raw(lines: list[bytes]) -> bytes:
 def gzip_rows(rows: list[dict[str, Any]]) -> bytes:
     """An aggregate object's body: level 1 as well (level 9 cost ~10 µs per assignment row)."""
     return gzip_json_rows(rows, RAW_GZIP_LEVEL)
-
-
-class BadRecord(ValueError):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-
-
-def parse_event(value: bytes | None) -> dict[str, Any]:
-    """The event in a Kafka value, or ``BadRecord`` saying why it is unusable."""
-    if value is None:
-        raise BadRecord("empty", "record without a value")
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise BadRecord("invalid_json", str(exc)[:200]) from exc
-    if not isinstance(event, dict):
-        raise BadRecord("invalid_event", "value is not a JSON object")
-    for name in REQUIRED_TEXT:
-        if not isinstance(event.get(name), str) or not event[name]:
-            raise BadRecord("missing_field", f"{name} must be a non-empty string")
-    for name in ("receivedAt", "timestamp"):
-        if TIMESTAMP.match(event[name]) is None:
-            raise BadRecord("invalid_timestamp", f"{name} is not a UTC ISO 8601 timestamp")
-    return event
 
 
 @dataclass
@@ -88,6 +70,8 @@ class PartitionBatch:
     first_received: datetime | None = None
     duplicates: int = 0
     unfolded: list[tuple[int, Folded]] = field(default_factory=list)
+    # records queued for the columnar fold: a decoded run, the index of the first, their offsets
+    columns: tuple[Run, int, list[int]] | None = None
 
     def opening_key(self, offset: int, event: dict[str, Any]) -> str | None:
         """The raw key this event would open, if it is the cut's first archived event."""
@@ -98,13 +82,26 @@ class PartitionBatch:
     def before(self, offset: int, event: dict[str, Any] | None, size: int) -> str | None:
         return self.policy.before(offset, event["receivedAt"][:13] if event else None, size)
 
-    def add_event(self, offset: int, value: bytes, event: dict[str, Any]) -> str | None:
-        """Fold and buffer one event (cut opened beforehand); the reason to cut after it."""
-        try:
-            folded = self.state.extract(event)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            return self.add_rejected(offset, value, "unfoldable", f"{type(exc).__name__}: {exc}"[:200])
-        self.unfolded.append((offset, folded))
+    def add_event(
+        self, offset: int, value: bytes, event: dict[str, Any], run: Run | None = None, index: int = -1
+    ) -> str | None:
+        """Fold and buffer one event (cut opened beforehand); the reason to cut after it.
+        With ``run`` (``decode_run`` of the fetch, already checked) it is record ``index`` of
+        that run and is queued for the columnar fold; without, it is extracted here."""
+        if run is None:
+            try:
+                folded = self.state.extract(event)
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                return self.add_rejected(offset, value, "unfoldable", f"{type(exc).__name__}: {exc}"[:200])
+            if self.columns is not None:
+                self.fold()  # keep offset order across the two queues
+            self.unfolded.append((offset, folded))
+        else:
+            queued = self.columns
+            if queued is None or queued[0] is not run or queued[1] + len(queued[2]) != index:
+                self.fold()
+                queued = self.columns = (run, index, [])
+            queued[2].append(offset)
         if not self.lines:
             self.first_archived = offset
             self.first_received = parse_ts(event["receivedAt"])
@@ -113,10 +110,15 @@ class PartitionBatch:
 
     def fold(self) -> None:
         """Fold the queued events into the state and the cut's deltas."""
+        fresh: list[bool] = []
         if self.unfolded:
             fresh = self.state.fold_many(self.unfolded, self.deltas)
-            self.duplicates += len(fresh) - sum(fresh)
             self.unfolded = []
+        elif self.columns is not None:
+            run, start, offsets = self.columns
+            self.columns = None
+            fresh = fold_slice(self.state, run, offsets, start, self.deltas)
+        self.duplicates += len(fresh) - sum(fresh)
 
     def add_rejected(self, offset: int, value: bytes | None, reason: str, detail: str) -> str | None:
         self.rejected.append(
@@ -166,3 +168,4 @@ class PartitionBatch:
         self.first_received = None
         self.duplicates = 0
         self.unfolded = []
+        self.columns = None

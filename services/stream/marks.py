@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
+from operator import or_
 
 import numpy as np
 from xxhash import xxh3_64_intdigest
@@ -140,7 +141,7 @@ class Marks:
                     found[i] = True
         pending = self.pending
         if pending:
-            found = [f or h in pending for f, h in zip(found, hashes, strict=True)]
+            found = list(map(or_, found, map(pending.__contains__, hashes)))
         return found
 
     def add_many(self, hashes: Iterable[int] | np.ndarray, tags: Iterable[int] | np.ndarray) -> None:

@@ -1,0 +1,237 @@
+"""The columnar fold: a slice of a decoded run (``columns.Run``) folded at once (pure, no I/O).
+
+It computes exactly what ``PartitionState.fold_many`` computes for the same events -- the
+same fresh flags, deltas and state (live entries with their creating offsets and tags,
+assignments, changed assignments, exposure index) -- with per-run array operations instead
+of per-event Python:
+
+* **first seen wins**: an occurrence of a key (messageId hash, or a (row, user) mark hash)
+  can count only at the key's lowest offset in the run; every later occurrence meets the
+  entry that one created or found. So a run is reduced to its distinct keys (``first_seen``),
+  each looked up once in the live dict and the sealed set, with the row path's rules for a
+  live entry created before, at, or after that offset (fold.py's module docstring);
+* **exposures** are applied in offset order with the row path's own ``_expose``; the run's
+  events are then joined with their users' assignments *after* the run. That equals the row
+  path, which reads each user's assignments as they stand at each event: within a run an
+  assignment only ever changes to a lower creating offset, so the one current at offset
+  ``o`` is the final one whenever the final one was created at or before ``o``, and
+  ``created > o`` skips both otherwise;
+* **rows** are counted by grouping integer codes of (day, name, received day) and of
+  (day, experiment, variant, name, received day); the distinct-user marks of every row are
+  settled together after the run, as the row path settles them.
+
+``tests/unit/test_stream_columnar.py`` checks the equality on random runs (duplicates in and
+across runs, re-folds of unsealed offsets, sealed duplicates, several partitions, invalid
+records, which ``columns.decode_run`` sends to the row path).
+"""
+
+from __future__ import annotations
+
+from itertools import repeat
+from operator import is_not
+from typing import Any
+
+import numpy as np
+from xxhash import xxh3_64_intdigest
+
+from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT
+from eventpipe.stream.columns import Run
+from eventpipe.stream.deltas import Deltas
+from eventpipe.stream.fold import PartitionState
+from eventpipe.stream.marks import _USER_MIX, Marks
+from eventpipe.stream.persist import Entries
+
+Array = np.ndarray[Any, Any]
+U64 = np.uint64
+MIX = U64(_USER_MIX)
+# Composite integer row keys must fit in an int64; beyond this a slice takes the row path.
+KEY_LIMIT = 1 << 62
+
+
+def fold_slice(state: PartitionState, run: Run, offsets: list[int], start: int, out: Deltas) -> list[bool]:
+    """Fold records ``start .. start + len(offsets)`` of ``run`` (at ``offsets``, ascending)
+    into ``state`` and ``out``; for each, False if it is a duplicate of an earlier offset."""
+    stop = start + len(offsets)
+    if not offsets:
+        return []
+    received = run.received[start:stop]
+    high = max(received)
+    if high > state.high_received:
+        state.high_received = high
+    off = np.asarray(offsets, dtype=np.int64)
+    ids = np.fromiter(map(xxh3_64_intdigest, map(str.encode, run.message_ids[start:stop])), U64, len(off))
+    hours = np.asarray(run.hours[start:stop], dtype=np.int64)
+    fresh = first_seen(state.live_ids, state.ids, ids, off, hours, retag=True)
+    counted = [i for i in np.flatnonzero(fresh).tolist() if run.names[start + i] is not None]
+    for i in counted:  # exposures first, in offset order: the row path's own rule
+        exposure = run.exposures.get(start + i, None)
+        if exposure is not None:
+            j = start + i
+            state._expose(offsets[i], run.users[j], exposure, run.timestamps[j], run.day_tags[j], out)  # type: ignore[arg-type]
+    if counted:
+        _count(state, run, start, off, counted, out)
+    flags: list[bool] = fresh.tolist()
+    return flags
+
+
+def first_seen(
+    live: Entries, sealed: Marks, keys: Array, offsets: Array, tags: Array, *, retag: bool
+) -> Array:
+    """Which occurrences count, updating ``live`` as the row path would (``retag``: a live
+    entry moved to a lower offset takes that occurrence's tag, as messageIds do; marks keep
+    theirs). Occurrences of one key at its lowest offset in the run all count if any does
+    (several marks of one event can share a hash)."""
+    n = len(keys)
+    order = np.lexsort((offsets, keys))
+    ks, os_ = keys[order], offsets[order]
+    start = np.ones(n, dtype=bool)
+    start[1:] = ks[1:] != ks[:-1]
+    group = np.cumsum(start) - 1
+    first = order[start]
+    by_position = np.argsort(first, kind="stable")  # new entries enter ``live`` in run order
+    first, inverse = first[by_position], np.empty_like(by_position)
+    inverse[by_position] = np.arange(len(by_position))
+    q, qo, qt = keys[first].tolist(), offsets[first].tolist(), tags[first].tolist()
+    current = list(map(live.get, q))
+    present = np.fromiter(map(is_not, current, repeat(None)), bool, len(q))
+    counts = ~present & ~np.asarray(sealed.contains_many(q), dtype=bool)
+    created = np.flatnonzero(counts).tolist()
+    if created:  # new: these offsets create them (in run order)
+        entries = zip([qo[k] for k in created], [qt[k] for k in created], strict=True)
+        live.update(zip([q[k] for k in created], entries, strict=True))
+    for k in np.flatnonzero(present).tolist():
+        cur = current[k]
+        if cur[0] >= qo[k]:  # type: ignore[index]  # created by this offset or a later one: counts
+            if cur[0] > qo[k]:  # type: ignore[index]
+                live[q[k]] = (qo[k], qt[k] if retag else cur[1])  # type: ignore[index]
+            counts[k] = True
+    at_lowest = os_ == os_[start][group]
+    flags = np.zeros(n, dtype=bool)
+    flags[order] = counts[inverse[group]] & at_lowest
+    return flags
+
+
+def _codes(values: list[Any], table: dict[Any, int]) -> Array:
+    """Each value's code in ``table`` (new values get the next code)."""
+    for value in dict.fromkeys(values):
+        table.setdefault(value, len(table))
+    return np.fromiter(map(table.__getitem__, values), np.int64, len(values))
+
+
+def group(columns: list[tuple[Array, int]]) -> tuple[Array, Array]:
+    """Rows given as code columns (each with its number of codes): a dense group code per row
+    and the index of one row of each group. One composite int64 key when it fits, else the
+    columns are combined pairwise into dense codes (each step stays far below 2**63)."""
+    key = columns[0][0]
+    if np.prod([float(n) for _, n in columns]) < KEY_LIMIT:
+        for column, n in columns[1:]:
+            key = key * n + column
+    else:
+        for column, n in columns[1:]:
+            _, key = np.unique(key * n + column, return_inverse=True)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return inverse.reshape(-1), first
+
+
+def _count(state: PartitionState, run: Run, start: int, off: Array, counted: list[int], out: Deltas) -> None:
+    """Rows, marks and user counts of the counted (fresh, named) events of the slice."""
+    idx = [start + i for i in counted]
+    users: dict[str, int] = {}
+    u_code = _codes([run.users[j] for j in idx], users)
+    user_list = list(users)
+    mixed = np.fromiter((xxh3_64_intdigest(u.encode()) for u in user_list), U64, len(user_list)) * MIX
+    day_table: dict[str, int] = {}
+    d_code = _codes([run.days[j] for j in idx], day_table)
+    days = list(day_table)
+    r_table: dict[str, int] = {}
+    r_code = _codes([run.received[j][:10] for j in idx], r_table)
+    rdays = list(r_table)
+    n_table: dict[str, int] = {ANY_EVENT: 0, EXPOSURE_EVENT: 1}
+    n_code = _codes([run.names[j] for j in idx], n_table)
+    names = list(n_table)
+    offsets = off[np.asarray(counted, dtype=np.int64)]
+    tags = np.asarray([state._tag(d) for d in days], dtype=np.int64)[d_code]
+    m = len(idx)
+    # engagement rows: (day, name, received day), and (day, "*", received day) for every event
+    every = np.zeros(m, dtype=np.int64)
+    both = [np.concatenate(pair) for pair in ((d_code, d_code), (n_code, every), (r_code, r_code))]
+    c_e, first_e = group(list(zip(both, (len(days), len(names), len(rdays)), strict=True)))
+    rows_e = [(days[both[0][i]], names[both[1][i]], rdays[both[2][i]]) for i in first_e.tolist()]
+    events_e = np.bincount(c_e, minlength=len(rows_e)).tolist()
+    c_own, c_star = c_e[:m], c_e[m:]
+    row_hash = state._row_hash
+    hash_e = np.fromiter((row_hash(("e", d, x)) for d, x, _ in rows_e), U64, len(rows_e))
+    # an event named "*" lands twice in the "*" row with one mark (fold.py's weight 2)
+    named = n_code != 0
+    mark_h = [hash_e[c_own[named]] ^ mixed[u_code[named]], hash_e[c_star] ^ mixed[u_code]]
+    mark_o, mark_t, mark_r = [offsets[named], offsets], [tags[named], tags], [c_own[named], c_star]
+    joined = _assigned(state, run, idx, offsets, u_code, user_list, n_code)
+    rows_x: list[tuple[str, str, str, str, str]] = []
+    events_x: list[int] = []
+    if joined is not None:
+        ev, x_code, v_code, experiments, variants = joined
+        columns = [d_code[ev], x_code, v_code, n_code[ev], r_code[ev]]
+        sizes = (len(days), len(experiments), len(variants), len(names), len(rdays))
+        c_x, first_x = group(list(zip(columns, sizes, strict=True)))
+        for i in first_x.tolist():
+            d, x, v, n, r = (int(c[i]) for c in columns)
+            rows_x.append((days[d], experiments[x], variants[v], names[n], rdays[r]))
+        events_x = np.bincount(c_x, minlength=len(rows_x)).tolist()
+        hash_x = np.fromiter((row_hash(("x", *r[:4])) for r in rows_x), U64, len(rows_x))
+        mark_h.append(hash_x[c_x] ^ mixed[u_code[ev]])
+        mark_o.append(offsets[ev])
+        mark_t.append(tags[ev])
+        mark_r.append(c_x + len(rows_e))
+    marks_h, marks_o, marks_t, marks_r = (np.concatenate(c) for c in (mark_h, mark_o, mark_t, mark_r))
+    new = first_seen(state.live_members, state.members, marks_h, marks_o, marks_t, retag=False)
+    users_per_row = np.bincount(marks_r[new], minlength=len(rows_e) + len(rows_x)).tolist()
+    for k, (key, n) in enumerate(zip(rows_e, events_e, strict=True)):
+        acc = out.engagement.setdefault(key, [0, 0])
+        acc[0] += n
+        acc[1] += users_per_row[k]
+    for k, (xkey, n) in enumerate(zip(rows_x, events_x, strict=True)):
+        acc = out.experiment.setdefault(xkey, [0, 0])
+        acc[0] += n
+        acc[1] += users_per_row[len(rows_e) + k]
+
+
+def _assigned(
+    state: PartitionState, run: Run, idx: list[int], offsets: Array, u_code: Array, user_list: list[str],
+    n_code: Array,
+) -> tuple[Array, Array, Array, list[str], list[str]] | None:  # fmt: skip
+    """The counted events joined with their users' assignments after the run (module
+    docstring), kept where the row path counts the event under the assignment: created at
+    or before the event's offset, first exposed at or before its timestamp, and for an
+    exposure only its own experiment. The kept pairs: event index, experiment and variant
+    codes, with the code tables."""
+    a_user: list[int] = []
+    a_exp: list[int] = []
+    a_var: list[int] = []
+    a_first: list[str] = []
+    a_created: list[int] = []
+    x_table: dict[str, int] = {}
+    v_table: dict[str, int] = {}
+    for k, user in enumerate(user_list):
+        mine = state.assigned.get(user)
+        for experiment, (variant, first, created) in (mine or {}).items():
+            a_user.append(k)
+            a_exp.append(x_table.setdefault(experiment, len(x_table)))
+            a_var.append(v_table.setdefault(variant, len(v_table)))
+            a_first.append(first)
+            a_created.append(created)
+    if not a_user:
+        return None
+    per_user = np.bincount(np.asarray(a_user, dtype=np.int64), minlength=len(user_list))
+    begin = np.concatenate(([0], np.cumsum(per_user)[:-1]))  # a_user is ascending
+    count = per_user[u_code]
+    ev = np.repeat(np.arange(len(idx)), count)
+    a = begin[u_code[ev]] + np.arange(len(ev)) - np.repeat(np.cumsum(count) - count, count)
+    stamps = np.asarray([run.timestamps[j] for j in idx])
+    keep = (np.asarray(a_created, dtype=np.int64)[a] <= offsets[ev]) & ~(stamps[ev] < np.asarray(a_first)[a])
+    exposed = np.full(len(idx), -1, dtype=np.int64)  # an exposure's own experiment code
+    for k in np.flatnonzero(n_code == 1).tolist():
+        exposure = run.exposures[idx[k]]
+        exposed[k] = -2 if exposure is None else x_table.get(exposure.experiment_id, -2)
+    x_code, v_code = np.asarray(a_exp, dtype=np.int64)[a], np.asarray(a_var, dtype=np.int64)[a]
+    keep &= ~((n_code[ev] == 1) & (exposed[ev] != x_code))
+    return ev[keep], x_code[keep], v_code[keep], list(x_table), list(v_table)

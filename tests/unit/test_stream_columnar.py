@@ -1,0 +1,213 @@
+"""The columnar fold (``columns.decode_run`` + ``columnar.fold_slice``, what the pipeline runs
+per fetch) against the row path (``parse_event`` + ``extract`` + ``fold_many``), both driven
+through the real ``PartitionBatch``.
+
+Hypothesis generates a partition's Kafka values (in-order events of a few users meeting a few
+experiments, SDK retries hours later, events named "*", aliases, identifies, empty user keys
+and, sometimes, invalid records of every kind the row path rejects), splits them into fetches, cuts closing
+inside a fetch (slices of one decoded run), commits (sealing), and a seek back that fetches
+unsealed offsets again. Both paths must leave the same deltas per cut, the same duplicates,
+the same rejected records and the same state; a fetch with an invalid record must go to the
+row path whole, and every other fetch must take the columnar path (so the test cannot pass by
+always falling back).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import pairwise
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
+from eventpipe.stream.columns import UNFOLDABLE
+from eventpipe.stream.cuts import CutPolicy
+from eventpipe.stream.fold import Deltas, PartitionState
+from eventpipe.timeutil import format_ts
+from tests.support.clock import ManualClock
+from tests.unit.test_stream_fold import START, commit, small_levels
+from tests.unit.test_stream_fold_batch import absolute
+
+USERS = [("anon-1", "user-1"), ("anon-2", "user-2"), ("anon-3", "user-1")]
+# Records the row path rejects (each for a different reason), or cannot fold.
+INVALID: list[bytes | None] = [
+    None,
+    b"not json",
+    b"[1, 2]",
+    b'{"type": "track", "event": "x", "anonymousId": "a", "timestamp": "2026-11-25T10:00:00Z"}',
+    b'{"type": "page", "messageId": "", "anonymousId": "a", "timestamp": "2026-11-25T10:00:00Z",'
+    b' "receivedAt": "2026-11-25T10:00:00Z"}',
+    b'{"type": "page", "messageId": "b1", "anonymousId": "a", "timestamp": "yesterday",'
+    b' "receivedAt": "2026-11-25T10:00:00Z"}',
+    b'{"type": "page", "messageId": "b2", "userId": 7, "timestamp": "2026-11-25T10:00:00Z",'
+    b' "receivedAt": "2026-11-25T10:00:00Z"}',
+    b'{"type": "track", "event": 5, "messageId": "b3", "anonymousId": "a",'
+    b' "timestamp": "2026-11-25T10:00:00Z", "receivedAt": "2026-11-25T10:00:00Z"}',
+    b'{"type": "page", "messageId": "b4", "anonymousId": "a", "timestamp": "2026-13-45T10:00:00Z",'
+    b' "receivedAt": "2026-11-25T10:00:00Z"}',
+    b'{"type": "track", "event": "Experiment Viewed", "messageId": "b5", "anonymousId": "a",'
+    b' "properties": [1], "timestamp": "2026-11-25T10:00:00Z", "receivedAt": "2026-11-25T10:00:00Z"}',
+]
+
+
+@st.composite
+def event(draw: Any, n: int, ts: str) -> dict[str, Any]:
+    """A partition's event: few users and experiments (so users meet several of them),
+    exposures with ids, names or one id missing, events named "*", aliases, identifies,
+    empty user keys."""
+    anon, uid = draw(st.sampled_from(USERS))
+    kind = draw(st.sampled_from(["track"] * 5 + ["page", "screen", "identify", "alias"]))
+    e: dict[str, Any] = {"type": kind, "messageId": f"m{n}", "timestamp": ts, "receivedAt": ts}
+    e |= draw(st.sampled_from([{"anonymousId": anon}, {"anonymousId": anon, "userId": uid}, {"userId": ""}]))
+    if kind == "track":
+        e["event"] = draw(st.sampled_from(["Experiment Viewed", "Experiment Viewed", "Buy", "*"]))
+        x, v = draw(st.sampled_from(["exp-a", "exp-b"])), draw(st.sampled_from(["control", "v1"]))
+        e["properties"] = draw(
+            st.sampled_from(
+                [
+                    {"experiment_id": x, "variation_id": v},
+                    {"experiment_name": x, "variation_name": v},
+                    {"experiment_id": x},
+                ]
+            )
+        )
+    elif kind == "alias":
+        e["previousId"] = "anon-9"
+    return e
+
+
+@st.composite
+def values(draw: Any) -> list[bytes | None]:
+    """One partition's Kafka values in order: events, SDK retries of earlier ones (same
+    messageId, later receivedAt, possibly hours later), and sometimes invalid records."""
+    clock = START
+    sent: list[dict[str, Any]] = []
+    out: list[bytes | None] = []
+    for n in range(draw(st.integers(1, 70))):
+        clock += timedelta(minutes=draw(st.integers(1, 150)))
+        ts = format_ts(clock)
+        if sent and draw(st.integers(0, 6)) == 0:
+            out.append(orjson.dumps({**draw(st.sampled_from(sent)), "receivedAt": ts}))
+        else:
+            sent.append(draw(event(n, ts)))
+            out.append(orjson.dumps(sent[-1]))
+        if draw(st.integers(0, 24)) == 0:
+            out.append(draw(st.sampled_from(INVALID)))
+    return out
+
+
+def drive(
+    records: list[bytes | None], fetches: set[int], cuts: set[int], back: int, columnar: bool
+) -> tuple[list[Any], PartitionBatch, list[bool]]:
+    """Feed ``records`` (offsets 0..n-1) to a ``PartitionBatch`` in fetches split at
+    ``fetches``; at each offset in ``cuts`` the open cut is folded (inside a fetch, too),
+    committed and sealed; then a seek back to ``back`` (not before the last commit) fetches
+    the rest again. What each cut emitted, the batch, and which fetches went columnar."""
+    batch = PartitionBatch(0, CutPolicy(10**9, 10**12, 10, ManualClock()))
+    log: list[Any] = []
+    emitted: list[Any] = []
+    paths: list[bool] = []
+    first = 0
+
+    def close(at: int, committed: bool = True) -> None:
+        nonlocal first
+        batch.fold()
+        emitted.append((batch.deltas, batch.duplicates, batch.rejected))
+        if committed:
+            commit(batch.state, first, at - 1, log)
+            first = at
+        batch.deltas, batch.duplicates, batch.rejected = Deltas(), 0, []
+
+    def fetch(start: int, end: int) -> None:
+        values = records[start:end]
+        run = decode_run(batch.state, values) if columnar else None
+        paths.append(run is not None)
+        for i, value in enumerate(values):
+            offset = start + i
+            if offset in cuts and offset > first:
+                close(offset)
+            event = run.events[i] if run is not None else _parsed(value)
+            if event is None:
+                batch.add_rejected(offset, value, "bad", "")
+            else:
+                batch.add_event(offset, value or b"", event, run, i)
+        batch.fold()
+
+    n = len(records)
+    bounds = sorted({0, n, *(b for b in fetches if 0 < b < n)})
+    for start, end in pairwise(bounds):
+        fetch(start, end)
+    close(n, committed=False)  # written, never committed: a seek back re-reads it
+    fetch(max(back, first), n)  # offsets the state already holds, unsealed
+    close(n, committed=False)
+    return emitted, batch, paths
+
+
+def content(state: PartitionState) -> tuple[Any, ...]:
+    """Everything the state holds. Not the order of its dicts: the columnar fold adds a run's
+    new marks grouped by row kind, the row path event by event, so the first tag a compact set
+    meets at a seal (the base its 2-byte tags are relative to) and the order of entries in a
+    cut record can differ; the entries and their absolute tags are the same."""
+    return (
+        state.live_ids,
+        state.live_members,
+        *(sorted([*m.pending.items(), *absolute(m)]) for m in (state.ids, state.members)),
+        len(state.ids.pending),
+        len(state.members.pending),
+        state.assigned,
+        state.changed,
+        state.exposed_on,
+        state.n_assigned,
+        state.high_received,
+    )
+
+
+def _parsed(value: bytes | None) -> dict[str, Any] | None:
+    try:
+        return parse_event(value)
+    except BadRecord:
+        return None
+
+
+def _rejects(records: list[bytes | None], start: int, end: int) -> bool:
+    """Whether the row path rejects a record of ``start..end`` (as ``drive`` fetches them)."""
+    state = PartitionState()
+    for value in records[start:end]:
+        event = _parsed(value)
+        if event is None:
+            return True
+        try:
+            state.extract(event)
+        except UNFOLDABLE:
+            return True
+    return False
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values(), st.sets(st.integers(0, 90)), st.sets(st.integers(0, 90)), st.integers(0, 90))
+def test_the_columnar_fold_equals_the_row_path(
+    records: list[bytes | None], fetches: set[int], cuts: set[int], back: int
+) -> None:
+    with small_levels():  # sealed entries in both levels of the hashed sets
+        rows, row_batch, _ = drive(records, fetches, cuts, back, columnar=False)
+        cols, col_batch, paths = drive(records, fetches, cuts, back, columnar=True)
+    assert cols == rows  # every cut's deltas, duplicates and rejected records
+    assert content(col_batch.state) == content(row_batch.state)
+    n = len(records)
+    bounds = sorted({0, n, *(b for b in fetches if 0 < b < n)})
+    spans = list(pairwise(bounds))
+    assert paths[: len(spans)] == [not _rejects(records, s, e) for s, e in spans]
+
+
+def test_a_run_with_one_invalid_record_goes_to_the_row_path_whole() -> None:
+    ts = "2026-11-25T10:00:00.000Z"
+    good = orjson.dumps(
+        {"type": "page", "messageId": "m", "anonymousId": "a", "timestamp": ts, "receivedAt": ts}
+    )
+    batch = PartitionBatch(0, CutPolicy(10, 10**6, 10, ManualClock()))
+    assert decode_run(batch.state, [good, good]) is not None
+    for bad in INVALID:
+        assert decode_run(batch.state, [good, bad, good]) is None
