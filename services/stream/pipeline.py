@@ -36,7 +36,7 @@ from mode import Service
 from eventpipe.clock import Clock, SystemClock
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
-from eventpipe.stream.batch import BadRecord, PartitionBatch, parse_event
+from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
 from eventpipe.stream.clients import Connect, StreamClients
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.metrics import StreamMetrics
@@ -184,10 +184,12 @@ class Pipeline(Service):
 
     async def _consume(self, part: Owned, records: list[Any]) -> None:
         batch, events, write = part.batch, self.metrics.events, self.writer.write
-        for record in records:
+        # the whole fetch decoded and checked as columns, else (any unusual record) record by record
+        run = decode_run(batch.state, [record.value for record in records])
+        for i, record in enumerate(records):
             offset, value = record.offset, record.value
             try:
-                event = parse_event(value)
+                event = parse_event(value) if run is None else run.events[i]
             except BadRecord as exc:
                 if batch.before(offset, None, 0) and not await write(part, "replay"):
                     return
@@ -200,7 +202,7 @@ class Pipeline(Service):
                     return
                 if part.verify and not batch.lines and not await self._verify(part, offset, event):
                     return
-                reason = batch.add_event(offset, value, event)
+                reason = batch.add_event(offset, value, event, run, i)
             part.next_offset = offset + 1
             if reason and not await write(part, reason):
                 return
