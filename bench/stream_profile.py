@@ -9,6 +9,11 @@ per-call timer is inside the loop it measures. Hashing and decoding are also tim
 own (the fold and the validation include them) and subtracted. What it cannot see: Kafka
 fetching, S3 calls, the event loop and the web server; those are what ``spy`` shows.
 
+Since the worker folds on the columnar path (``columns.decode_run`` + ``columnar.fold_slice``
+for every fetch whose records are all foldable), ``stages`` also times that path over the same
+fetches and prints it beside the row-path stages it replaces (the row path still runs for a
+fetch holding an invalid record).
+
 ``spy``: the bench's real worker process over a pre-filled topic (``bench.stream``'s run,
 only the worker part) sampled by py-spy (on-CPU samples only, every thread), each sample put
 in the stage of the innermost frame that names one (``SPY_STAGES``), its share times the
@@ -33,7 +38,7 @@ from typing import Any
 import orjson
 
 from bench.common import ROOT, VENV_BIN
-from eventpipe.stream.batch import PartitionBatch, gzip_raw, gzip_rows, parse_event
+from eventpipe.stream.batch import PartitionBatch, decode_run, gzip_raw, gzip_rows, parse_event
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import TABLES
 from eventpipe.stream.marks import key_hash
@@ -92,7 +97,7 @@ def _partition(values: list[bytes], t: dict[str, float]) -> None:
             events = [parse_event(v) for v in run]
         with _timed(t, "extract"):
             folded = [batch.state.extract(e) for e in events]
-        with _timed(t, "hashing (2 blake2b)"):
+        with _timed(t, "hashing (2 XXH3-64)"):
             _ = [key_hash(f.message_id) for f in folded]
             _ = [key_hash(f.user) for f in folded if f.name is not None and f.user is not None]
         for value, event in zip(run, events, strict=True):
@@ -114,6 +119,39 @@ def _partition(values: list[bytes], t: dict[str, float]) -> None:
         _cut(batch, t)
 
 
+def _columnar_partition(values: list[bytes], t: dict[str, float]) -> None:
+    """The worker's columnar path over the same fetches: ``decode_run`` (decode, checks,
+    extract) and ``fold_slice`` (through ``PartitionBatch.fold``), each timed; the cut
+    policy, the buffering and the cut's objects untimed (the row pass times them)."""
+    batch = PartitionBatch(0, CutPolicy(CUT, 16 * 1024 * 1024, 1.0, _Still()))
+    offset = 0
+
+    def cut() -> None:
+        with _timed(t, "columnar: fold_slice (fold incl. hashing)"):
+            batch.fold()
+        batch.state.written(batch.state.cut_records(batch.policy.first_offset, batch.policy.last_offset))
+        batch.state.seal(batch.policy.last_offset)
+        batch.reset()
+
+    for start in range(0, len(values), FETCH):
+        chunk = values[start : start + FETCH]
+        with _timed(t, "columnar: decode_run (decode + validation + extract)"):
+            run = decode_run(batch.state, chunk)
+        if run is None:
+            raise RuntimeError("the bench's events must all take the columnar path")
+        for i, value in enumerate(chunk):
+            if batch.before(offset, run.events[i], len(value)):
+                cut()
+            reason = batch.add_event(offset, value, run.events[i], run, i)
+            offset += 1
+            if reason:
+                cut()
+        with _timed(t, "columnar: fold_slice (fold incl. hashing)"):
+            batch.fold()
+    if batch.policy.is_open:
+        cut()
+
+
 def stages(events: int) -> dict[str, float]:
     """CPU µs per event of each pure stage (module docstring)."""
     from bench.stream import _values
@@ -128,13 +166,22 @@ def stages(events: int) -> dict[str, float]:
     timer = time.process_time() - started
     for part in _by_partition(values):
         _partition(part, t)
+        _columnar_partition(part, t)
     t["cut policy + buffering (incl. extract)"] -= timer
     us = {stage: seconds / len(values) * 1e6 for stage, seconds in t.items()}
     us["validation"] = us["decode + validation"] - us["decode (orjson.loads)"]
     us["cut policy + buffering"] = us.pop("cut policy + buffering (incl. extract)") - us["extract"]
-    us["fold (without hashing)"] = us["fold (incl. hashing)"] - us["hashing (2 blake2b)"]
+    us["fold (without hashing)"] = us["fold (incl. hashing)"] - us["hashing (2 XXH3-64)"]
     del us["decode + validation"], us["fold (incl. hashing)"]
+    columnar = {stage: us.pop(stage) for stage in list(us) if stage.startswith("columnar")}
     us["total of the pure stages"] = sum(us.values())
+    replaced = ("decode (orjson.loads)", "validation", "extract", "hashing (2 XXH3-64)")
+    replaced += ("fold (without hashing)",)
+    us["row path: decode + validation + extract + fold (what the columnar path replaces)"] = sum(
+        us[stage] for stage in replaced
+    )
+    us |= columnar
+    us["columnar: decode_run + fold_slice"] = sum(columnar.values())
     return {stage: round(value, 2) for stage, value in us.items()}
 
 
@@ -144,9 +191,9 @@ SPY_STAGES: list[tuple[str, Callable[[str], bool]]] = [
     ("S3 (boto3/botocore, threads)", lambda f: "botocore" in f or "boto3" in f or "urllib3" in f),
     ("changelog (records + produce)", lambda f: "changelog.py" in f or "cutrecord.py" in f),
     ("seal / marks", lambda f: "(seal)" in f or "marks.py" in f),
-    ("fold", lambda f: "fold.py" in f),
+    ("fold", lambda f: "fold.py" in f or "columnar.py" in f),
     ("aggregate rows", lambda f: "deltas.py" in f),
-    ("decode + validation", lambda f: "parse_event" in f),
+    ("decode + validation", lambda f: "parse_event" in f or "columns.py" in f),
     ("cut policy + buffering", lambda f: "batch.py" in f or "cuts.py" in f),
     ("commit / fence / notices", lambda f: "writer.py" in f),
     ("Kafka fetch (aiokafka)", lambda f: "aiokafka" in f or "kafka/" in f),
