@@ -8,8 +8,9 @@ committed; a worker that is assigned ``p`` rebuilds the state by reading changel
 partition ``p`` from the start. State may thus be ahead of the committed offset, never
 behind it, and the offset tags of ``fold.py`` make the replay of the gap exact.
 A cut's messageIds and distinct-user marks go in one compact record (``cutrecord.py``,
-chunked under 1 MB), assignments one record each; a cut record is deleted with tombstones
-once everything in it is older than the dedup window, so compaction bounds the topic.
+chunked under 1 MB), the assignments it set in another (``persist.py``); a record is deleted
+with tombstones once everything in it is older than its window (the dedup window, the
+assignment window), so compaction bounds the topic.
 """
 
 from __future__ import annotations

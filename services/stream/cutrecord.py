@@ -1,4 +1,5 @@
-"""The changelog record of one cut (pure): every state entry the cut created, packed.
+"""The changelog records of one cut (pure): every state entry the cut created, packed, and
+the assignments it set.
 
 One record per cut instead of one Kafka record per entry (about three per event, each a
 JSON key and value): the entries become fixed-width arrays -- 8-byte key hash, 8-byte
@@ -21,15 +22,22 @@ streamed rows; the nightly reprocess is final).
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
+import orjson
 
 MAGIC = b"EPC3"
 MAGICS_BEFORE_XXH3 = (b"EPC1", b"EPC2")  # blake2b hashes: read, their entries left out
 HEADER = struct.Struct("<4sIIH")
 CHUNK_ENTRIES = 32_768  # 20 bytes each: 640 KB, under Kafka's default 1 MB record limit
+ASSIGNMENTS_MAGIC = b"EPA1"
+CHUNK_BYTES = 900 * 1024  # an assignment chunk's JSON at most (Kafka's default limit: 1 MB)
 
 Entry = tuple[int, int, int]  # (key hash, creating offset, bucket tag)
+# (user, experiment, variant, first exposure timestamp, creating offset), or (user, experiment)
+# for an assignment that is gone (pruned, or replaced and pruned): a restore drops it
+Assignment = tuple[str, str, str, str, int] | tuple[str, str]
 Columns = tuple[np.ndarray, np.ndarray, np.ndarray]  # hashes, creating offsets, tags
 
 
@@ -83,3 +91,34 @@ def decode(value: bytes) -> tuple[str, list[Entry], list[Entry]]:
     tags = np.frombuffer(value, dtype="<u4", count=n, offset=at + 16 * n).tolist()
     rows = list(zip(hashes, offsets, tags, strict=True))
     return high, rows[:n_ids], rows[n_ids:]
+
+
+def encode_assignments(assignments: list[Assignment]) -> list[bytes]:
+    """The chunks of the record of the assignments one cut changed (at least one): ``EPA1``
+    and a JSON list of ``[user, experiment, variant, timestamp, offset]`` (set) and
+    ``[user, experiment]`` (gone), halved until each chunk is at most ``CHUNK_BYTES`` (one
+    JSON encoding per cut in the common case, not one record per assignment)."""
+    body = orjson.dumps(assignments)
+    if len(body) <= CHUNK_BYTES or len(assignments) == 1:
+        return [ASSIGNMENTS_MAGIC + body]
+    half = len(assignments) // 2
+    return encode_assignments(assignments[:half]) + encode_assignments(assignments[half:])
+
+
+def decode_assignments(value: bytes) -> list[Assignment]:
+    """The assignment changes of one chunk, in order; ``BadCutRecord`` for anything else."""
+    if value[:4] != ASSIGNMENTS_MAGIC:
+        raise BadCutRecord(f"not an assignment record (magic {value[:4]!r})")
+    try:
+        rows: Any = orjson.loads(value[4:])
+    except orjson.JSONDecodeError as exc:
+        raise BadCutRecord(f"assignment record: {exc}") from exc
+    if not isinstance(rows, list) or not all(_is_change(row) for row in rows):
+        raise BadCutRecord("assignment record: not a list of [user, experiment(, variant, ts, offset)]")
+    return [tuple(row) for row in rows]
+
+
+def _is_change(row: Any) -> bool:
+    if not isinstance(row, list) or len(row) not in (2, 5):
+        return False
+    return all(isinstance(text, str) for text in row[:4]) and (len(row) == 2 or type(row[4]) is int)

@@ -48,7 +48,7 @@ from eventpipe.definitions import (
 )
 from eventpipe.stream.deltas import TABLES, Deltas
 from eventpipe.stream.marks import Marks, day_tag, hour_tag, key_hash, user_mix
-from eventpipe.stream.persist import Assigned, Entries, Persisted
+from eventpipe.stream.persist import Assigned, AssignmentLog, Entries, Persisted
 
 __all__ = ["TABLES", "Deltas", "Folded", "PartitionState"]
 
@@ -96,6 +96,7 @@ class PartitionState(Persisted):
     # changelog cut records: first offset -> (chunks, newest hour tag, newest day tag)
     records: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     expired: list[tuple[int, int]] = field(default_factory=list)  # (first offset, chunks) to tombstone
+    assignment_log: AssignmentLog = field(default_factory=AssignmentLog)  # assignment records
     n_assigned: int = 0
     high_received: str = ""  # latest receivedAt folded: the data clock for pruning
     _tags: dict[str, int] = field(default_factory=dict, repr=False)  # hour/day string -> tag

@@ -3,13 +3,21 @@ what is done once they are written and once the cut is committed (sealed), the s
 from the records on assignment, and pruning by data time.
 
 ``PartitionState`` (``fold.py``) inherits these; ``changelog.py`` produces and reads the
-records. One record per cut holds every entry the cut created (``cutrecord.py``), one record
-per changed assignment (``["a", user, experiment]``), tombstones for cut records that fell
-out of the window. Records of the earlier per-key format (``m``, ``e``, ``x``) are still read.
+records. Per cut: one record (in chunks) holds every entry the cut created, one the
+assignments it set (``cutrecord.py``); tombstones delete the records that fell out of their
+window. Records of earlier formats are still read: the per-key entries (``m``, ``e``, ``x``)
+and one record per assignment (``["a", user, experiment]``, deleted by a tombstone of its
+key once that assignment changes or is pruned).
+
+Assignment records are deleted in the order they were written, each once every assignment
+it holds is older than the window and every record written before it is deleted: an
+assignment replaced by a later record (a re-fold at an earlier offset) can then never
+outlive its successor in the topic, so a restore always ends on the latest one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -19,10 +27,23 @@ import orjson
 from eventpipe.stream import cutrecord
 from eventpipe.stream.marks import Marks, day_tag, hour_tag, key_hash, mark_hash
 
-# changelog keys: ("c", first offset, chunk) for a cut record, ("a", user, experiment)
+# changelog keys: ("c", first offset, chunk) for a cut record, ("s", first offset, chunk)
+# for the assignments a cut set, ("a", user, experiment) for one assignment (earlier format)
 Key = tuple[str, ...]
 Entries = dict[int, tuple[int, int]]  # live entries: hash -> (creating offset, tag)
 Assigned = dict[str, dict[str, tuple[str, str, int]]]  # user -> experiment -> (variant, ts, offset)
+NO_ASSIGNMENTS: dict[str, tuple[str, str, int]] = {}
+
+
+@dataclass
+class AssignmentLog:
+    """Where a partition's assignments are in the changelog."""
+
+    # the assignment records, in the order written: first offset -> (chunks, newest day tag)
+    records: dict[int, tuple[int, int]] = field(default_factory=dict)
+    expired: list[tuple[int, int]] = field(default_factory=list)  # (first offset, chunks) to tombstone
+    legacy: set[tuple[str, str]] = field(default_factory=set)  # restored from per-assignment records
+    pending: list[tuple[str, str]] = field(default_factory=list)  # the changes the last records carry
 
 
 class Persisted:
@@ -37,11 +58,13 @@ class Persisted:
     exposed_on: dict[int, list[tuple[str, str]]]
     n_assigned: int
     high_received: str
+    assignment_log: AssignmentLog
 
     def cut_records(self, first: int, last: int) -> list[tuple[Key, bytes | None]]:
         """The changelog records of the cut ``first..last``: its live entries as compact
-        chunks (``cutrecord.py``), the assignments it changed, and tombstones for cut records
-        that fell out of the window. Writing them again (a retry) is harmless."""
+        chunks, the assignments it set as one record (``cutrecord.py``), tombstones for
+        per-assignment records of the earlier format that changed, and for records that fell
+        out of their window. Writing them again (a retry) is harmless."""
         ids, members = live_columns(self.live_ids, last), live_columns(self.live_members, last)
         out: list[tuple[Key, Any]] = []
         if len(ids[0]) or len(members[0]):
@@ -50,32 +73,58 @@ class Persisted:
             newest_hour = int(ids[2].max()) if len(ids[2]) else -1
             newest_day = int(members[2].max()) if len(members[2]) else -1
             self.records[first] = (len(chunks), newest_hour, newest_day)
-        for user, experiment in sorted(self.changed):
-            entry = self.assigned.get(user, {}).get(experiment)
-            out.append((("a", user, experiment), None if entry is None else orjson.dumps(list(entry))))
+        out += self._assignment_records(first)
         for old, n_chunks in self.expired:
             out += [(("c", str(old), str(i)), None) for i in range(n_chunks)]
         return out
 
+    def _assignment_records(self, first: int) -> list[tuple[Key, bytes | None]]:
+        """The assignments changed since the last records, as the record of the cut starting at
+        ``first`` (each set, or gone: a restore must not bring back what an older record holds),
+        preceded by tombstones of their keys in the earlier per-assignment format (a restore
+        reads in order); then tombstones of expired records."""
+        log = self.assignment_log
+        log.pending = list(self.changed)  # any order: one change per (user, experiment)
+        out: list[tuple[Key, Any]] = [(("a", u, x), None) for u, x in log.pending if (u, x) in log.legacy]
+        if log.pending:
+            assigned = self.assigned
+            entries = [assigned.get(user, NO_ASSIGNMENTS).get(experiment) for user, experiment in log.pending]
+            changes: list[cutrecord.Assignment] = [
+                change if entry is None else (*change, *entry)
+                for change, entry in zip(log.pending, entries, strict=True)
+            ]
+            newest_ts = max((entry[1] for entry in entries if entry is not None), default="")
+            newest = day_tag(newest_ts[:10]) if newest_ts else -1
+            chunks = cutrecord.encode_assignments(changes)
+            out += [(("s", str(first), str(i)), chunk) for i, chunk in enumerate(chunks)]
+            chunks_before, newest_before = log.records.pop(first, (0, -1))
+            log.records[first] = (max(len(chunks), chunks_before), max(newest, newest_before))  # now last
+        for old, n_chunks in log.expired:
+            out += [(("s", str(old), str(i)), None) for i in range(n_chunks)]
+        return out
+
     def written(self, records: list[tuple[Key, bytes | None]]) -> None:
-        """``records`` are in the changelog: their assignments and tombstones are done."""
-        for key, _ in records:
-            if key[0] == "a":
-                self.changed.discard((key[1], key[2]))
+        """``records``, the last ``cut_records``, are in the changelog: their assignment changes
+        and tombstones are done."""
+        log = self.assignment_log
+        self.changed.difference_update(log.pending)
+        log.legacy.difference_update(log.pending)  # their per-assignment records were tombstoned
         tombstoned = {int(key[1]) for key, value in records if key[0] == "c" and value is None}
         self.expired = [e for e in self.expired if e[0] not in tombstoned]
+        gone = {int(key[1]) for key, value in records if key[0] == "s" and value is None}
+        log.expired = [e for e in log.expired if e[0] not in gone]
+        log.pending = []
 
     def restore(self, key: Key, value: bytes | None, start: int) -> None:
         """Apply one changelog record; ``start`` is the offset folding resumes from: entries
-        created before it are sealed, later ones stay live with their offsets. Tombstones
-        need no work (the records they delete are pruned by ``prune`` after the restore)."""
+        created before it are sealed, later ones stay live with their offsets. Tombstones of
+        cut and assignment records need no work (what they delete is pruned by ``prune`` and
+        ``prune_assignments`` after the restore, and their tombstones queued again)."""
         kind = key[0]
         if value is None:
-            if kind == "a" and key[1] in self.assigned:
-                mine = self.assigned[key[1]]
-                self.n_assigned -= mine.pop(key[2], None) is not None
-                if not mine:
-                    del self.assigned[key[1]]
+            if kind == "a":
+                self._forget_assignment(key[1], key[2])
+                self.assignment_log.legacy.discard((key[1], key[2]))
             return
         if kind == "c":
             high, ids, members = cutrecord.decode(value)
@@ -86,12 +135,23 @@ class Persisted:
             newest_hour = max([hour, *(t for _, _, t in ids)])
             newest_day = max([day, *(t for _, _, t in members)])
             self.records[int(key[1])] = (max(chunks, int(key[2]) + 1), newest_hour, newest_day)
-        elif kind == "a":
+        elif kind == "s":
+            changes = cutrecord.decode_assignments(value)
+            newest = -1
+            for change in changes:
+                if len(change) == 5:
+                    user, experiment, variant, ts, created = change
+                    self._restore_assignment(user, experiment, (variant, ts, created))
+                    newest = max(newest, day_tag(ts[:10]))
+                else:
+                    self._forget_assignment(change[0], change[1])
+            log = self.assignment_log
+            chunks, newest_before = log.records.pop(int(key[1]), (0, -1))  # written again: now last
+            log.records[int(key[1])] = (max(chunks, int(key[2]) + 1), max(newest, newest_before))
+        elif kind == "a":  # one assignment per record, the format before "s" records
             variant, ts, created = orjson.loads(value)
-            mine = self.assigned.setdefault(key[1], {})
-            self.n_assigned += key[2] not in mine
-            mine[key[2]] = (str(variant), str(ts), int(created))
-            self.exposed_on.setdefault(day_tag(str(ts)[:10]), []).append((key[1], key[2]))
+            self._restore_assignment(key[1], key[2], (str(variant), str(ts), int(created)))
+            self.assignment_log.legacy.add((key[1], key[2]))
         elif kind == "m":  # the per-key format before cut records: [offset, receivedAt]
             created, received = orjson.loads(value)
             self.high_received = max(self.high_received, received)
@@ -102,6 +162,19 @@ class Persisted:
             restore_entries(
                 [(h, int(orjson.loads(value)), day_tag(key[1]))], self.live_members, self.members, start
             )
+
+    def _forget_assignment(self, user: str, experiment: str) -> None:
+        mine = self.assigned.get(user)
+        if mine is not None and mine.pop(experiment, None) is not None:
+            self.n_assigned -= 1
+            if not mine:
+                del self.assigned[user]
+
+    def _restore_assignment(self, user: str, experiment: str, entry: tuple[str, str, int]) -> None:
+        mine = self.assigned.setdefault(user, {})
+        self.n_assigned += experiment not in mine
+        mine[experiment] = entry
+        self.exposed_on.setdefault(day_tag(entry[1][:10]), []).append((user, experiment))
 
     def seal(self, last: int) -> None:
         """The cut ending at ``last`` is committed: its entries will never be folded again."""
@@ -135,10 +208,12 @@ class Persisted:
         return dropped
 
     def prune_assignments(self, min_day: int) -> int:
-        """Forget assignments first exposed on a day (tag) before ``min_day`` and queue their
-        tombstones. The warehouse keeps every assignment (earliest wins), so only streamed
-        experiment rows change: a user's later events stop counting under that variant (or,
-        re-exposed, under the new assignment) until the nightly reprocess. How many went."""
+        """Forget assignments first exposed on a day (tag) before ``min_day``; queue tombstones
+        for the assignment records holding nothing newer (in the order written, module
+        docstring) and for per-assignment records of the earlier format. The warehouse keeps
+        every assignment (earliest wins), so only streamed experiment rows change: a user's
+        later events stop counting under that variant (or, re-exposed, under the new
+        assignment) until the nightly reprocess. How many went."""
         dropped = 0
         for day in [d for d in self.exposed_on if d < min_day]:
             for user, experiment in self.exposed_on.pop(day):
@@ -150,8 +225,14 @@ class Persisted:
                 if not mine:
                     del self.assigned[user]
                 self.n_assigned -= 1
-                self.changed.add((user, experiment))
+                self.changed.add((user, experiment))  # written as gone (module docstring)
                 dropped += 1
+        log = self.assignment_log
+        for first, (chunks, newest) in list(log.records.items()):
+            if newest >= min_day:
+                break  # in the order written (module docstring)
+            del log.records[first]
+            log.expired.append((first, chunks))
         return dropped
 
 

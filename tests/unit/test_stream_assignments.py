@@ -1,5 +1,5 @@
-"""The stream's assignments are bounded by time: an assignment is forgotten (and tombstoned
-in the changelog) ``assignment_window_days`` of data time after its first exposure, like
+"""The stream's assignments are bounded by time: an assignment is forgotten (and its changelog
+records deleted) ``assignment_window_days`` of data time after its first exposure, like
 the messageIds and marks are after the dedup window; recent ones stay. Also: cut records
 hashed before XXH3-64 (``EPC1``, ``EPC2``) give their data clock and no entries."""
 
@@ -48,9 +48,14 @@ def test_an_assignment_is_forgotten_a_window_after_its_first_exposure_and_tombst
     assert state.assigned == {"new": {"x": ("B", exposure(1, 8, "new", "B")["timestamp"], 1)}}
     assert state.n_assigned == 1
     records = state.cut_records(3, 2)
-    assert records == [(("a", "old", "x"), None)]  # the tombstone: compaction drops the record
+    assert records == [(("s", "3", "0"), b'EPA1[["old","x"]]')]  # gone: a restore drops it
     commit(state, 3, 2, log)
     assert restored(log, 3).assigned == state.assigned
+    # the record of cut 0 (it holds "new" too) stays, and the one after it that forgot "old"
+    assert list(state.assignment_log.records) == [0, 3]
+    state.prune_assignments(assignment_horizon(format_ts(START + timedelta(days=20)), 5))
+    tombstones = state.cut_records(4, 3)
+    assert [key for key, value in tombstones if value is None] == [("s", str(f), "0") for f in (0, 3)]
 
     out = Deltas()
     state.apply(3, event(3, 9.5, "old"), out)  # forgotten: no longer counted under A
