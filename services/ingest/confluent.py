@@ -10,7 +10,7 @@ event loop: no thread hop per request.
 Delivery reports are served by a poll thread; each one runs ``DeliveryBridge.delivered``
 under the GIL. Serving them on the event loop instead (``poll(0)`` on a 1 ms timer while
 records are in flight) was built twice and measured worse under the open loop both times
-(docs/benchmarks.md, "Open-loop tail"), so the thread stays.
+(docs/benchmarks.md, "Ingest, fourth pass"), so the thread stays.
 """
 
 from __future__ import annotations
