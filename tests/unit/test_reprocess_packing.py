@@ -8,6 +8,7 @@ import gzip
 from pathlib import Path
 
 import orjson
+import pytest
 
 from eventpipe.loader.reprocess.inputs import Inputs, Packer
 from eventpipe.loader.reprocess.packed import Copy, read_packed
@@ -73,3 +74,11 @@ def test_workers_pack_what_one_packer_packs(tmp_path):
 def test_one_worker_packs_in_this_process(tmp_path):
     out, lines = packed(tmp_path, 1)
     assert out.paths == [str(tmp_path / "raw-0.jsonl")] and len(lines) == 100
+
+
+def test_a_work_dir_with_a_tab_is_refused_clearly(tmp_path):
+    odd = tmp_path / "a\tb"
+    odd.mkdir()
+    packer = Packer(odd, Inputs(), DAY)
+    with pytest.raises(ValueError, match="must not hold a tab or newline"):
+        packer.add(*objects()[0])

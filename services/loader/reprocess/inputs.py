@@ -146,6 +146,8 @@ class Packer:
         self.out.paths.append(str(path))
         self.sink = path.open("wb")
         self.store_path = os.fsencode(os.path.abspath(path.with_suffix(".store")))
+        if b"\t" in self.store_path or b"\n" in self.store_path:  # packed lines split on them
+            raise ValueError(f"the job's work dir must not hold a tab or newline: {str(self.workdir)!r}")
         self.store = open(self.store_path, "wb")  # noqa: SIM115 -- closed by close()
 
     def flush(self) -> None:
