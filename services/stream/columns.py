@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
 from eventpipe.definitions import EXPOSURE_EVENT, Exposure, engagement_name, exposure_of, user_key
@@ -29,6 +30,11 @@ Event = dict[str, Any]
 UNFOLDABLE = (AttributeError, KeyError, TypeError, ValueError)
 TEXT_OR_NONE = {str, type(None)}
 # TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
+# the collector's timestamp form: "D" a digit, every other character fixed
+CANONICAL = "DDDD-DD-DDTDD:DD:DD.DDDZ"
+_DIGITS = [i for i, c in enumerate(CANONICAL) if c == "D"]
+_FIXED = [i for i, c in enumerate(CANONICAL) if c != "D"]
+_FIXED_BYTES = np.frombuffer("".join(CANONICAL[i] for i in _FIXED).encode(), dtype=np.uint8)
 _ONE = TIMESTAMP.pattern.removesuffix("$")
 RUN_OF_TIMESTAMPS = re.compile(rf"(?:{_ONE}\n)*{_ONE}")
 
@@ -104,9 +110,13 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
 
 
 def _all_timestamps(texts: list[str]) -> bool:
-    """``all(TIMESTAMP.match(t) for t in texts)``, as one regex pass over the joined texts
-    when none contains a newline (then each line must match the whole pattern, which is what
-    ``match`` with ``$`` accepts of a text without one); else text by text."""
+    """``all(TIMESTAMP.match(t) for t in texts)``. When every text has the form the
+    collector writes (``YYYY-MM-DDTHH:MM:SS.mmmZ``, ASCII), which ``TIMESTAMP`` accepts, the
+    bytes are checked as one array; else one regex pass over the joined texts when none
+    contains a newline (then each line must match the whole pattern, which is what ``match``
+    with ``$`` accepts of a text without one); else text by text."""
+    if _all_canonical(texts):
+        return True
     joined = "\n".join(texts)
     if joined.count("\n") == len(texts) - 1:  # no text holds a newline (and texts is not empty)
         return RUN_OF_TIMESTAMPS.fullmatch(joined) is not None
@@ -122,3 +132,18 @@ def _exposure(event: Event) -> Exposure | None:
         if type(experiment) is str and type(variant) is str and experiment and variant:
             return Exposure(experiment, variant)
     return exposure_of(event)
+
+
+def _all_canonical(texts: list[str]) -> bool:
+    """Every text is ``DDDD-DD-DDTDD:DD:DD.DDDZ`` with ASCII digits (a sufficient condition
+    for ``TIMESTAMP``; a run that fails it is checked by the regex)."""
+    if not texts or set(map(len, texts)) != {len(CANONICAL)}:
+        return False
+    try:
+        raw = "".join(texts).encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), len(CANONICAL))
+    digits = chars[:, _DIGITS]
+    fixed = chars[:, _FIXED] == _FIXED_BYTES
+    return bool(((digits >= ord("0")) & (digits <= ord("9"))).all() and fixed.all())

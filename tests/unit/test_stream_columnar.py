@@ -14,7 +14,7 @@ always falling back).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -23,9 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
-from eventpipe.stream.columns import UNFOLDABLE
+from eventpipe.stream.columns import UNFOLDABLE, _all_timestamps
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import Deltas, PartitionState
+from eventpipe.stream.records import TIMESTAMP
 from eventpipe.timeutil import format_ts
 from tests.support.clock import ManualClock
 from tests.unit.test_stream_fold import START, commit, small_levels
@@ -211,3 +212,20 @@ def test_a_run_with_one_invalid_record_goes_to_the_row_path_whole() -> None:
     assert decode_run(batch.state, [good, good]) is not None
     for bad in INVALID:
         assert decode_run(batch.state, [good, bad, good]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(format_ts, st.datetimes(timezones=st.just(UTC))),
+            st.text(alphabet="0123456789-T:.Z+\n٣ ", min_size=0, max_size=26),
+            st.sampled_from(
+                ["2026-11-25T10:00:00.000Z\n", "2026-11-25T10:00:00Z", "2026-11-25 10:00:00.000Z"]
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_the_run_timestamp_check_equals_the_pattern_text_by_text(texts: list[str]) -> None:
+    assert _all_timestamps(texts) == all(TIMESTAMP.match(t) for t in texts)
