@@ -22,6 +22,7 @@ from eventpipe.stream.columns import Run, decode_run
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import TABLES, Deltas, Folded, PartitionState
 from eventpipe.stream.records import BadRecord, parse_event
+from eventpipe.timeutil import parse_ts
 
 __all__ = [
     "BadRecord",
@@ -33,7 +34,6 @@ __all__ = [
     "gzip_rows",
     "parse_event",
 ]
-from eventpipe.timeutil import parse_ts
 
 # Level 1: the raw archive is the hot path (level 9 cost more than the whole fold) and
 # gzip output is deterministic for a given level, so a replay still writes the same bytes.
