@@ -14,7 +14,6 @@ path's checks would all pass, using the same functions (``user_key``, ``engageme
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ import orjson
 from eventpipe.definitions import EXPOSURE_EVENT, Exposure, engagement_name, exposure_of, user_key
 from eventpipe.stream.fold import Folded, PartitionState
 from eventpipe.stream.records import REQUIRED_TEXT, TIMESTAMP
+from eventpipe.textruns import each_fullmatches, run_of
 
 Event = dict[str, Any]
 # What makes ``extract`` refuse an event (``batch.add_event`` rejects it as "unfoldable").
@@ -35,8 +35,7 @@ CANONICAL = "DDDD-DD-DDTDD:DD:DD.DDDZ"
 _DIGITS = [i for i, c in enumerate(CANONICAL) if c == "D"]
 _FIXED = [i for i, c in enumerate(CANONICAL) if c != "D"]
 _FIXED_BYTES = np.frombuffer("".join(CANONICAL[i] for i in _FIXED).encode(), dtype=np.uint8)
-_ONE = TIMESTAMP.pattern.removesuffix("$")
-RUN_OF_TIMESTAMPS = re.compile(rf"(?:{_ONE}\n)*{_ONE}")
+RUN_OF_TIMESTAMPS = run_of(TIMESTAMP.pattern.removesuffix("$"))
 
 
 @dataclass
@@ -117,10 +116,8 @@ def _all_timestamps(texts: list[str]) -> bool:
     with ``$`` accepts of a text without one); else text by text."""
     if _all_canonical(texts):
         return True
-    joined = "\n".join(texts)
-    if joined.count("\n") == len(texts) - 1:  # no text holds a newline (and texts is not empty)
-        return RUN_OF_TIMESTAMPS.fullmatch(joined) is not None
-    return all(map(TIMESTAMP.match, texts))
+    in_one_pass = each_fullmatches(RUN_OF_TIMESTAMPS, texts)
+    return all(map(TIMESTAMP.match, texts)) if in_one_pass is None else in_one_pass
 
 
 def _exposure(event: Event) -> Exposure | None:

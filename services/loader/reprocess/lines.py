@@ -26,6 +26,7 @@ import orjson
 
 from eventpipe.loader.batches import CorruptBatch, parse_batch
 from eventpipe.loader.tables import EVENTS, TS
+from eventpipe.textruns import each_fullmatches, run_of
 from eventpipe.timeutil import parse_ts
 
 # the loader's NOT NULL columns of ``events`` (messageId, type, source, timestamp, receivedAt)
@@ -38,7 +39,7 @@ _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _WRITTEN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 # the written form with its time fields in range: such a value parses exactly when its date does
 _IN_RANGE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
-_ALL_IN_RANGE = re.compile(f"(?:{_IN_RANGE}\n)*{_IN_RANGE}")
+_ALL_IN_RANGE = run_of(_IN_RANGE)
 _required = itemgetter(*REQUIRED)
 
 
@@ -79,13 +80,11 @@ def all_loadable(records: list[Any]) -> bool:
         if None in chain.from_iterable(map(_required, records)):  # KeyError/TypeError: no dict
             return False
         stamps = [v for v in (r.get(k) for r in records for k in TIMESTAMPS) if v is not None]
-        joined = "\n".join(stamps)  # TypeError: a value that is no string
-    except (KeyError, TypeError):
-        return False
-    if not stamps:
-        return True
-    # no value holds a newline, so the pattern's segments are the values themselves
-    if joined.count("\n") != len(stamps) - 1 or not _ALL_IN_RANGE.fullmatch(joined):
+        if not stamps:
+            return True
+        if not each_fullmatches(_ALL_IN_RANGE, stamps):  # None (a newline in a value): maybe not
+            return False
+    except (KeyError, TypeError):  # TypeError: a value that is no string
         return False
     try:
         for day in {stamp[:10] for stamp in stamps}:  # a few distinct dates per object
