@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import orjson
 from botocore.config import Config
+from isal import igzip
 
 from eventpipe.settings import Settings, reveal
 
@@ -42,10 +43,6 @@ def gzip_lines(lines: Iterable[bytes], level: int = 9) -> bytes:
     always give the same bytes. Levels 0-3 compress with ISA-L, 4-9 with zlib."""
     body = jsonl(lines)
     if level in ISAL_LEVELS:
-        # imported here: only these levels need it, so a .venv installed before it was a
-        # dependency fails on the stream's objects alone (reinstall: pip install -e .[dev])
-        from isal import igzip
-
         return igzip.compress(body, level, mtime=0)
     return gzip.compress(body, level, mtime=0)
 
