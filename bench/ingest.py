@@ -4,7 +4,9 @@ each load, 10 s by default):
 
 * the collector in its DEFAULT configuration (librdkafka, lz4), one process: peak events/s
   in 100-event batches (wrk, 8 connections), single events (wrk, 32 connections), and p99
-  latency OPEN LOOP at a constant offered rate of half that peak (bench/openloop.py), with the
+  latency OPEN LOOP at a constant offered rate of half that peak, from the compiled generator
+  (bench/openloop_compiled.py, built with Go on first use) with the Python one
+  (bench/openloop.py) right after it as a cross-check (``batch_open_loop_python_*``), with the
   broker JVM's stop-the-world GC pauses of the same seconds (bench/jvmgc.py);
 * the minimal collector a competent user would write (bench/minimal_collector.py) under the
   same wrk loads; the peaks of both are the best of two alternating rounds, so a burst of
@@ -24,6 +26,7 @@ import resource
 import subprocess
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -33,6 +36,7 @@ from kafka.admin import NewTopic
 from bench.common import ROOT, VENV_BIN, process, python_exe, wrk
 from bench.jvmgc import BrokerGc, pid_listening
 from bench.openloop import open_loop
+from bench.openloop_compiled import build, open_loop_compiled
 from tests.support.servers import free_port
 
 BATCH = 100
@@ -196,18 +200,33 @@ def best_of(first: dict, second: dict) -> dict:
 def latency_at_half_peak(bootstrap: str, peak_events_per_s: float, seconds: int = SECONDS) -> dict:
     """Our collector, open loop, at a constant half of its measured peak; beside it the
     broker JVM's stop-the-world GC pauses in the same seconds (every acks=all publish waits
-    them out, so they bound the p99 from below)."""
+    them out, so they bound the p99 from below).
+
+    The figure comes from the compiled generator (bench/openloop_compiled.py), which leaves
+    the two cores to the collector and the broker; the Python generator runs right after it
+    against the same collector as a cross-check (``python_*``). Without Go, the Python
+    generator gives the figure and ``generator`` says why."""
     topic = "bench-eventpipe-openloop"
     ensure_topic(bootstrap, topic)
     rate = max(peak_events_per_s / 2 / BATCH, 1.0)
+    binary = build()
     port, proc = collector("eventpipe", topic, bootstrap)
     with proc:
         url = f"http://127.0.0.1:{port}/v1/batch"
         open_loop(url, batch_body(), rate, seconds=2)  # warm-up: connections, producer
         requests: list[tuple[float, float, bool]] = []
         with BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1]))) as broker:
-            latency = open_loop(url, batch_body(), rate, seconds=seconds, samples=requests)
-    return {**latency, **broker.summary(requests)}
+            load = partial(open_loop_compiled, binary) if isinstance(binary, Path) else open_loop
+            latency = load(url, batch_body(), rate, seconds=seconds, samples=requests)
+        figures = {**latency, **broker.summary(requests)}
+        if not isinstance(binary, Path):
+            print(f"open loop: the Python generator gives the figure: {binary}")
+            return {**figures, "generator": f"python ({binary})"}
+        python_requests: list[tuple[float, float, bool]] = []
+        with BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1]))) as python_broker:
+            python = open_loop(url, batch_body(), rate, seconds=seconds, samples=python_requests)
+        cross_check = {**python, **python_broker.summary(python_requests)}
+    return {**figures, "generator": "go", **{f"python_{name}": value for name, value in cross_check.items()}}
 
 
 def broker_bytes_per_event(bootstrap: str, topic: str) -> float:

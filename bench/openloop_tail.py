@@ -6,7 +6,9 @@ bench/openloop.py at the same time as three observers: the broker JVM's collecti
 every 100 ms), every process's CPU time (``/proc``, every 100 ms) and the collector's probes
 (event-loop stalls with the stack that held the loop, GC pauses, librdkafka statistics). It
 prints each stall window (consecutive requests over ``SLOW_MS``) with what overlapped it, and
-totals. Diagnostics, not a figure of ``make bench``; one run is ~20 s.
+totals. The load comes from the compiled generator (bench/openloop_compiled.py) when Go is
+there, else (or with ``EVENTPIPE_TAIL_GENERATOR=python``) from the Python one. Diagnostics,
+not a figure of ``make bench``; one run is ~20 s.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import tempfile
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 from bench.common import process, python_exe
 from bench.ingest import BATCH, batch_body, ensure_topic
 from bench.jvmgc import BrokerGc, pauses, pid_listening
 from bench.openloop import open_loop, percentile
+from bench.openloop_compiled import build, open_loop_compiled
 from tests.support.servers import free_port
 
 SLOW_MS = 50.0
@@ -117,6 +121,10 @@ def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "12
         "EVENTPIPE_TAIL_PROBE": str(probe_file),
     }
     stop, cpu, samples = threading.Event(), [], []
+    binary = build()  # the compiled generator when Go is there: no Python generator on the cores
+    load = open_loop if isinstance(binary, str) else partial(open_loop_compiled, binary)
+    if isinstance(binary, str) or os.environ.get("EVENTPIPE_TAIL_GENERATOR") == "python":
+        load = open_loop
     broker = BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1])))
     with process([python_exe(), "-m", "bench.tail_probe"], env, f"http://127.0.0.1:{port}/readyz"):
         url = f"http://127.0.0.1:{port}/v1/batch"
@@ -125,13 +133,16 @@ def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "12
         sampler.start()
         start = time.monotonic()
         with broker:
-            result = open_loop(url, batch_body(), events_per_s / BATCH, seconds=seconds, samples=samples)
+            result = load(url, batch_body(), events_per_s / BATCH, seconds=seconds, samples=samples)
         publish = publish_buckets(f"http://127.0.0.1:{port}/metrics")
         stop.set()
         sampler.join(timeout=5)
     probes = [json.loads(line) for line in probe_file.read_text().splitlines()]
     probe_file.unlink()
-    print(f"load average {os.getloadavg()}; offered {events_per_s:,.0f} events/s for {seconds} s")
+    generator = "python" if load is open_loop else "go"
+    print(f"load average {os.getloadavg()}; offered {events_per_s:,.0f} events/s for {seconds} s "
+          f"({generator} generator, lag p99 {result['lag_p99_ms']:.1f} ms, "
+          f"{result['non_2xx']:.0f} failed)")  # fmt: skip
     report(samples, [p for p in probes if p.get("at", p["t"]) >= start], cpu, pauses(broker.samples), start)
     for s in (p for p in probes if p["kind"] == "rdkafka" and p["t"] >= start):
         print(f"  rdkafka +{s['t'] - start:.1f}: {s['brokers']} batch avg {s['batchcnt_avg']}")

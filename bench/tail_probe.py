@@ -12,7 +12,8 @@ comparable with the load generator's clock):
 * ``rdkafka``: librdkafka's statistics every second: the broker's round trip, the time
   records waited in librdkafka's queues, requests in flight (``statistics.interval.ms``).
 
-Diagnostics only: nothing in the service imports it.
+``EVENTPIPE_TAIL_PRODUCER_CONFIG`` (a JSON object, e.g. ``{"linger.ms": 5}``) overrides the
+collector's librdkafka settings, for an A/B. Diagnostics only: nothing in the service imports it.
 """
 
 from __future__ import annotations
@@ -111,8 +112,10 @@ def main() -> int:
     gc.callbacks.append(probe.on_gc)
     producer_class = confluent_kafka.Producer
 
+    extra = json.loads(os.environ.get("EVENTPIPE_TAIL_PRODUCER_CONFIG", "{}"))  # A/B of librdkafka's settings
+
     def producer(config: dict[str, Any], **kwargs: Any) -> Any:
-        config = {**config, "statistics.interval.ms": 1000, "stats_cb": probe.on_stats}
+        config = {**config, **extra, "statistics.interval.ms": 1000, "stats_cb": probe.on_stats}
         return producer_class(config, **kwargs)
 
     confluent_kafka.Producer = producer  # the publisher imports it when it connects

@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.support.servers import http_server
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_MODULES = ROOT / ".local" / "sdks" / "node_modules"  # scripts/stack.sh up tools installs them
@@ -65,12 +66,5 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 @contextmanager
 def static_site(directory: Path) -> Iterator[str]:
     """Serves ``directory`` on 127.0.0.1 (a free port) for as long as the block runs."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with http_server(partial(_QuietHandler, directory=str(directory))) as url:
+        yield url

@@ -1,0 +1,3 @@
+module eventpipe/bench/openloopgo
+
+go 1.22
