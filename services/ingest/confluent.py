@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eventpipe.errors import PublishError
@@ -28,7 +28,8 @@ from eventpipe.settings import Settings
 class ConfluentPublisher(ThreadedPublisher):
     send_on_loop = True
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, overrides: Mapping[str, Any] | None = None) -> None:
+        """``overrides``: librdkafka settings over the ones below (a test makes the queue tiny)."""
         from confluent_kafka import Producer
 
         super().__init__(settings)
@@ -45,6 +46,7 @@ class ConfluentPublisher(ThreadedPublisher):
                 "compression.type": settings.kafka_compression,
                 "message.timeout.ms": int(settings.publish_timeout_s * 1000),
                 "queue.buffering.max.kbytes": 65536,
+                **(overrides or {}),
             },
             logger=logging.getLogger("eventpipe.ingest.librdkafka"),  # JSON logs, not raw stderr
         )
