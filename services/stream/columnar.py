@@ -27,8 +27,6 @@ records, which ``columns.decode_run`` sends to the row path).
 
 from __future__ import annotations
 
-from itertools import repeat
-from operator import is_not
 from typing import Any
 
 import numpy as np
@@ -38,8 +36,8 @@ from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT
 from eventpipe.stream.columns import Run
 from eventpipe.stream.deltas import Deltas
 from eventpipe.stream.fold import PartitionState
+from eventpipe.stream.live import Live
 from eventpipe.stream.marks import _USER_MIX, Marks
-from eventpipe.stream.persist import Entries
 
 Array = np.ndarray[Any, Any]
 U64 = np.uint64
@@ -74,40 +72,32 @@ def fold_slice(state: PartitionState, run: Run, offsets: list[int], start: int, 
     return flags
 
 
-def first_seen(
-    live: Entries, sealed: Marks, keys: Array, offsets: Array, tags: Array, *, retag: bool
-) -> Array:
+def first_seen(live: Live, sealed: Marks, keys: Array, offsets: Array, tags: Array, *, retag: bool) -> Array:
     """Which occurrences count, updating ``live`` as the row path would (``retag``: a live
     entry moved to a lower offset takes that occurrence's tag, as messageIds do; marks keep
     theirs). Occurrences of one key at its lowest offset in the run all count if any does
     (several marks of one event can share a hash)."""
     n = len(keys)
-    order = np.lexsort((offsets, keys))
+    order = np.argsort(keys, kind="stable")  # one sort, not lexsort's two, when it suffices:
     ks, os_ = keys[order], offsets[order]
     start = np.ones(n, dtype=bool)
     start[1:] = ks[1:] != ks[:-1]
+    if (os_[1:] < os_[:-1])[~start[1:]].any():  # a key's occurrences not in offset order
+        order = np.lexsort((offsets, keys))
+        ks, os_ = keys[order], offsets[order]
     group = np.cumsum(start) - 1
-    first = order[start]
-    by_position = np.argsort(first, kind="stable")  # new entries enter ``live`` in run order
-    first, inverse = first[by_position], np.empty_like(by_position)
-    inverse[by_position] = np.arange(len(by_position))
-    q, qo, qt = keys[first].tolist(), offsets[first].tolist(), tags[first].tolist()
-    current = list(map(live.get, q))
-    present = np.fromiter(map(is_not, current, repeat(None)), bool, len(q))
-    counts = ~present & ~np.asarray(sealed.contains_many(q), dtype=bool)
-    created = np.flatnonzero(counts).tolist()
-    if created:  # new: these offsets create them (in run order)
-        entries = zip([qo[k] for k in created], [qt[k] for k in created], strict=True)
-        live.update(zip([q[k] for k in created], entries, strict=True))
-    for k in np.flatnonzero(present).tolist():
-        cur = current[k]
-        if cur[0] >= qo[k]:  # type: ignore[index]  # created by this offset or a later one: counts
-            if cur[0] > qo[k]:  # type: ignore[index]
-                live[q[k]] = (qo[k], qt[k] if retag else cur[1])  # type: ignore[index]
-            counts[k] = True
-    at_lowest = os_ == os_[start][group]
+    first = order[start]  # each distinct key at its lowest offset in the run
+    q, qo, qt = keys[first], offsets[first], tags[first]
+    present, current = live.offsets_of(q)
+    new = ~present & ~np.asarray(sealed.contains_many(q.tolist()), dtype=bool)
+    lower = present & (current > qo)  # created by a later offset: this one creates it
+    if lower.any():
+        live.move(q[lower], qo[lower], qt[lower] if retag else None)
+    if new.any():
+        live.add(q[new], qo[new], qt[new])
+    counts = new | (present & (current >= qo))
     flags = np.zeros(n, dtype=bool)
-    flags[order] = counts[inverse[group]] & at_lowest
+    flags[order] = counts[group] & (os_ == qo[group])
     return flags
 
 

@@ -47,8 +47,9 @@ from eventpipe.definitions import (
     user_key,
 )
 from eventpipe.stream.deltas import TABLES, Deltas
+from eventpipe.stream.live import Live
 from eventpipe.stream.marks import Marks, day_tag, hour_tag, key_hash, user_mix
-from eventpipe.stream.persist import Assigned, AssignmentLog, Entries, Persisted
+from eventpipe.stream.persist import Assigned, AssignmentLog, Persisted
 
 __all__ = ["TABLES", "Deltas", "Folded", "PartitionState"]
 
@@ -85,8 +86,8 @@ class PartitionState(Persisted):
     beyond them, so a sealed hit simply means "existed before". Keys are 64-bit hashes of
     the messageId and of the (row, user) mark (collision bound: docs/stream.md)."""
 
-    live_ids: Entries = field(default_factory=dict)  # hash -> (offset, hour tag)
-    live_members: Entries = field(default_factory=dict)  # hash -> (offset, day tag)
+    live_ids: Live = field(default_factory=Live)  # hash -> (offset, hour tag)
+    live_members: Live = field(default_factory=Live)  # hash -> (offset, day tag)
     ids: Marks = field(default_factory=Marks)  # sealed messageIds, tagged by the hour received
     members: Marks = field(default_factory=Marks)  # sealed (row, user) marks, tagged by the day
     assigned: Assigned = field(default_factory=dict)
@@ -170,13 +171,14 @@ class PartitionState(Persisted):
         for each, False if it is a duplicate of an earlier offset."""
         hashes = [key_hash(f.message_id) for _, f in items]
         sealed = self.ids.contains_many(hashes)
-        live_ids, marks, fresh = self.live_ids, [], []
+        stored = self.live_ids.stored(hashes)  # the columns do not change while the run folds
+        live_ids, marks, fresh = self.live_ids.recent, [], []
         rows: dict[tuple[str, str, str], EngagementRows] = {}
         experiment_rows: dict[tuple[str, ...], tuple[list[int], int]] = {}
-        for (offset, f), h, known in zip(items, hashes, sealed, strict=True):
+        for (offset, f), h, known, kept in zip(items, hashes, sealed, stored, strict=True):
             if f.received > self.high_received:
                 self.high_received = f.received
-            live = live_ids.get(h)
+            live = live_ids.get(h) or kept
             if live is None:
                 if known:  # sealed: created by an offset before any that is folded again
                     fresh.append(False)
@@ -262,10 +264,11 @@ class PartitionState(Persisted):
     def _settle(self, marks: list[Mark]) -> None:
         """A mark counts its user once in its row: at the offset that created it (again when
         that offset is re-folded), never for another offset (module docstring)."""
-        sealed = self.members.contains_many([h for _, h, _, _ in marks])
-        live_members = self.live_members
-        for (acc, h, offset, tag), known in zip(marks, sealed, strict=True):
-            live = live_members.get(h)
+        hashes = [h for _, h, _, _ in marks]
+        sealed, stored = self.members.contains_many(hashes), self.live_members.stored(hashes)
+        live_members = self.live_members.recent  # written here, moved into the columns later
+        for (acc, h, offset, tag), known, kept in zip(marks, sealed, stored, strict=True):
+            live = live_members.get(h) or kept
             if live is None:
                 if known:
                     continue  # sealed: the user was counted in this row by an earlier offset

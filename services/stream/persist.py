@@ -17,20 +17,20 @@ outlive its successor in the topic, so a restore always ends on the latest one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import orjson
 
 from eventpipe.stream import cutrecord
+from eventpipe.stream.live import Columns, Live
 from eventpipe.stream.marks import Marks, day_tag, hour_tag, key_hash, mark_hash
 
 # changelog keys: ("c", first offset, chunk) for a cut record, ("s", first offset, chunk)
 # for the assignments a cut set, ("a", user, experiment) for one assignment (earlier format)
 Key = tuple[str, ...]
-Entries = dict[int, tuple[int, int]]  # live entries: hash -> (creating offset, tag)
 Assigned = dict[str, dict[str, tuple[str, str, int]]]  # user -> experiment -> (variant, ts, offset)
 NO_ASSIGNMENTS: dict[str, tuple[str, str, int]] = {}
 
@@ -47,8 +47,8 @@ class AssignmentLog:
 
 
 class Persisted:
-    live_ids: Entries
-    live_members: Entries
+    live_ids: Live
+    live_members: Live
     ids: Marks
     members: Marks
     assigned: Assigned
@@ -65,7 +65,7 @@ class Persisted:
         chunks, the assignments it set as one record (``cutrecord.py``), tombstones for
         per-assignment records of the earlier format that changed, and for records that fell
         out of their window. Writing them again (a retry) is harmless."""
-        ids, members = live_columns(self.live_ids, last), live_columns(self.live_members, last)
+        ids, members = self.live_ids.columns(last), self.live_members.columns(last)
         out: list[tuple[Key, Any]] = []
         if len(ids[0]) or len(members[0]):
             chunks = cutrecord.encode(self.high_received, ids, members)
@@ -179,14 +179,7 @@ class Persisted:
     def seal(self, last: int) -> None:
         """The cut ending at ``last`` is committed: its entries will never be folded again."""
         for live, marks in ((self.live_ids, self.ids), (self.live_members, self.members)):
-            hashes, offsets, tags = live_columns(live, upto=False)
-            done = offsets <= last
-            if done.all():
-                live.clear()
-            else:
-                hashes, tags = hashes[done], tags[done]
-                for h in hashes.tolist():
-                    del live[h]
+            hashes, _, tags = live.drop(lambda columns: columns[1] <= last)
             marks.add_many(hashes, tags)
 
     def prune(self, oldest: str) -> int:
@@ -197,10 +190,7 @@ class Persisted:
         min_hour, min_day = hour_tag(oldest[:13]), day_tag(oldest[:10])
         dropped = self.ids.prune(min_hour) + self.members.prune(min_day)
         for live, floor in ((self.live_ids, min_hour), (self.live_members, min_day)):
-            old = [h for h, (_, tag) in live.items() if tag < floor]
-            for h in old:
-                del live[h]
-            dropped += len(old)
+            dropped += len(live.drop(_tagged_before(floor))[0])
         for first, (chunks, hour, day) in list(self.records.items()):
             if hour < min_hour and day < min_day:
                 del self.records[first]
@@ -236,22 +226,20 @@ class Persisted:
         return dropped
 
 
-def live_columns(live: Entries, last: int = -1, *, upto: bool = True) -> cutrecord.Columns:
-    """The live entries created at or before ``last`` as arrays (hashes, offsets, tags)."""
-    n = len(live)
-    hashes = np.fromiter(live.keys(), dtype=np.uint64, count=n)
-    pairs = np.fromiter(chain.from_iterable(live.values()), dtype=np.int64, count=2 * n).reshape(n, 2)
-    offsets, tags = pairs[:, 0], pairs[:, 1]
-    if upto:
-        keep = offsets <= last
-        if not keep.all():
-            return hashes[keep], offsets[keep], tags[keep]
-    return hashes, offsets, tags
+def _tagged_before(floor: int) -> Callable[[Columns], np.ndarray]:
+    return lambda columns: columns[2] < floor
 
 
-def restore_entries(entries: list[tuple[int, int, int]], live: Entries, marks: Marks, start: int) -> None:
+def restore_entries(entries: list[tuple[int, int, int]], live: Live, marks: Marks, start: int) -> None:
+    """Entries ``(hash, creating offset, tag)`` read from the changelog: sealed if created
+    before ``start``, else live (the lowest creating offset of a key wins)."""
     sealed = [(h, tag) for h, created, tag in entries if created < start]
     marks.add_many([h for h, _ in sealed], [tag for _, tag in sealed])
-    for h, created, tag in entries:
-        if created >= start and (h not in live or live[h][0] > created):
-            live[h] = (created, tag)
+    later = [entry for entry in entries if entry[1] >= start]
+    if later:
+        n = len(later)
+        live.lowest(
+            np.fromiter((h for h, _, _ in later), np.uint64, n),
+            np.fromiter((created for _, created, _ in later), np.int64, n),
+            np.fromiter((tag for _, _, tag in later), np.int64, n),
+        )

@@ -20,7 +20,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventpipe.stream import marks
+from eventpipe.stream import live, marks
 from eventpipe.stream.fold import Deltas, PartitionState
 from eventpipe.stream.marks import day_tag, hour_tag
 from eventpipe.timeutil import format_ts
@@ -75,13 +75,14 @@ def streams(draw: Any) -> list[dict[str, Any]]:
 
 @contextmanager
 def small_levels():
-    """Merge the compact sets' pending level after every 2 entries, so folds meet both levels."""
-    saved = marks.MIN_PENDING
-    marks.MIN_PENDING = 2
+    """Merge the compact sets' pending level after every 2 entries, and the live columns'
+    small level into the large one past 2, so folds meet every level."""
+    saved = marks.MIN_PENDING, live.MIN_DELTA
+    marks.MIN_PENDING = live.MIN_DELTA = 2
     try:
         yield
     finally:
-        marks.MIN_PENDING = saved
+        marks.MIN_PENDING, live.MIN_DELTA = saved
 
 
 def partition_of(event: dict[str, Any], partitions: int = 3) -> int:
