@@ -8,9 +8,11 @@ librdkafka's partitioner still places each record by its key (``murmur2_random``
 event loop: no thread hop per request.
 
 Delivery reports are served by a poll thread; each one runs ``DeliveryBridge.delivered``
-under the GIL. Serving them on the event loop instead (``poll(0)`` on a 1 ms timer while
-records are in flight) was built twice and measured worse under the open loop both times
-(docs/benchmarks.md, "Ingest, fourth pass"), so the thread stays.
+under the GIL, one acquisition per message (confluent-kafka has no batch delivery report),
+which a busy loop makes the thread wait for. Serving them on the event loop instead (``poll(0)``
+on a 1 ms timer while records are in flight, twice; after each request's ``produce_batch``,
+once) was measured worse under the open loop each time (docs/benchmarks.md, "Ingest, fourth
+pass" and "Open-loop tail, session 8"), so the thread stays.
 """
 
 from __future__ import annotations
