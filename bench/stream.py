@@ -125,7 +125,7 @@ def _group_committed(admin: Any, group: str) -> float:
     return float(sum(meta.offset for meta in admin.list_group_offsets({group: None})[group].values()))
 
 
-def _worker_rate(settings: Settings, total: int, cap_s: float) -> tuple[float, float]:
+def _worker_rate(settings: Settings, total: int, cap_s: float, python: str = "") -> tuple[float, float]:
     """Events/s and the worker's CPU µs per event, both from its first folded event until
     every offset is committed. The first event is seen on ``/metrics``; from then on the
     bench asks the broker for the committed offsets and reads the worker's CPU from /proc, so
@@ -136,7 +136,7 @@ def _worker_rate(settings: Settings, total: int, cap_s: float) -> tuple[float, f
     port = free_port()
     env = settings.environment()
     env["EVENTPIPE_STREAM_WEB_PORT"] = str(port)
-    args = [python_exe(), "-m", "eventpipe.stream.worker"]
+    args = [python or python_exe(), "-m", "eventpipe.stream.worker"]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         with process(args, env, f"http://127.0.0.1:{port}/metrics") as proc:
@@ -161,6 +161,28 @@ def _worker_rate(settings: Settings, total: int, cap_s: float) -> tuple[float, f
             return total / elapsed, (cpu - cpu_at_start) / total * 1e6
     finally:
         admin.close()
+
+
+def worker_only(python: str, tag: str, events: int, cap_s: float = 180) -> tuple[float, float]:
+    """Only the worker part of ``run`` (its settings, a fresh topic of ``events`` bench events,
+    cleaned up after), with the worker process started by ``python`` (a wrapper: py-spy,
+    instrumentation); events/s and worker CPU µs per event."""
+    settings = Settings(
+        events_topic=f"bench-{tag}-events",
+        deadletter_topic=f"bench-{tag}-rejected",
+        batches_topic=f"bench-{tag}-batches",
+        stream_app_id=f"bench-{tag}-stream",
+        s3_prefix=f"bench/stream-{tag}/",
+        archive_max_events=10_000,
+        flush_interval_s=1.0,
+    )
+    create_topics(settings, wait_s=30)
+    try:
+        values = _values(events)
+        asyncio.run(_fill(settings, values))
+        return _worker_rate(settings, len(values), cap_s, python)
+    finally:
+        _cleanup(settings)
 
 
 def _state_rss(events: int) -> dict[str, float]:

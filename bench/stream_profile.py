@@ -22,7 +22,6 @@ worker's CPU-µs per event from the same run.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import subprocess
@@ -216,39 +215,18 @@ def spy(events: int) -> dict[str, Any]:
     import bench.stream as bs
 
     out = Path(tempfile.mkdtemp(prefix="stream-spy-")) / "worker.txt"
-    real = bs.python_exe
     wrapper = out.with_name("python-under-spy")
     # the wrapper becomes the worker (exec keeps its pid, which the bench reads CPU time of
     # and signals); py-spy attaches to that pid and writes its samples once the worker exits
     wrapper.write_text(
         f"#!/bin/sh\n(sleep 1; exec {VENV_BIN / 'py-spy'} record --pid $$ --format raw -r 200 --threads "
-        f'--nonblocking -o {out} >/dev/null 2>&1) &\nexec {real()} "$@"\n'
+        f'--nonblocking -o {out} >/dev/null 2>&1) &\nexec {bs.python_exe()} "$@"\n'
     )
     wrapper.chmod(0o755)
-    bs.python_exe = lambda: str(wrapper)  # the worker only
-    try:
-        settings = bs.Settings(
-            events_topic=f"bench-spy-{os.getpid()}-events",
-            deadletter_topic=f"bench-spy-{os.getpid()}-rejected",
-            batches_topic=f"bench-spy-{os.getpid()}-batches",
-            stream_app_id=f"bench-spy-{os.getpid()}-stream",
-            s3_prefix=f"bench/stream-spy-{os.getpid()}/",
-            archive_max_events=CUT,
-            flush_interval_s=1.0,
-        )
-        bs.create_topics(settings, wait_s=30)
-        try:
-            values = bs._values(events)
-            asyncio.run(bs._fill(settings, values))
-            rate, cpu_us = bs._worker_rate(settings, len(values), 180)
-        finally:
-            bs.python_exe = real
-            bs._cleanup(settings)
-        deadline = time.monotonic() + 30
-        while not out.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)  # py-spy writes its file once the worker has exited
-    finally:
-        bs.python_exe = real
+    rate, cpu_us = bs.worker_only(str(wrapper), f"spy-{os.getpid()}", events)
+    deadline = time.monotonic() + 30
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)  # py-spy writes its file once the worker has exited
     counts: collections.Counter[str] = collections.Counter()
     for line in out.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
