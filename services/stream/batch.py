@@ -108,6 +108,25 @@ class PartitionBatch:
         self.lines.append(value)
         return self.policy.add(offset, event["receivedAt"][:13], len(value))
 
+    def add_run(
+        self, run: Run, offsets: list[int], values: list[bytes], sizes: list[int], start: int, end: int
+    ) -> str | None:
+        """``add_event`` of records ``start..end-1`` of a decoded run at once, which the cut
+        policy's ``room`` let in whole; the reason to cut after the last."""
+        queued = self.columns
+        if queued is None or queued[0] is not run or queued[1] + len(queued[2]) != start:
+            self.fold()
+            queued = self.columns = (run, start, [])
+        queued[2].extend(offsets[start:end])
+        if not self.lines:
+            self.first_archived = offsets[start]
+            self.first_received = parse_ts(run.received[start])
+        self.lines.extend(values[start:end])
+        hour = run.received[start][:13]
+        return self.policy.add_many(
+            offsets[start], offsets[end - 1], hour, end - start, sum(sizes[start:end])
+        )
+
     def fold(self) -> None:
         """Fold the queued events into the state and the cut's deltas."""
         fresh: list[bool] = []

@@ -27,6 +27,9 @@ from eventpipe.settings import Settings
 from eventpipe.stream.cutrecord import BadCutRecord
 from eventpipe.stream.fold import PartitionState
 from eventpipe.stream.marks import assignment_horizon, horizon
+from eventpipe.stream.persist import Key
+
+Record = tuple[Key, bytes | None]  # a changelog record: its key (JSON-encoded when sent), its value
 
 log = logging.getLogger("eventpipe.stream.changelog")
 
@@ -108,10 +111,10 @@ class StateChangelog:
             await consumer.stop()
         return states
 
-    async def flush(self, partition: int, state: PartitionState, first: int, last: int) -> int:
-        """Produce the changelog records of the cut ``first..last`` (``PartitionState.cut_records``)
-        and wait until the broker has them all; how many records."""
-        records = state.cut_records(first, last)
+    async def flush(self, partition: int, state: PartitionState, records: list[Record]) -> int:
+        """Produce the changelog records of a cut (``PartitionState.cut_records``, which the
+        writer computes while the fence's round trips run) and wait until the broker has them
+        all; how many records."""
         futures = []
         batch = self.producer.create_batch()
         for key, value in records:

@@ -19,7 +19,9 @@ overlapping one.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Protocol
 
 from eventpipe.clock import SystemClock
@@ -86,6 +88,37 @@ class CutPolicy:
             return "count"
         return None
 
+    def room(self, hour: str, hours: list[int], sizes: list[int], start: int) -> int:
+        """How many records from ``start`` on the cut takes with no cut due *before* any of
+        them -- exactly those ``before`` would let in one by one (the last may still close it:
+        ``add_many`` says). ``hour`` is record ``start``'s ``YYYY-MM-DDTHH``, ``hours`` a
+        column of hour tags (equal tags, equal hours), ``sizes`` the records' sizes; all
+        archived. 0 while replaying a recorded cut (record by record, ``force``)."""
+        if self.forced_last is not None or (self.events and hour != self.hour):
+            return 0
+        end = min(len(sizes), start + max(self.max_events - self.events, 1))  # count: after the last
+        first = hours[start]
+        if hours[start:end].count(first) != end - start:  # an hour ends inside: cut there
+            end = next(k for k in range(start, end) if hours[k] != first)
+        # bytes: record k fits while the cut's bytes up to it stay within max_bytes; the first
+        # record of an empty cut always opens it, whatever its size
+        total = list(accumulate(sizes[start:end], initial=self.nbytes))
+        fits = bisect_right(total, self.max_bytes) - 1
+        return max(fits, 0 if self.events else 1)
+
+    def add_many(self, first: int, last: int, hour: str, count: int, nbytes: int) -> str | None:
+        """``add`` of ``count`` archived records ``first..last`` that ``room`` let in: the
+        reason to close right after ``last``, or None."""
+        if not self.is_open:
+            self.first_offset = first
+            self.opened_at = self.clock.monotonic()
+        self.last_offset = last
+        if self.events == 0:
+            self.hour = hour
+        self.events += count
+        self.nbytes += nbytes
+        return "count" if self.events >= self.max_events else None
+
     def expired(self) -> bool:
         """The wall-clock bound: open for ``max_age_s`` (never while replaying a recorded cut)."""
         return (
@@ -93,6 +126,12 @@ class CutPolicy:
             and self.forced_last is None
             and self.clock.monotonic() - self.opened_at >= self.max_age_s
         )
+
+    def expires_in(self) -> float | None:
+        """Seconds until ``expired`` (0 when it is), None when no wall-clock bound is pending."""
+        if not self.is_open or self.forced_last is not None:
+            return None
+        return max(self.opened_at + self.max_age_s - self.clock.monotonic(), 0.0)
 
     def reset(self) -> None:
         self.first_offset = self.last_offset = -1

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -47,6 +48,8 @@ log = logging.getLogger("eventpipe.stream.pipeline")
 # How long a fenced partition waits for the rebalance that takes it away before it is read
 # again from the committed offset (a safety net: a failed membership check means a rebalance).
 FENCE_HOLD_S = 30.0
+# The longest a fetch waits for records when none are there (``_fetch_wait_ms``).
+FETCH_WAIT_MS = 200
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -101,6 +104,7 @@ class Pipeline(Service):
             async with self.lock:  # let a cut being written finish (and commit) first
                 self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            await self.writer.drain()  # notices of committed cuts still on their way
         await self.consumer.stop()  # leaves the group: the partitions move on at once
         await self.clients.producer.stop()
 
@@ -149,7 +153,8 @@ class Pipeline(Service):
     async def _run(self) -> None:
         while not self.should_stop:
             try:
-                fetched = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                wait_ms = self._fetch_wait_ms()
+                fetched = await self.consumer.getmany(timeout_ms=wait_ms, max_records=self.max_records)
             except ConsumerStoppedError:
                 return
             async with self.lock:
@@ -164,6 +169,13 @@ class Pipeline(Service):
                 await gather_all(*(self.writer.write(part, "time") for part in due))
                 await self.reclaim_stale_fences()
                 self._observe()
+
+    def _fetch_wait_ms(self) -> int:
+        """How long a fetch may wait for records: ``FETCH_WAIT_MS``, but no longer than until
+        the first open cut is due on the flush bound (a caught-up worker writes it on time
+        instead of up to one wait late)."""
+        due = [d for part in self.parts.values() if (d := part.batch.policy.expires_in()) is not None]
+        return min(FETCH_WAIT_MS, math.ceil(min(due, default=FETCH_WAIT_MS) * 1000))
 
     def _in_sequence(self, part: Owned, records: list[Any]) -> list[Any]:
         """Records that continue this partition exactly where it stands. aiokafka hands out
@@ -184,12 +196,27 @@ class Pipeline(Service):
 
     async def _consume(self, part: Owned, records: list[Any]) -> None:
         batch, events, write = part.batch, self.metrics.events, self.writer.write
+        values = [record.value for record in records]
         # the whole fetch decoded and checked as columns, else (any unusual record) record by record
-        run = decode_run(batch.state, [record.value for record in records])
-        for i, record in enumerate(records):
+        run = decode_run(batch.state, values)
+        offsets, sizes = [r.offset for r in records], list(map(len, values))
+        i = 0
+        while i < len(records):
+            # a stretch of the run the open cut takes whole: the cut policy once, not per record
+            room = 0
+            if run is not None and not (part.verify and not batch.lines):
+                room = batch.policy.room(run.received[i][:13], run.hours, sizes, i)
+            if run is not None and room:
+                reason = batch.add_run(run, offsets, values, sizes, i, i + room)
+                i += room
+                part.next_offset = offsets[i - 1] + 1
+                if reason and not await write(part, reason):
+                    return
+                continue
+            record, i = records[i], i + 1
             offset, value = record.offset, record.value
             try:
-                event = parse_event(value) if run is None else run.events[i]
+                event = parse_event(value) if run is None else run.events[i - 1]
             except BadRecord as exc:
                 if batch.before(offset, None, 0) and not await write(part, "replay"):
                     return
@@ -202,7 +229,7 @@ class Pipeline(Service):
                     return
                 if part.verify and not batch.lines and not await self._verify(part, offset, event):
                     return
-                reason = batch.add_event(offset, value, event, run, i)
+                reason = batch.add_event(offset, value, event, run, i - 1)
             part.next_offset = offset + 1
             if reason and not await write(part, reason):
                 return

@@ -1,8 +1,11 @@
 """Writing one cut of a partition: fence, objects, state, commit, notices.
 
-A cut of partition ``p`` (``cuts.py``) is written in this order: fence (below), raw object
+A cut of partition ``p`` (``cuts.py``) is written in this order: fence (below; the raw gzip
+and the changelog records are prepared in threads meanwhile), then the key check, raw object
 (its ``last-offset`` metadata records where the cut ended), aggregate deltas and rejected
-records with the state changelog entries, the offset commit, then notices on ``batches``.
+records, concurrently with the state changelog entries; the offset commit after both, then
+notices on ``batches`` (their delivery awaited off the loop's path). docs/stream.md
+"What a cut overlaps" says why each overlap is safe.
 A crash anywhere before the commit replays the cut: the worker that next owns ``p`` finds
 the raw object, cuts at its recorded ``last-offset`` and writes what is missing (``fold.py``
 makes the re-folded deltas identical). S3 failing after bounded retries abandons the cut
@@ -36,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import orjson
 from aiokafka.errors import (
@@ -51,6 +55,7 @@ from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object, gzip_raw
+from eventpipe.stream.changelog import Record
 from eventpipe.stream.clients import StreamClients
 from eventpipe.stream.marks import assignment_horizon, horizon
 from eventpipe.stream.metrics import StreamMetrics
@@ -76,6 +81,7 @@ class CutWriter:
         self.consumer = clients.consumer  # the producer: always clients.producer (renew_producer)
         self.s3, self.changelog = clients.storage, clients.changelog
         self.producer_broken = False
+        self.notices: set[asyncio.Future[Any]] = set()  # deliveries of committed cuts' notices
 
     async def write(self, part: Owned, reason: str) -> bool:
         """Write the open cut of ``part`` (if any); False if it was fenced off or abandoned."""
@@ -88,17 +94,11 @@ class CutWriter:
         try:
             if self.producer_broken:
                 await self.renew_producer()
-            await self.fence_and_gzip(part, objects, first)
-            todo = await self.unwritten(part, objects, last)
-            # The raw object goes first and alone: finding it is how a replay knows the cut
-            # was written (and where it ended), so no other object of a cut may exist without it.
-            raw = [o for o in todo if o.table == "events"]
-            if raw:
-                await self.s3.put(raw[0], exclusive=True)
-            # rejected/ keys carry the write date (a replay on another day makes a second
-            # object) and are never loaded: written without the key fence
-            rest = [self.s3.put(o, exclusive=o.table != "rejected") for o in todo if o.table != "events"]
-            await gather_all(*rest, self.changelog.flush(tp.partition, batch.state, first, last))
+            records = await self.fence_and_prepare(part, objects, first, last)
+            # Owned (checks 1-2): the state's records go to the changelog while the keys are
+            # checked and the objects written; the commit waits for both.
+            changelog = self.changelog.flush(tp.partition, batch.state, records)
+            todo, _ = await gather_all(self.put_objects(part, objects, last), changelog)
             await self.consumer.commit({tp: last + 1})
         except (Fenced, CommitFailedError, IllegalStateError) as exc:  # not (or no longer) ours
             self.fence_off(part, exc)
@@ -109,11 +109,7 @@ class CutWriter:
             return False
         part.committed = last + 1
         batch.state.seal(last)  # never folded again: compact, without offsets
-        try:
-            await self.notify(objects, part)
-        except KafkaError as exc:  # committed already; the loader also lists S3 (contracts section 4)
-            self.producer_broken = self.producer_broken or isinstance(exc, PRODUCER_BROKEN)
-            log.warning("batch notices not sent", extra={"partition": tp.partition, "error": repr(exc)})
+        await self.announce(objects, part)
         for obj in todo:  # objects a previous run wrote (replay) are not written again
             self.metrics.batches.labels(obj.table).inc()
         self.metrics.cuts.labels(reason).inc()
@@ -135,19 +131,39 @@ class CutWriter:
         with contextlib.suppress(Exception):  # the old one's sends have failed already
             await asyncio.wait_for(old.stop(), timeout=5)
 
-    async def fence_and_gzip(self, part: Owned, objects: list[S3Object], first: int) -> None:
-        """``fence`` while the raw object's body is gzipped in a thread: the largest CPU cost
-        of a cut overlaps the fence's two broker round trips. The HEADs and PUTs come after
-        both, so the time between the key check and the PUT does not grow."""
+    async def fence_and_prepare(
+        self, part: Owned, objects: list[S3Object], first: int, last: int
+    ) -> list[Record]:
+        """``fence`` while the cut's CPU work that needs no ownership runs in threads: the raw
+        object's gzip and the state's changelog records (``cut_records``; the loop holds the
+        partition's lock, nothing else touches its state meanwhile). Every HEAD, PUT and
+        changelog send comes after all three, so no check-to-write window grows; the records."""
+        state, lines = part.batch.state, part.batch.lines
         raw = next((o for o in objects if o.table == "events"), None)
-        if raw is None or part.raw_exists:  # nothing to write, or a replay that follows it
-            await self.fence(part, first)
-            return
-        gzipping = asyncio.ensure_future(asyncio.to_thread(gzip_raw, part.batch.lines))
-        try:
-            await self.fence(part, first)
-        finally:
-            raw.body = await gzipping  # never left running behind a failed fence
+        gzip = raw is not None and not part.raw_exists  # else nothing to write, or a replay that follows it
+        # gather_all: never a thread left running behind a failed fence
+        done = await gather_all(
+            self.fence(part, first),
+            asyncio.to_thread(state.cut_records, first, last),
+            *([asyncio.to_thread(gzip_raw, lines)] if gzip else []),
+        )
+        if raw is not None and gzip:
+            raw.body = done[2]
+        return done[1]
+
+    async def put_objects(self, part: Owned, objects: list[S3Object], last: int) -> list[S3Object]:
+        """Check the keys (``unwritten``) and write what is missing, raw object first and alone:
+        finding it is how a replay knows the cut was written (and where it ended), so no other
+        object of a cut may exist without it. The objects written."""
+        todo = await self.unwritten(part, objects, last)
+        raw = [o for o in todo if o.table == "events"]
+        if raw:
+            await self.s3.put(raw[0], exclusive=True)
+        # rejected/ keys carry the write date (a replay on another day makes a second
+        # object) and are never loaded: written without the key fence
+        rest = [o for o in todo if o.table != "events"]
+        await gather_all(*(self.s3.put(o, exclusive=o.table != "rejected") for o in rest))
+        return todo
 
     async def fence(self, part: Owned, first: int) -> None:
         """``Fenced`` unless this worker still owns the partition (module docstring)."""
@@ -206,31 +222,45 @@ class CutWriter:
         with contextlib.suppress(KafkaError, AssertionError):  # not assigned any more: nothing to pause
             self.consumer.pause(part.tp)
 
-    async def notify(self, objects: list[S3Object], part: Owned) -> None:
-        """Batch notices (docs/contracts.md section 4): hints for the loader, after the upload."""
+    async def announce(self, objects: list[S3Object], part: Owned) -> None:
+        """Queue the batch notices of a committed cut (docs/contracts.md section 4: hints for
+        the loader, which also lists S3) on the producer, in cut order. Their delivery is
+        awaited off the loop's path (``drain`` on stop); a failure is logged, and a broken
+        producer replaced before the next cut, as when it was awaited here."""
         written_at = format_ts(self.clock.now())
-        first, last = part.batch.first_archived, part.batch.policy.last_offset
-        futures = []
-        for obj in objects:
-            if obj.table == "rejected":
-                continue
-            key = self.settings.s3_prefix + obj.key
-            notice = {
-                "key": key,
-                "table": obj.table,
-                "rows": obj.rows,
-                "partition": part.tp.partition,
-                "first_offset": first,
-                "last_offset": last,
-                "written_at": written_at,
-            }
-            futures.append(
-                await self.clients.producer.send(
+        first, last, p = part.batch.first_archived, part.batch.policy.last_offset, part.tp.partition
+        delivered: list[asyncio.Future[Any]] = []
+        try:
+            for obj in (o for o in objects if o.table != "rejected"):
+                key = self.settings.s3_prefix + obj.key
+                notice = {"key": key, "table": obj.table, "rows": obj.rows, "partition": p}
+                notice |= {"first_offset": first, "last_offset": last, "written_at": written_at}
+                send = self.clients.producer.send(
                     self.settings.batches_topic, orjson.dumps(notice), key=key.encode()
                 )
-            )
-        for future in futures:
-            await future
+                delivered.append(await send)
+            task = asyncio.ensure_future(gather_all(*delivered))
+        except KafkaError as exc:
+            self.notices_failed(p, exc)
+            return
+        self.notices.add(task)
+        task.add_done_callback(lambda done: self.notices_delivered(p, done))
+
+    def notices_delivered(self, partition: int, task: asyncio.Future[Any]) -> None:
+        self.notices.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if isinstance(exc, KafkaError):
+            self.notices_failed(partition, exc)
+        elif exc is not None:
+            log.error("batch notices failed", extra={"partition": partition, "error": repr(exc)})
+
+    def notices_failed(self, partition: int, exc: KafkaError) -> None:
+        self.producer_broken = self.producer_broken or isinstance(exc, PRODUCER_BROKEN)
+        log.warning("batch notices not sent", extra={"partition": partition, "error": repr(exc)})
+
+    async def drain(self) -> None:
+        """Wait for the notices still being delivered (on stop: none is dropped at exit)."""
+        await asyncio.gather(*self.notices, return_exceptions=True)
 
     def abandon(self, part: Owned, exc: BaseException, offset: int) -> None:
         """Give the open cut up (nothing committed) and read again from its first offset

@@ -4,12 +4,20 @@ bound, replays that cut at a recorded last offset, rejected records."""
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
+from aiokafka import TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from eventpipe.settings import Settings
 from eventpipe.stream.batch import PartitionBatch
 from eventpipe.stream.cuts import CutPolicy
+from eventpipe.stream.metrics import StreamMetrics
+from eventpipe.stream.partition import Owned
+from eventpipe.stream.pipeline import FETCH_WAIT_MS, Pipeline
 from tests.support.batches import event, fill
 from tests.support.clock import ManualClock
 
@@ -50,6 +58,36 @@ def test_time_bound_uses_the_clock_and_is_ignored_while_replaying() -> None:
     assert p.add(9, "2026-11-26T11", 10) == "replay"
 
 
+def test_a_cut_says_when_the_time_bound_falls_due() -> None:
+    """What the loop's fetch waits for at most: a caught-up worker writes the cut on time."""
+    clock = ManualClock()
+    p = policy(clock)
+    assert p.expires_in() is None  # nothing open
+    p.add(7, "2026-11-26T10", 10)
+    assert p.expires_in() == 10
+    clock.advance(9.75)
+    assert p.expires_in() == 0.25 and not p.expired()
+    clock.advance(1)
+    assert p.expires_in() == 0 and p.expired()
+    p.force(9)  # replaying a recorded cut: no wall-clock bound
+    assert p.expires_in() is None
+
+
+def test_the_fetch_waits_no_longer_than_the_first_cut_due() -> None:
+    clock = ManualClock()
+    pipe = Pipeline(Settings(), StreamMetrics(), clock=clock)
+    assert pipe._fetch_wait_ms() == FETCH_WAIT_MS  # nothing owned
+    for p in (0, 1):
+        pipe.parts[p] = Owned(TopicPartition("events", p), PartitionBatch(p, policy(clock)))
+    assert pipe._fetch_wait_ms() == FETCH_WAIT_MS  # no cut open
+    pipe.parts[0].batch.policy.add(3, "2026-11-26T10", 10)
+    clock.advance(9.875)
+    pipe.parts[1].batch.policy.add(5, "2026-11-26T10", 10)
+    assert pipe._fetch_wait_ms() == 125  # partition 0's cut is due in 125 ms
+    clock.advance(0.125)
+    assert pipe._fetch_wait_ms() == 0
+
+
 def test_a_replayed_cut_rewrites_the_same_objects() -> None:
     values = [event(n, T0 + timedelta(seconds=n / 10)) for n in range(5)]
     first_run = PartitionBatch(2, policy(ManualClock(), max_events=100))
@@ -85,3 +123,61 @@ def test_bad_records_go_to_rejected_and_do_not_stop_the_batch() -> None:
         (13, "missing_field"),
     ]
     assert objects["rejected"].key.startswith("rejected/stream/dt=2026-11-26/stream+0+0000000000000000010")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(1, 40)), min_size=1, max_size=60),
+    st.integers(1, 12),
+    st.integers(1, 120),
+    st.integers(0, 3),
+)
+def test_a_run_at_once_cuts_exactly_where_record_by_record_does(
+    records: list[tuple[int, int]], max_events: int, max_bytes: int, already: int
+) -> None:
+    """``room`` + ``add_many`` (a fetched run at once) against ``before`` + ``add`` per record:
+    the same cuts (first, last, reason) for any hours, sizes and limits, from an empty cut
+    or one already holding ``already`` records."""
+    hours = [f"2026-11-26T{10 + h:02d}" for h, _ in records]
+    tags, sizes = [10 + h for h, _ in records], [size for _, size in records]
+
+    def opened() -> tuple[CutPolicy, list[tuple[int, int, str]], Callable[[str | None], None]]:
+        """A policy holding ``already`` one-byte records, its cuts, and what closes one."""
+        p, cuts = CutPolicy(max_events, max_bytes, 10, ManualClock()), []
+
+        def close(why: str | None) -> None:
+            if why is not None:
+                cuts.append((p.first_offset, p.last_offset, why))
+                p.reset()
+
+        for k in range(already):
+            close(p.add(k, hours[0], 1))
+        return p, cuts, close
+
+    def per_record() -> list[tuple[int, int, str]]:
+        p, cuts, close = opened()
+        for k, (hour, size) in enumerate(zip(hours, sizes, strict=True), start=already):
+            close(p.before(k, hour, size))
+            close(p.add(k, hour, size))
+        return cuts
+
+    def at_once() -> list[tuple[int, int, str]]:
+        p, cuts, close = opened()
+        i = 0
+        while i < len(sizes):
+            room = p.room(hours[i], tags, sizes, i)
+            if room:
+                first = i + already
+                why = p.add_many(first, first + room - 1, hours[i], room, sum(sizes[i : i + room]))
+                i += room
+            else:  # a cut is due before record i: what the per-record path does for it
+                k = i + already
+                if (due := p.before(k, hours[i], sizes[i])) is None:
+                    raise AssertionError("room 0 although no cut is due")
+                close(due)
+                why = p.add(k, hours[i], sizes[i])
+                i += 1
+            close(why)
+        return cuts
+
+    assert at_once() == per_record()

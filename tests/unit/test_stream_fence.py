@@ -89,7 +89,7 @@ class FakeChangelog:
         self.restored = {p: PartitionState() for p in starts}
         return self.restored
 
-    async def flush(self, partition: int, state: Any, first: int, last: int) -> int:
+    async def flush(self, partition: int, state: Any, records: list[Any]) -> int:
         self.log.append("state")
         return 0
 
@@ -129,15 +129,37 @@ def written_by(n: int, first: int = 0) -> dict[str, S3Object]:
 
 
 def cut(pipe: Pipeline, part: Owned) -> bool:
+    """Write the open cut, then let its notices' deliveries finish (as the worker's stop does)."""
     pipe.parts[part.tp.partition] = part
-    return asyncio.run(pipe.writer.write(part, "time"))
+
+    async def write_and_drain() -> bool:
+        written = await pipe.writer.write(part, "time")
+        await pipe.writer.drain()
+        return written
+
+    return asyncio.run(write_and_drain())
+
+
+def in_write_order(log: list[str], objects: list[str], commit: str) -> None:
+    """The order a cut's writes must keep: the fence's probe first; the raw object before every
+    other object; the state and every object before the commit; notices after it. The state
+    and the objects may interleave (the changelog is written while the keys are checked)."""
+    assert log[0] == "commit 0"  # the fence's membership probe
+    assert sorted(e for e in log if e.startswith("put")) == sorted(f"put {table}" for table in objects)
+    puts = [i for i, e in enumerate(log) if e.startswith("put")]
+    if "events" in objects:
+        assert log[puts[0]] == "put events"
+    end = log.index(commit)
+    assert max(puts) < end and log.index("state") < end
+    assert all(e == "notice" for e in log[end + 1 :]) and "notice" not in log[:end]
 
 
 def test_a_cut_is_fenced_written_committed_then_announced() -> None:
     consumer = FakeConsumer(committed=0)
     pipe, log, s3 = pipeline(consumer)
     assert cut(pipe, open_cut(5))
-    assert log == ["commit 0", "put events", "put engagement_daily", "state", "commit 5", "notice", "notice"]
+    in_write_order(log, ["events", "engagement_daily"], "commit 5")
+    assert log.count("notice") == 2
     assert consumer.commits == [0, 5]  # the membership probe commits the committed offset unchanged
     assert sorted(s3.objects) == sorted(written_by(5))
 
@@ -200,7 +222,9 @@ def test_an_object_of_another_cut_is_never_overwritten() -> None:
     part = open_cut(40)
     assert not cut(pipe, part)
     assert s3.objects == theirs
-    assert log == ["commit 0"]  # the probe only
+    # the probe, and the state's records (written while the keys are checked: state may run
+    # ahead of the committed offset, the replay re-folds exactly); no object, no commit
+    assert sorted(log) == ["commit 0", "state"]
     assert consumer.sought == [0] and part.verify and part.fenced_at is None
     assert pipe.metrics.flush_failures._value.get() == 1
 
@@ -216,7 +240,8 @@ def test_a_replay_writes_only_what_is_missing_and_a_failed_commit_announces_noth
     part = open_cut(5)
     part.raw_exists = True
     assert cut(pipe, part)
-    assert log == ["commit 0", "put engagement_daily", "state", "commit 5", "notice", "notice"]
+    in_write_order(log, ["engagement_daily"], "commit 5")
+    assert log.count("notice") == 2
     assert s3.objects[agg.key].body == agg.body
 
     log.clear()
@@ -260,11 +285,11 @@ class SequenceBrokenChangelog(FakeChangelog):
         self.producer: Any = None
         self.failures = 1
 
-    async def flush(self, partition: int, state: Any, first: int, last: int) -> int:
+    async def flush(self, partition: int, state: Any, records: list[Any]) -> int:
         if self.failures:
             self.failures -= 1
             raise OutOfOrderSequenceNumber()
-        return await super().flush(partition, state, first, last)
+        return await super().flush(partition, state, records)
 
 
 class StoppableProducer(FakeProducer):
@@ -345,3 +370,59 @@ def test_a_fresh_cut_checks_its_raw_key_only_and_a_replay_checks_every_key() -> 
     assert cut(pipe, replay)
     assert sorted(s3.heads) == sorted(mine)
     assert sorted(s3.objects) == sorted(mine)
+
+
+class SlowConsumer(FakeConsumer):
+    """A coordinator a few loop turns away: while the fence waits for it, nothing of the cut
+    may be written (the gzip and the state's records are prepared meanwhile, in threads)."""
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return await super().committed(tp)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await super().commit(offsets)
+
+
+def test_nothing_is_written_before_the_fence_has_answered() -> None:
+    pipe, log, s3 = pipeline(SlowConsumer(committed=0))
+    assert cut(pipe, open_cut(5))
+    in_write_order(log, ["events", "engagement_daily"], "commit 5")
+    assert sorted(s3.objects) == sorted(written_by(5))  # the raw body gzipped in its thread: the same bytes
+
+
+def test_a_slow_fence_that_fails_writes_nothing() -> None:
+    consumer = SlowConsumer(committed=0, refuse=True)
+    pipe, log, s3 = pipeline(consumer)
+    part = open_cut(5)
+    assert not cut(pipe, part)
+    assert log == [] and s3.objects == {} and part.fenced_at is not None
+
+
+class FailingNotices(FakeProducer):
+    """The broker takes the notices but never acknowledges them (a producer out of step)."""
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+        self.log.append("notice")
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(OutOfOrderSequenceNumber())
+        return future
+
+
+def test_notices_are_queued_after_the_commit_and_a_failed_delivery_only_logs() -> None:
+    """Notices are hints (the loader also lists S3): the cut is written and committed whether
+    or not they arrive; their delivery is awaited off the loop's path, and a producer that
+    fails them is replaced before the next cut."""
+    log: list[str] = []
+    consumer = FakeConsumer(committed=0)
+    consumer.log = log
+    pipe = Pipeline(Settings(), StreamMetrics())
+    pipe.attach(StreamClients(consumer, FailingNotices(log), FakeS3(log), FakeChangelog(log)))  # type: ignore[arg-type]
+    part = open_cut(5)
+    assert cut(pipe, part)
+    in_write_order(log, ["events", "engagement_daily"], "commit 5")
+    assert part.committed == 5 and consumer.commits == [0, 5]
+    assert pipe.writer.producer_broken and not pipe.writer.notices
