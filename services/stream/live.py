@@ -175,9 +175,20 @@ class Live(Mapping[int, Entry]):
         self._put(keys[take], offsets[take], tags[take], retag=True)
 
     def columns(self, last: int | None = None) -> Columns:
-        """All entries (those created at or before ``last`` if given) as arrays."""
+        """All entries (those created at or before ``last`` if given) as arrays in hash order:
+        the same whichever way they were added and merged (a cut record's bytes depend on the
+        entries only)."""
         self.settle()
-        hashes, offsets, tags = (np.concatenate(pair) for pair in zip(self.base, self.delta, strict=True))
+        if not len(self.delta[0]):
+            hashes, offsets, tags = self.base
+        elif not len(self.base[0]):
+            hashes, offsets, tags = self.delta
+        else:
+            hashes = np.concatenate((self.base[0], self.delta[0]))
+            order = np.argsort(hashes, kind="stable")  # two sorted runs: one merge
+            hashes = hashes[order]
+            offsets = np.concatenate((self.base[1], self.delta[1]))[order]
+            tags = np.concatenate((self.base[2], self.delta[2]))[order]
         if last is not None:
             keep = offsets <= last
             if not keep.all():
@@ -190,12 +201,9 @@ class Live(Mapping[int, Entry]):
         hashes, offsets, tags = self.columns()
         gone = gone_where((hashes, offsets, tags))
         removed = hashes[gone], offsets[gone], tags[gone]
-        if gone.all():
-            self.base, self.delta = _empty(), _empty()
-        elif gone.any():
-            keep, split = ~gone, len(self.base[0])  # each level stays sorted
-            self.base = tuple(column[:split][keep[:split]] for column in (hashes, offsets, tags))  # type: ignore[assignment]
-            self.delta = tuple(column[split:][keep[split:]] for column in (hashes, offsets, tags))  # type: ignore[assignment]
+        if gone.any():
+            keep = ~gone  # what is left, in hash order: one level
+            self.base, self.delta = (hashes[keep], offsets[keep], tags[keep]), _empty()
         return removed
 
     def clear(self) -> None:

@@ -29,7 +29,7 @@ from eventpipe.stream.fold import Deltas, PartitionState
 from eventpipe.stream.records import TIMESTAMP
 from eventpipe.timeutil import format_ts
 from tests.support.clock import ManualClock
-from tests.unit.test_stream_fold import START, commit, small_levels
+from tests.unit.test_stream_fold import START, commit, restored, small_levels
 from tests.unit.test_stream_fold_batch import absolute
 
 USERS = [("anon-1", "user-1"), ("anon-2", "user-2"), ("anon-3", "user-1")]
@@ -102,11 +102,13 @@ def values(draw: Any) -> list[bytes | None]:
 
 def drive(
     records: list[bytes | None], fetches: set[int], cuts: set[int], back: int, columnar: bool
-) -> tuple[list[Any], PartitionBatch, list[bool]]:
+) -> tuple[list[Any], PartitionBatch, list[bool], list[Any], int]:
     """Feed ``records`` (offsets 0..n-1) to a ``PartitionBatch`` in fetches split at
     ``fetches``; at each offset in ``cuts`` the open cut is folded (inside a fetch, too),
-    committed and sealed; then a seek back to ``back`` (not before the last commit) fetches
-    the rest again. What each cut emitted, the batch, and which fetches went columnar."""
+    its changelog records written, committed and sealed; then the last cut is written but not
+    committed, a seek back to ``back`` (not before the last commit) fetches the rest again and
+    it is written again. What each cut emitted, the batch, which fetches went columnar, the
+    changelog records and the offset a restore would resume from."""
     batch = PartitionBatch(0, CutPolicy(10**9, 10**12, 10, ManualClock()))
     log: list[Any] = []
     emitted: list[Any] = []
@@ -120,6 +122,10 @@ def drive(
         if committed:
             commit(batch.state, first, at - 1, log)
             first = at
+        elif at > first:  # the writer writes a cut's records before it commits
+            records = batch.state.cut_records(first, at - 1)
+            batch.state.written(records)
+            log.extend(records)
         batch.deltas, batch.duplicates, batch.rejected = Deltas(), 0, []
 
     def fetch(start: int, end: int) -> None:
@@ -144,7 +150,7 @@ def drive(
     close(n, committed=False)  # written, never committed: a seek back re-reads it
     fetch(max(back, first), n)  # offsets the state already holds, unsealed
     close(n, committed=False)
-    return emitted, batch, paths
+    return emitted, batch, paths, log, first
 
 
 def content(state: PartitionState) -> tuple[Any, ...]:
@@ -193,10 +199,14 @@ def test_the_columnar_fold_equals_the_row_path(
     records: list[bytes | None], fetches: set[int], cuts: set[int], back: int
 ) -> None:
     with small_levels():  # sealed entries in both levels of the hashed sets
-        rows, row_batch, _ = drive(records, fetches, cuts, back, columnar=False)
-        cols, col_batch, paths = drive(records, fetches, cuts, back, columnar=True)
+        rows, row_batch, _, row_log, start = drive(records, fetches, cuts, back, columnar=False)
+        cols, col_batch, paths, col_log, _ = drive(records, fetches, cuts, back, columnar=True)
+        col_restored, row_restored = restored(col_log, start), restored(row_log, start)
     assert cols == rows  # every cut's deltas, duplicates and rejected records
     assert content(col_batch.state) == content(row_batch.state)
+    # persisted and restored (a new owner): the same state, from the same cut records
+    assert [r for r in col_log if r[0][0] == "c"] == [r for r in row_log if r[0][0] == "c"]
+    assert content(col_restored) == content(row_restored)
     n = len(records)
     bounds = sorted({0, n, *(b for b in fetches if 0 < b < n)})
     spans = list(pairwise(bounds))

@@ -38,7 +38,7 @@ def _arrays(entries: list[tuple[int, int, int]]) -> tuple[Any, Any, Any]:
 
 def _entries(columns: tuple[Any, Any, Any]) -> dict[int, tuple[int, int]]:
     hashes, offsets, tags = (column.tolist() for column in columns)
-    assert len(set(hashes)) == len(hashes)
+    assert hashes == sorted(set(hashes))  # distinct, in hash order (the cut record's order)
     return dict(zip(hashes, zip(offsets, tags, strict=True), strict=True))
 
 
