@@ -99,6 +99,8 @@ class CutWriter:
             # checked and the objects written; the commit waits for both.
             changelog = self.changelog.flush(tp.partition, batch.state, records)
             todo, _ = await gather_all(self.put_objects(part, objects, last), changelog)
+            if delay := getattr(self.settings, "fault_commit_delay_s", 0.0):  # failpoint, tests only
+                await asyncio.sleep(delay)
             await self.consumer.commit({tp: last + 1})
         except (Fenced, CommitFailedError, IllegalStateError) as exc:  # not (or no longer) ours
             self.fence_off(part, exc)

@@ -13,6 +13,8 @@ from eventpipe.settings import Settings
 from tests.support.faults.load import OK, LoadGenerator
 from tests.support.faults.verdicts import assert_all_answered, assert_held
 
+COMMIT_DELAY_S = 0.5  # scenario 8's upload-to-commit window (a failpoint of the stream worker)
+
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(900)]
 
 
@@ -93,10 +95,14 @@ def test_08_kill_between_upload_and_commit(shared: Settings, pipeline_factory, c
     """kill -9 the moment a new raw object is in S3: the cut is uploaded, and its commit
     (after the aggregate PUTs and the changelog flush) is usually not done yet. Read while
     the worker is dead, the group's committed offsets say whether it was; up to 6 kills,
-    until 3 landed between upload and commit."""
+    until 3 landed between upload and commit. The worker waits ``COMMIT_DELAY_S`` before each
+    commit (the ``fault_commit_delay_s`` failpoint): since the changelog goes out beside the
+    PUTs, upload-to-commit is too short for a poll of S3 to land a kill in it reliably."""
     from tests.support.faults.moments import kill_after_upload, raw_objects
 
-    pipe = pipeline_factory(shared).start_all()
+    pipe = pipeline_factory(shared)
+    pipe.overrides["stream"] = {"fault_commit_delay_s": COMMIT_DELAY_S}
+    pipe.start_all()
     evidence: list[str] = []
     with LoadGenerator(pipe.ingest_url, count=3000, duration_s=45) as load:
         known = raw_objects(pipe.settings)

@@ -55,6 +55,8 @@ class Pipeline:
     logs: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     settings_of: dict[str, Settings] = field(default_factory=dict)
+    # extra EVENTPIPE_* settings of one command's processes, by field name (failpoints)
+    overrides: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def ingest_url(self) -> str:
@@ -63,7 +65,8 @@ class Pipeline:
     def start(self, name: str, settings: Settings | None = None, wait_s: float = 60) -> subprocess.Popen:
         settings = settings or self.settings
         command = name.split("#")[0]  # "stream#2" is a second stream worker
-        proc = spawn([EVENTPIPE, command], self.logs / f"{name}.log", cwd=ROOT, env=child_env(settings))
+        env = child_env(settings, **self.overrides.get(command, {}))
+        proc = spawn([EVENTPIPE, command], self.logs / f"{name}.log", cwd=ROOT, env=env)
         self.procs[name] = proc
         self.settings_of[name] = settings
         deadline = time.monotonic() + wait_s
