@@ -97,11 +97,7 @@ class PartitionBatch:
                 self.fold()  # keep offset order across the two queues
             self.unfolded.append((offset, folded))
         else:
-            queued = self.columns
-            if queued is None or queued[0] is not run or queued[1] + len(queued[2]) != index:
-                self.fold()
-                queued = self.columns = (run, index, [])
-            queued[2].append(offset)
+            self._columns_queue(run, index).append(offset)
         if not self.lines:
             self.first_archived = offset
             self.first_received = parse_ts(event["receivedAt"])
@@ -113,11 +109,7 @@ class PartitionBatch:
     ) -> str | None:
         """``add_event`` of records ``start..end-1`` of a decoded run at once, which the cut
         policy's ``room`` let in whole; the reason to cut after the last."""
-        queued = self.columns
-        if queued is None or queued[0] is not run or queued[1] + len(queued[2]) != start:
-            self.fold()
-            queued = self.columns = (run, start, [])
-        queued[2].extend(offsets[start:end])
+        self._columns_queue(run, start).extend(offsets[start:end])
         if not self.lines:
             self.first_archived = offsets[start]
             self.first_received = parse_ts(run.received[start])
@@ -126,6 +118,16 @@ class PartitionBatch:
         return self.policy.add_many(
             offsets[start], offsets[end - 1], hour, end - start, sum(sizes[start:end])
         )
+
+    def _columns_queue(self, run: Run, start: int) -> list[int]:
+        """The offsets queued for the columnar fold, to which record ``start`` of ``run`` is
+        added next: the open queue if it ends right before that record of the same run, else
+        a new one (what was queued is folded first, keeping offset order)."""
+        queued = self.columns
+        if queued is None or queued[0] is not run or queued[1] + len(queued[2]) != start:
+            self.fold()
+            queued = self.columns = (run, start, [])
+        return queued[2]
 
     def fold(self) -> None:
         """Fold the queued events into the state and the cut's deltas."""
