@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 from xxhash import xxh3_64_intdigest
 
-from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT
-from eventpipe.stream.columns import Run
+from eventpipe.stream.columns import UNCOUNTED, Run, stamp_keys
 from eventpipe.stream.deltas import Deltas
 from eventpipe.stream.fold import PartitionState
 from eventpipe.stream.live import Live
@@ -60,14 +59,15 @@ def fold_slice(state: PartitionState, run: Run, offsets: list[int], start: int, 
     ids = np.fromiter(map(xxh3_64_intdigest, map(str.encode, run.message_ids[start:stop])), U64, len(off))
     hours = np.asarray(run.hours[start:stop], dtype=np.int64)
     fresh = first_seen(state.live_ids, state.ids, ids, off, hours, retag=True)
-    counted = [i for i in np.flatnonzero(fresh).tolist() if run.names[start + i] is not None]
-    for i in counted:  # exposures first, in offset order: the row path's own rule
-        exposure = run.exposures.get(start + i, None)
+    names = run.name_code[start:stop]
+    counted = np.flatnonzero(fresh & (names != UNCOUNTED))
+    for i in counted[names[counted] == 1].tolist():  # exposures first, in offset order: the row path's rule
+        j = start + i
+        exposure = run.exposures[j]
         if exposure is not None:
-            j = start + i
-            state._expose(offsets[i], run.users[j], exposure, run.timestamps[j], run.day_tags[j], out)  # type: ignore[arg-type]
-    if counted:
-        _count(state, run, start, off, counted, out)
+            state._expose(offsets[i], run.users[j], exposure, run.timestamps[j], int(run.day_tags[j]), out)
+    if len(counted):
+        _count(state, run, counted + start, off[counted], out)
     flags: list[bool] = fresh.tolist()
     return flags
 
@@ -101,13 +101,6 @@ def first_seen(live: Live, sealed: Marks, keys: Array, offsets: Array, tags: Arr
     return flags
 
 
-def _codes(values: list[Any], table: dict[Any, int]) -> Array:
-    """Each value's code in ``table`` (new values get the next code)."""
-    for value in dict.fromkeys(values):
-        table.setdefault(value, len(table))
-    return np.fromiter(map(table.__getitem__, values), np.int64, len(values))
-
-
 def group(columns: list[tuple[Array, int]]) -> tuple[Array, Array]:
     """Rows given as code columns (each with its number of codes): a dense group code per row
     and the index of one row of each group. One composite int64 key when it fits, else the
@@ -123,24 +116,16 @@ def group(columns: list[tuple[Array, int]]) -> tuple[Array, Array]:
     return inverse.reshape(-1), first
 
 
-def _count(state: PartitionState, run: Run, start: int, off: Array, counted: list[int], out: Deltas) -> None:
-    """Rows, marks and user counts of the counted (fresh, named) events of the slice."""
-    idx = [start + i for i in counted]
-    users: dict[str, int] = {}
-    u_code = _codes([run.users[j] for j in idx], users)
-    user_list = list(users)
+def _count(state: PartitionState, run: Run, idx: Array, offsets: Array, out: Deltas) -> None:
+    """Rows, marks and user counts of the counted (fresh, named) records ``idx`` of the run
+    (at ``offsets``), grouped by the run's codes (``columns.Run``)."""
+    present, u_code = np.unique(run.user_code[idx], return_inverse=True)
+    user_list = [run.user_texts[k] for k in present.tolist()]
     mixed = np.fromiter((xxh3_64_intdigest(u.encode()) for u in user_list), U64, len(user_list)) * MIX
-    day_table: dict[str, int] = {}
-    d_code = _codes([run.days[j] for j in idx], day_table)
-    days = list(day_table)
-    r_table: dict[str, int] = {}
-    r_code = _codes([run.received[j][:10] for j in idx], r_table)
-    rdays = list(r_table)
-    n_table: dict[str, int] = {ANY_EVENT: 0, EXPOSURE_EVENT: 1}
-    n_code = _codes([run.names[j] for j in idx], n_table)
-    names = list(n_table)
-    offsets = off[np.asarray(counted, dtype=np.int64)]
-    tags = np.asarray([state._tag(d) for d in days], dtype=np.int64)[d_code]
+    d_code, days = run.day_code[idx], run.day_texts
+    r_code, rdays = run.received_day_code[idx], run.received_days
+    n_code, names = run.name_code[idx], run.name_texts
+    tags = run.day_tags[idx]
     m = len(idx)
     # engagement rows: (day, name, received day), and (day, "*", received day) for every event
     every = np.zeros(m, dtype=np.int64)
@@ -186,7 +171,7 @@ def _count(state: PartitionState, run: Run, start: int, off: Array, counted: lis
 
 
 def _assigned(
-    state: PartitionState, run: Run, idx: list[int], offsets: Array, u_code: Array, user_list: list[str],
+    state: PartitionState, run: Run, idx: Array, offsets: Array, u_code: Array, user_list: list[str],
     n_code: Array,
 ) -> tuple[Array, Array, Array, list[str], list[str]] | None:  # fmt: skip
     """The counted events joined with their users' assignments after the run (module
@@ -216,11 +201,17 @@ def _assigned(
     count = per_user[u_code]
     ev = np.repeat(np.arange(len(idx)), count)
     a = begin[u_code[ev]] + np.arange(len(ev)) - np.repeat(np.cumsum(count) - count, count)
-    stamps = np.asarray([run.timestamps[j] for j in idx])
-    keep = (np.asarray(a_created, dtype=np.int64)[a] <= offsets[ev]) & ~(stamps[ev] < np.asarray(a_first)[a])
+    first_keys = None if run.stamp_keys is None else stamp_keys(a_first)
+    if first_keys is None or run.stamp_keys is None:  # compared as texts, as the row path does
+        stamps = np.asarray([run.timestamps[j] for j in idx.tolist()])
+        before = stamps[ev] < np.asarray(a_first)[a]
+    else:  # the same order as integers (``columns.stamp_keys``)
+        before = run.stamp_keys[idx][ev] < first_keys[a]
+    keep = (np.asarray(a_created, dtype=np.int64)[a] <= offsets[ev]) & ~before
     exposed = np.full(len(idx), -1, dtype=np.int64)  # an exposure's own experiment code
-    for k in np.flatnonzero(n_code == 1).tolist():
-        exposure = run.exposures[idx[k]]
+    own = np.flatnonzero(n_code == 1)
+    for k, j in zip(own.tolist(), idx[own].tolist(), strict=True):
+        exposure = run.exposures[j]
         exposed[k] = -2 if exposure is None else x_table.get(exposure.experiment_id, -2)
     x_code, v_code = np.asarray(a_exp, dtype=np.int64)[a], np.asarray(a_var, dtype=np.int64)[a]
     keep &= ~((n_code[ev] == 1) & (exposed[ev] != x_code))

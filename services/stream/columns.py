@@ -10,62 +10,70 @@ whole run on the row path, which sends each bad record where it goes today (``re
 So the fast path never decides what is valid: it only recognises the runs where the row
 path's checks would all pass, using the same functions (``user_key``, ``engagement_name``,
 ``exposure_of``, the state's tag and day caches, ``records.TIMESTAMP``).
+
+What the fold groups by (hour and day received, the counted day, the row name, the user) is
+handed over as integer codes per record plus the distinct texts they stand for, so the fold
+groups with array operations. When every timestamp has the collector's form the hour and day
+codes come from the timestamps' bytes as one array (a text's prefix is its digits there), so
+no per-record Python touches them; otherwise from the texts, record by record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from eventpipe.definitions import EXPOSURE_EVENT, Exposure, engagement_name, exposure_of, user_key
-from eventpipe.stream.fold import Folded, PartitionState
+from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT, Exposure, engagement_name, exposure_of, user_key
+from eventpipe.stream.fold import PartitionState
 from eventpipe.stream.records import REQUIRED_TEXT, TIMESTAMP
 from eventpipe.textruns import each_fullmatches, run_of
 
 Event = dict[str, Any]
+Array = np.ndarray[Any, Any]
 # What makes ``extract`` refuse an event (``batch.add_event`` rejects it as "unfoldable").
 UNFOLDABLE = (AttributeError, KeyError, TypeError, ValueError)
 TEXT_OR_NONE = {str, type(None)}
-# TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
+# The name codes the fold relies on: 0 the "*" row, 1 exposures, 2 an event not counted.
+NAME_CODES = (ANY_EVENT, EXPOSURE_EVENT, None)
+UNCOUNTED = 2
 # the collector's timestamp form: "D" a digit, every other character fixed
 CANONICAL = "DDDD-DD-DDTDD:DD:DD.DDDZ"
 _DIGITS = [i for i, c in enumerate(CANONICAL) if c == "D"]
 _FIXED = [i for i, c in enumerate(CANONICAL) if c != "D"]
 _FIXED_BYTES = np.frombuffer("".join(CANONICAL[i] for i in _FIXED).encode(), dtype=np.uint8)
+HOUR, DAY = len("YYYY-MM-DDTHH"), len("YYYY-MM-DD")
+# TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
 RUN_OF_TIMESTAMPS = run_of(TIMESTAMP.pattern.removesuffix("$"))
+_exposure_tuple = tuple.__new__  # an Exposure from a tuple, without its Python-level __new__
 
 
 @dataclass
 class Run:
-    """Column ``i`` of each list belongs to the run's ``i``-th record."""
+    """Column ``i`` of each list or array belongs to the run's ``i``-th record; a ``*_code``
+    column holds indexes into the texts beside it."""
 
     events: list[Event]
     message_ids: list[str]
     received: list[str]  # receivedAt
     timestamps: list[str]
+    # the timestamps as integers ordered as the texts are (``stamp_keys``), when all canonical
+    stamp_keys: Array | None
     hours: list[int]  # tag of the hour received
     users: list[str | None]
-    names: list[str | None]  # engagement row name; None without a user or when not engagement
-    days: list[str]  # canonical UTC date of the timestamp, "" when not counted
-    day_tags: list[int]  # -1 when not counted
+    user_code: Array  # into ``user_texts`` (None has a code too)
+    user_texts: list[str | None]
+    name_code: Array  # engagement row name (NAME_CODES first); UNCOUNTED without a user or name
+    name_texts: list[str | None]
+    day_code: Array  # canonical UTC date of the timestamp, into ``day_texts``; -1 when not counted
+    day_texts: list[str]
+    day_tags: Array  # tag of ``day_texts[day_code]``; -1 when not counted
+    received_day_code: Array  # receivedAt's YYYY-MM-DD, into ``received_days``
+    received_days: list[str]
     exposures: dict[int, Exposure | None]  # index -> exposure, for events named EXPOSURE_EVENT
-
-    def folded(self, i: int) -> Folded:
-        """Record ``i`` as the row path's ``extract`` would have read it."""
-        return Folded(
-            self.message_ids[i],
-            self.received[i],
-            self.hours[i],
-            self.users[i],
-            self.exposures.get(i),
-            self.names[i],
-            self.days[i],
-            self.day_tags[i],
-            self.timestamps[i],
-        )
 
 
 def decode_run(state: PartitionState, values: list[bytes | None]) -> Run | None:
@@ -80,15 +88,19 @@ def decode_run(state: PartitionState, values: list[bytes | None]) -> Run | None:
 def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     if None in values:
         return None
-    events = [orjson.loads(v) for v in values]  # type: ignore[arg-type]  # None excluded above
-    if any(type(e) is not dict for e in events):
+    events = list(map(orjson.loads, values))  # type: ignore[arg-type]  # None excluded above
+    if set(map(type, events)) != {dict}:
         return None
-    required = [[e.get(name) for e in events] for name in REQUIRED_TEXT]
+    # a missing field raises KeyError (-> None), as the row path rejects it
+    required = [list(map(itemgetter(name), events)) for name in REQUIRED_TEXT]
     for column in required:
         if set(map(type, column)) != {str} or "" in column:
             return None
     message_ids, received, timestamps, _ = required
-    if not _all_timestamps(received) or not _all_timestamps(timestamps):
+    received_bytes, stamp_bytes = _canonical(received), _canonical(timestamps)
+    if received_bytes is None and not _all_match(received):
+        return None
+    if stamp_bytes is None and not _all_match(timestamps):
         return None
     users = list(map(user_key, events))
     if not set(map(type, users)) <= TEXT_OR_NONE:
@@ -96,26 +108,84 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     names = [None if u is None else engagement_name(e) for e, u in zip(events, users, strict=True)]
     if not set(map(type, names)) <= TEXT_OR_NONE:
         return None
-    hour_texts = [r[:13] for r in received]
-    hour_of = {text: state._tag(text) for text in set(hour_texts)}
-    day_of = {t[:10]: "" for t, x in zip(timestamps, names, strict=True) if x is not None}
-    day_of = {text: state._day(text) for text in day_of}
-    tag_of = {day: state._tag(day) for day in day_of.values()}
-    days = ["" if x is None else day_of[t[:10]] for x, t in zip(names, timestamps, strict=True)]
-    hours = list(map(hour_of.__getitem__, hour_texts))
-    day_tags = [tag_of[d] if d else -1 for d in days]
-    exposures = {i: _exposure(events[i]) for i, x in enumerate(names) if x == EXPOSURE_EVENT}
-    return Run(events, message_ids, received, timestamps, hours, users, names, days, day_tags, exposures)
+    name_table = {name: code for code, name in enumerate(NAME_CODES)}
+    name_code = codes(names, name_table)
+    user_table: dict[str | None, int] = {}
+    user_code = codes(users, user_table)
+    hour_code, hour_texts = _prefixes(received, received_bytes, HOUR)
+    hours = np.asarray([state._tag(h) for h in hour_texts], dtype=np.int64)[hour_code].tolist()
+    received_days: dict[str, int] = {}
+    received_day_code = codes([h[:DAY] for h in hour_texts], received_days)[hour_code]
+    day_code, day_texts, day_tags = _counted_days(state, timestamps, stamp_bytes, name_code)
+    exposures = {i: _exposure(events[i]) for i in np.flatnonzero(name_code == 1).tolist()}
+    keys = None if stamp_bytes is None else _digits_key(stamp_bytes, len(CANONICAL))
+    return Run(
+        events, message_ids, received, timestamps, keys, hours, users, user_code, list(user_table),
+        name_code, list(name_table), day_code, day_texts, day_tags, received_day_code,
+        list(received_days), exposures,
+    )  # fmt: skip
+
+
+def codes(values: list[Any], table: dict[Any, int]) -> Array:
+    """Each value's code in ``table`` (new values get the next code)."""
+    for value in dict.fromkeys(values):
+        table.setdefault(value, len(table))
+    return np.fromiter(map(table.__getitem__, values), np.int64, len(values))
+
+
+def stamp_keys(texts: list[str]) -> Array | None:
+    """Integers that order as the texts do, if every text has the canonical form (then the
+    first differing character of two texts is a digit at the same place), else None."""
+    chars = _canonical(texts)
+    return None if chars is None else _digits_key(chars, len(CANONICAL))
+
+
+def _digits_key(chars: Array, length: int) -> Array:
+    """The digits among the first ``length`` characters of each canonical row, as one
+    integer (at most 17 digits: within int64)."""
+    digits = chars[:, [i for i in _DIGITS if i < length]].astype(np.int64) - ord("0")
+    return digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1, dtype=np.int64))
+
+
+def _prefixes(texts: list[str], chars: Array | None, length: int) -> tuple[Array, list[str]]:
+    """A code per text for its first ``length`` characters, and the distinct prefixes.
+    ``chars``: the texts as canonical bytes (``_canonical``), where equal prefixes are equal
+    digits, so they are coded as integers in one array pass."""
+    if chars is None:
+        table: dict[str, int] = {}
+        return codes([t[:length] for t in texts], table), list(table)
+    _, first, inverse = np.unique(_digits_key(chars, length), return_index=True, return_inverse=True)
+    return inverse.reshape(-1), [texts[i][:length] for i in first.tolist()]
+
+
+def _counted_days(
+    state: PartitionState, timestamps: list[str], chars: Array | None, name_code: Array
+) -> tuple[Array, list[str], Array]:
+    """The canonical day of each counted record's timestamp (the state's ``_day``, which
+    refuses an impossible date: only for counted records, as ``extract``): code, texts, tags;
+    -1 for a record not counted."""
+    stamp_code, stamp_days = _prefixes(timestamps, chars, DAY)
+    counted = name_code != UNCOUNTED
+    table: dict[str, int] = {}
+    code_of = np.full(len(stamp_days), -1, dtype=np.int64)
+    for code in np.unique(stamp_code[counted]).tolist():
+        code_of[code] = table.setdefault(state._day(stamp_days[code]), len(table))
+    day_code = np.where(counted, code_of[stamp_code], -1)
+    texts = list(table)
+    # code -1 picks the appended -1: the tag of a record not counted
+    tags = np.asarray([state._tag(day) for day in texts] + [-1], dtype=np.int64)[day_code]
+    return day_code, texts, tags
 
 
 def _all_timestamps(texts: list[str]) -> bool:
-    """``all(TIMESTAMP.match(t) for t in texts)``. When every text has the form the
-    collector writes (``YYYY-MM-DDTHH:MM:SS.mmmZ``, ASCII), which ``TIMESTAMP`` accepts, the
-    bytes are checked as one array; else one regex pass over the joined texts when none
-    contains a newline (then each line must match the whole pattern, which is what ``match``
-    with ``$`` accepts of a text without one); else text by text."""
-    if _all_canonical(texts):
-        return True
+    """``all(TIMESTAMP.match(t) for t in texts)``: the canonical bytes check, else the regex."""
+    return _canonical(texts) is not None or _all_match(texts)
+
+
+def _all_match(texts: list[str]) -> bool:
+    """``all(TIMESTAMP.match(t) for t in texts)`` in one regex pass over the joined texts
+    when none contains a newline (then each line must match the whole pattern, which is what
+    ``match`` with ``$`` accepts of a text without one); else text by text."""
     in_one_pass = each_fullmatches(RUN_OF_TIMESTAMPS, texts)
     return all(map(TIMESTAMP.match, texts)) if in_one_pass is None else in_one_pass
 
@@ -127,20 +197,23 @@ def _exposure(event: Event) -> Exposure | None:
     if type(props) is dict:
         experiment, variant = props.get("experiment_id"), props.get("variation_id")
         if type(experiment) is str and type(variant) is str and experiment and variant:
-            return Exposure(experiment, variant)
+            return _exposure_tuple(Exposure, (experiment, variant))
     return exposure_of(event)
 
 
-def _all_canonical(texts: list[str]) -> bool:
-    """Every text is ``DDDD-DD-DDTDD:DD:DD.DDDZ`` with ASCII digits (a sufficient condition
-    for ``TIMESTAMP``; a run that fails it is checked by the regex)."""
+def _canonical(texts: list[str]) -> Array | None:
+    """The texts as an array of bytes, one row each, if every one is
+    ``DDDD-DD-DDTDD:DD:DD.DDDZ`` with ASCII digits (the form the collector writes, which
+    ``TIMESTAMP`` accepts); else None (the regex decides)."""
     if not texts or set(map(len, texts)) != {len(CANONICAL)}:
-        return False
+        return None
     try:
         raw = "".join(texts).encode("ascii")
     except UnicodeEncodeError:
-        return False
+        return None
     chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), len(CANONICAL))
     digits = chars[:, _DIGITS]
     fixed = chars[:, _FIXED] == _FIXED_BYTES
-    return bool(((digits >= ord("0")) & (digits <= ord("9"))).all() and fixed.all())
+    if ((digits >= ord("0")) & (digits <= ord("9"))).all() and fixed.all():
+        return chars
+    return None

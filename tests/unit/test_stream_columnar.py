@@ -55,13 +55,13 @@ INVALID: list[bytes | None] = [
 
 
 @st.composite
-def event(draw: Any, n: int, ts: str) -> dict[str, Any]:
+def event(draw: Any, n: int, ts: str, received: str) -> dict[str, Any]:
     """A partition's event: few users and experiments (so users meet several of them),
     exposures with ids, names or one id missing, events named "*", aliases, identifies,
     empty user keys."""
     anon, uid = draw(st.sampled_from(USERS))
     kind = draw(st.sampled_from(["track"] * 5 + ["page", "screen", "identify", "alias"]))
-    e: dict[str, Any] = {"type": kind, "messageId": f"m{n}", "timestamp": ts, "receivedAt": ts}
+    e: dict[str, Any] = {"type": kind, "messageId": f"m{n}", "timestamp": ts, "receivedAt": received}
     e |= draw(st.sampled_from([{"anonymousId": anon}, {"anonymousId": anon, "userId": uid}, {"userId": ""}]))
     if kind == "track":
         e["event"] = draw(st.sampled_from(["Experiment Viewed", "Experiment Viewed", "Buy", "*"]))
@@ -80,6 +80,17 @@ def event(draw: Any, n: int, ts: str) -> dict[str, Any]:
     return e
 
 
+# Forms of one instant that TIMESTAMP accepts: the collector's (the fast byte check) and
+# others only the regex accepts (and that order differently as texts), so a run may mix them.
+FORMS = [
+    format_ts,
+    lambda t: format_ts(t)[:19] + "Z",
+    lambda t: format_ts(t)[:23] + "456+00:00",
+    lambda t: format_ts(t)[:19],
+]
+MOSTLY_CANONICAL = st.sampled_from(FORMS[:1] * 6 + FORMS[1:])
+
+
 @st.composite
 def values(draw: Any) -> list[bytes | None]:
     """One partition's Kafka values in order: events, SDK retries of earlier ones (same
@@ -89,11 +100,13 @@ def values(draw: Any) -> list[bytes | None]:
     out: list[bytes | None] = []
     for n in range(draw(st.integers(1, 70))):
         clock += timedelta(minutes=draw(st.integers(1, 150)))
-        ts = format_ts(clock)
+        ts = draw(MOSTLY_CANONICAL)(clock)
         if sent and draw(st.integers(0, 6)) == 0:
             out.append(orjson.dumps({**draw(st.sampled_from(sent)), "receivedAt": ts}))
         else:
-            sent.append(draw(event(n, ts)))
+            # sometimes a timestamp hours behind (a late event): counted before its user's exposure
+            late = clock - timedelta(minutes=draw(st.sampled_from([0, 0, 0, 0, 0, 90, 400])))
+            sent.append(draw(event(n, draw(MOSTLY_CANONICAL)(late), ts)))
             out.append(orjson.dumps(sent[-1]))
         if draw(st.integers(0, 24)) == 0:
             out.append(draw(st.sampled_from(INVALID)))
