@@ -27,7 +27,7 @@ records, which ``columns.decode_run`` sends to the row path).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from xxhash import xxh3_64_intdigest
@@ -150,7 +150,9 @@ def _count(state: PartitionState, run: Run, idx: Array, offsets: Array, out: Del
         c_x, first_x = group(list(zip(columns, sizes, strict=True)))
         for i in first_x.tolist():
             d, x, v, n, r = (int(c[i]) for c in columns)
-            rows_x.append((days[d], experiments[x], variants[v], names[n], rdays[r]))
+            rows_x.append(
+                (days[d], experiments[x], variants[v], cast(str, names[n]), rdays[r])
+            )  # counted: named
         events_x = np.bincount(c_x, minlength=len(rows_x)).tolist()
         hash_x = np.fromiter((row_hash(("x", *r[:4])) for r in rows_x), U64, len(rows_x))
         mark_h.append(hash_x[c_x] ^ mixed[u_code[ev]])

@@ -144,7 +144,8 @@ def _digits_key(chars: Array, length: int) -> Array:
     """The digits among the first ``length`` characters of each canonical row, as one
     integer (at most 17 digits: within int64)."""
     digits = chars[:, [i for i in _DIGITS if i < length]].astype(np.int64) - ord("0")
-    return digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1, dtype=np.int64))
+    key: Array = digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1, dtype=np.int64))
+    return key
 
 
 def _prefixes(texts: list[str], chars: Array | None, length: int) -> tuple[Array, list[str]]:
