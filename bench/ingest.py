@@ -34,6 +34,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from bench.common import ROOT, VENV_BIN, process, python_exe, wrk
+from bench.ingest_threads import counters, per_request
 from bench.jvmgc import BrokerGc, pid_listening
 from bench.openloop import open_loop
 from bench.openloop_compiled import build, open_loop_compiled
@@ -162,15 +163,17 @@ def peak(kind: str, bootstrap: str, client: str = "confluent", seconds: int = SE
     port, proc = collector(kind, topic, bootstrap, client)
     with proc as running:
         base = f"http://127.0.0.1:{port}"
-        started = process_cpu_s(running.pid)
+        started, threads_before = process_cpu_s(running.pid), counters(running.pid)
         batch = generated(lambda: wrk(f"{base}/v1/batch", batch_body(), seconds, connections=8))
-        between = process_cpu_s(running.pid)
+        between, threads_after = process_cpu_s(running.pid), counters(running.pid)
         single_body = orjson.dumps(sample_events(1)[0])
         single = generated(lambda: wrk(f"{base}/v1/track", single_body, seconds, connections=32))
         ended = process_cpu_s(running.pid)
     batch_events = max(batch["requests_per_s"] * BATCH * seconds, 1.0)
     single_requests = max(single["requests_per_s"] * seconds, 1.0)
+    threads = per_request(threads_before, threads_after, round(batch_events / BATCH))
     return {
+        **{f"batch_{name}": value for name, value in threads.items()},
         "batch_cpu_us_per_event": (between - started) / batch_events * 1e6,
         "single_cpu_us_per_request": (ended - between) / single_requests * 1e6,
         # the load generator's own CPU beside the collector's: is wrk what holds a peak down?
@@ -205,20 +208,24 @@ def latency_at_half_peak(bootstrap: str, peak_events_per_s: float, seconds: int 
     The figure comes from the compiled generator (bench/openloop_compiled.py), which leaves
     the two cores to the collector and the broker; the Python generator runs right after it
     against the same collector as a cross-check (``python_*``). Without Go, the Python
-    generator gives the figure and ``generator`` says why."""
+    generator gives the figure and ``generator`` says why. Beside the latencies, per request,
+    each collector thread's waits, preemptions and CPU during the compiled run
+    (bench/ingest_threads.py: was the tail the GIL, or a core taken by another process?)."""
     topic = "bench-eventpipe-openloop"
     ensure_topic(bootstrap, topic)
     rate = max(peak_events_per_s / 2 / BATCH, 1.0)
     binary = build()
     port, proc = collector("eventpipe", topic, bootstrap)
-    with proc:
+    with proc as running:
         url = f"http://127.0.0.1:{port}/v1/batch"
         open_loop(url, batch_body(), rate, seconds=2)  # warm-up: connections, producer
         requests: list[tuple[float, float, bool]] = []
         with BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1]))) as broker:
             load = partial(open_loop_compiled, binary) if isinstance(binary, Path) else open_loop
+            threads_before = counters(running.pid)
             latency = load(url, batch_body(), rate, seconds=seconds, samples=requests)
-        figures = {**latency, **broker.summary(requests)}
+            threads = per_request(threads_before, counters(running.pid), len(requests))
+        figures = {**latency, **broker.summary(requests), **threads}
         if not isinstance(binary, Path):
             print(f"open loop: the Python generator gives the figure: {binary}")
             return {**figures, "generator": f"python ({binary})"}
