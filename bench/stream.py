@@ -8,13 +8,23 @@ as ``consume_only_events_per_s``. The state figure (``rss_growth_mb_10m``) comes
 directly, ``EVENTPIPE_BENCH_STREAM_STATE_EVENTS`` to change; its docstring says why not
 through Kafka).
 
-Bounded: ``events`` synthetic events (default 100k) on a fresh 6-partition topic, each
-phase time-capped. The worker is a real ``eventpipe.stream.worker`` process (S3 uploads,
-state changelog, notices and commits included); its clock starts at the first folded
-event (group join and start-up excluded) and stops when every offset is committed.
-Cuts of 10k events and a 1 s flush bound (the defaults, 50k and 10 s, would leave a
-100k-event run waiting on the time bound). Topics, the state changelog and the S3 prefix
-are removed afterwards.
+Bounded: ``events`` synthetic events (default ``EVENTS``, 1M; ``EVENTPIPE_BENCH_STREAM_EVENTS``
+to change, recorded as ``events``) on a fresh 6-partition topic, each phase time-capped. The
+worker is a real ``eventpipe.stream.worker`` process (S3 uploads, state changelog, notices and
+commits included); its clock starts at the first folded event (group join and start-up
+excluded) and stops when every offset is committed. Cuts of 10k events and a 1 s flush bound
+(the defaults, 50k and 2 s, would leave most of a run's cuts to the time bound).
+Topics, the state changelog and the S3 prefix are removed afterwards.
+
+Why 1M events, not 100k as before issue 16's waiting pass: the worker's clock stops when the
+last offset is committed, and each partition's last cut is written only when its 1 s flush
+bound expires, so every run ends with up to a second of empty fetches the ceiling does not
+pay. In a 100k run that was ~0.6 s of a ~3 s clock (19%, ``python -m bench.stream_waits``):
+the figure measured the flush timer as much as the worker. A 1M run takes the worker ~20-30 s
+here, the same wait is then ~2-3% of it. The measurement fix applies to both sides: the worker
+and the ceiling read the same (longer) topic, and the ceiling's clock still starts after its
+own start-up (connect, assign, seek), before its first fetch. docs/benchmarks.md has the
+100k and 1M sizes side by side, alternated in the same minutes.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import ROOT, process, python_exe
 from eventpipe.events import normalize, user_key
@@ -48,6 +58,11 @@ CPU = re.compile(r"^process_cpu_seconds_total (\S+)$", re.M)
 COMMITTED = re.compile(r"^eventpipe_stream_committed_offset\{partition=\"\d+\"\} (\S+)$", re.M)
 
 
+# The run's size (module docstring): long enough that the flush-bound wait at its end is a
+# few percent of the worker's clock; bigger runs behind the environment variable.
+EVENTS = int(os.environ.get("EVENTPIPE_BENCH_STREAM_EVENTS", 1_000_000))
+
+
 def _values(count: int) -> list[tuple[bytes, bytes]]:
     received = utcnow()
     out: list[tuple[bytes, bytes]] = []
@@ -60,14 +75,40 @@ def _values(count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def _fill(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, acks="all")
-    await producer.start()
-    try:
-        futures = [await producer.send(settings.events_topic, value, key=key) for key, value in values]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+def _fill(settings: Settings, values: list[tuple[bytes, bytes]]) -> None:
+    """Produce the bench's events (not measured: it only fills the topic). librdkafka, with
+    the Java client's murmur2 partitioner, puts every key on the partition aiokafka's
+    default partitioner chose for it before issue 16's longer run (the same topic; 200k
+    events in 0.6 s instead of 8 s awaiting one aiokafka send per event)."""
+    from confluent_kafka import Producer
+
+    failed: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,  # no reordering on a retry: offsets in produce order
+            "linger.ms": 20,
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    topic = settings.events_topic
+    for key, value in values:
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
+        producer.poll(0)
+    if producer.flush(60) or failed:
+        raise RuntimeError(f"the bench topic was not filled: {failed[:3] or 'flush timed out'}")
 
 
 async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = True) -> tuple[float, float]:
@@ -163,7 +204,7 @@ def _worker_rate(settings: Settings, total: int, cap_s: float, python: str = "")
         admin.close()
 
 
-def worker_only(python: str, tag: str, events: int, cap_s: float = 180) -> tuple[float, float]:
+def worker_only(python: str, tag: str, events: int, cap_s: float = 300) -> tuple[float, float]:
     """Only the worker part of ``run`` (its settings, a fresh topic of ``events`` bench events,
     cleaned up after), with the worker process started by ``python`` (a wrapper: py-spy,
     instrumentation); events/s and worker CPU µs per event."""
@@ -179,23 +220,37 @@ def worker_only(python: str, tag: str, events: int, cap_s: float = 180) -> tuple
     create_topics(settings, wait_s=30)
     try:
         values = _values(events)
-        asyncio.run(_fill(settings, values))
-        return _worker_rate(settings, len(values), cap_s, python)
+        _fill(settings, values)
+        total = len(values)
+        del values  # not needed while the worker runs
+        return _worker_rate(settings, total, cap_s, python)
     finally:
         _cleanup(settings)
 
 
-def _state_rss(events: int) -> dict[str, float]:
-    """``bench.stream_state`` in a fresh process (its RSS is the state's alone)."""
-    out = subprocess.run(
+def _state_rss_started(events: int) -> subprocess.Popen[str]:
+    """``bench.stream_state`` in a fresh process (its RSS is the state's alone), started
+    while the bench generates its events (``_state_rss``)."""
+    return subprocess.Popen(
         [python_exe(), "-m", "bench.stream_state", str(events), "direct"],
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=True,
-        timeout=900,
     )
-    return orjson.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _state_rss(proc: subprocess.Popen[str]) -> dict[str, float]:
+    """The state figures of a ``_state_rss_started`` process, once it is done."""
+    try:
+        out, err = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode:
+        raise RuntimeError(f"bench.stream_state failed ({proc.returncode}): {err.strip()[-2000:]}")
+    return orjson.loads(out.strip().splitlines()[-1])
 
 
 def _cleanup(settings: Settings) -> None:
@@ -225,8 +280,8 @@ def _cleanup(settings: Settings) -> None:
 
 def run(
     settings_overrides: dict[str, Any] | None = None,
-    events: int = 100_000,
-    cap_s: float = 120,
+    events: int = EVENTS,
+    cap_s: float = 300,
     state_events: int = int(os.environ.get("EVENTPIPE_BENCH_STREAM_STATE_EVENTS", 10_000_000)),
 ) -> dict:
     tag = uuid.uuid4().hex[:8]
@@ -242,21 +297,31 @@ def run(
             **(settings_overrides or {}),
         }
     )
-    create_topics(settings, wait_s=30)
+    # The state's own process runs while the events are generated (both only CPU, neither
+    # measured for time) and is done before anything is: the worker and the ceiling run alone.
+    state_proc = _state_rss_started(state_events)
     try:
         values = _values(events)
-        asyncio.run(_fill(settings, values))
-        ceiling, ceiling_cpu = asyncio.run(_ceiling(settings, len(values), cap_s))
-        consume_only, _ = asyncio.run(_ceiling(settings, len(values), cap_s, decode=False))
-        rate, worker_cpu = _worker_rate(settings, len(values), cap_s)
+    except BaseException:
+        state_proc.kill()
+        state_proc.wait()
+        raise
+    state = _state_rss(state_proc)
+    total = len(values)
+    create_topics(settings, wait_s=30)
+    try:
+        _fill(settings, values)
+        del values  # ~0.5 GB at 1M events the measured phases have no use for
+        ceiling, ceiling_cpu = asyncio.run(_ceiling(settings, total, cap_s))
+        consume_only, _ = asyncio.run(_ceiling(settings, total, cap_s, decode=False))
+        rate, worker_cpu = _worker_rate(settings, total, cap_s)
     finally:
         _cleanup(settings)
-    state = _state_rss(state_events)
     return {
         "events_per_s": round(rate, 1),
         "ceiling_events_per_s": round(ceiling, 1),
         "consume_only_events_per_s": round(consume_only, 1),
-        "events": len(values),
+        "events": total,
         "ratio_to_ceiling": round(rate / ceiling, 3),
         # CPU per event (load-independent where wall clock is not): the worker process vs
         # the ceiling's loop, and their ratio (the ceiling's CPU over the worker's)

@@ -1,4 +1,5 @@
-"""Where the stream worker's WALL time goes, cut by cut: ``python -m bench.stream_waits [events]``.
+"""Where the stream worker's WALL time goes, cut by cut: ``python -m bench.stream_waits [events]``
+(default ``bench.stream.EVENTS``, 1M).
 
 ``bench.stream``'s worker run (same topic shape, cuts of 10k, 1 s flush bound, clock from the
 first folded event until every offset is committed), with the worker process started through
@@ -64,8 +65,9 @@ def _sync_record(spans: list, label: str, fn: Any) -> Any:
 
 
 def instrumented_worker() -> int:
-    """The real worker main with its awaited steps wrapped (module docstring); the spans go
-    to ``$EVENTPIPE_BENCH_WAITS_OUT`` after every cut (the bench terminates the worker)."""
+    """The real worker main with its awaited steps wrapped (module docstring); the spans are
+    appended to ``$EVENTPIPE_BENCH_WAITS_OUT`` after every cut, one JSON array per line, only
+    those not written yet (the bench terminates the worker; a 1M run makes ~100 cuts)."""
     from aiokafka import AIOKafkaConsumer
 
     from eventpipe.stream import batch, pipeline, storage, writer
@@ -99,10 +101,15 @@ def instrumented_worker() -> int:
     batch.PartitionBatch.objects = _sync_record(spans, "objects", batch.PartitionBatch.objects)
     real_write = _record(spans, "write", W.write)
 
+    written = 0
+
     async def write(self: Any, part: Any, reason: str) -> bool:
+        nonlocal written
         done = await real_write(self, part, reason)
         spans[-1] = (f"write {reason}", *spans[-1][1:])
-        out.write_bytes(orjson.dumps(spans))
+        with out.open("ab") as f:
+            f.write(b"".join(orjson.dumps(span) + b"\n" for span in spans[written:]))
+        written = len(spans)
         return done
 
     W.write = write
@@ -168,7 +175,7 @@ def measure(events: int) -> dict[str, Any]:
     wrapper.chmod(0o755)
     os.environ[OUT_ENV] = str(out)
     rate, cpu_us = bs.worker_only(str(wrapper), f"waits-{os.getpid()}", events)
-    result = table(orjson.loads(out.read_bytes()))
+    result = table([orjson.loads(line) for line in out.read_bytes().splitlines()])
     return {
         "events_per_s": round(rate),
         "worker_cpu_us_per_event": round(cpu_us, 2),
@@ -181,5 +188,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         sys.argv = [sys.argv[0], *sys.argv[2:]]
         raise SystemExit(instrumented_worker())
-    n = int(sys.argv[1]) if sys.argv[1:] else 100_000
+    import bench.stream as bs
+
+    n = int(sys.argv[1]) if sys.argv[1:] else bs.EVENTS
     print(orjson.dumps(measure(n), option=orjson.OPT_INDENT_2).decode())
