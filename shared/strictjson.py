@@ -16,7 +16,8 @@ cases answer exactly as before. The checks (a false alarm only costs the referen
   beyond 64 bits into a float, where the reference keeps it exact or rejects it;
 - duplicate keys: every ``:`` of the body against those of the parsed value re-encoded (a
   key lost to a duplicate is one ``:`` fewer; ``\\u003a``, an escaped colon, goes slow);
-- depth: a walk over the parsed containers (no text scan can tell a string's brackets).
+- depth: a walk over the parsed containers (no text scan can tell a string's brackets),
+  skipped when the body has no more ``{``/``[`` than the depth allowed.
 docs/benchmarks.md gives each check's cost per event.
 """
 
@@ -125,7 +126,13 @@ def _fast_loads(body: bytes, max_depth: int) -> Any:
         raise _Unsure
     if b"\\u003" in body or body.count(b":") != orjson.dumps(value).count(b":"):
         raise _Unsure  # a duplicate key, most likely
-    if type(value) in (dict, list) and not _containers_within(value, max_depth):
+    # containers nest at most as deep as the body has brackets (those in strings only add to
+    # the count): a small body needs no walk (most single events)
+    if (
+        type(value) in _CONTAINERS
+        and body.count(b"{") + body.count(b"[") > max_depth
+        and not _containers_within(value, max_depth)
+    ):
         raise _Unsure
     return value
 

@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope
 
 from eventpipe import strictjson
 from eventpipe.clock import Clock, SystemClock
@@ -27,7 +28,7 @@ from eventpipe.errors import InvalidInput, PayloadTooLarge, PublishError
 from eventpipe.events import EVENT_TYPES
 from eventpipe.ingest import openapi
 from eventpipe.ingest.auth import source_for, write_key_from_header
-from eventpipe.ingest.body import decode_body, read_capped
+from eventpipe.ingest.body import decode_body, read_body
 from eventpipe.ingest.collect import RequestInfo, collect, dead_letter
 from eventpipe.ingest.fastpath import CollectorApp, TrackingEndpoint
 from eventpipe.ingest.metrics import EventNameLabels, IngestMetrics, StatusMetricsMiddleware
@@ -36,6 +37,7 @@ from eventpipe.ingest.ratelimit import RateLimiter, retry_headers
 from eventpipe.ingest.routes import Route, add_tracking_routes, tracking_paths
 from eventpipe.ingest.server import OpsPortOnly, ops_port
 from eventpipe.ingest.trackingplan import TrackingPlan
+from eventpipe.ingest.wire import JSONBytes, header
 from eventpipe.settings import Settings
 
 log = logging.getLogger("eventpipe.ingest")
@@ -95,25 +97,25 @@ class Collector:
         return error(429, "rate_limited", detail, retry_headers(wait))
 
     async def handle(
-        self, request: Request, event_type: str | None, raw: bytes | None = None, importing: bool = False
+        self,
+        scope: Scope,
+        receive: Receive,
+        event_type: str | None,
+        raw: bytes | None = None,
+        importing: bool = False,
     ) -> Response:
-        """``importing``: /v1/import (timestamps kept as sent, bigger batches; see routes.py)."""
+        """One tracking request, from its ASGI scope and body (``raw``: given, not read).
+        ``importing``: /v1/import (timestamps kept as sent, bigger batches; see routes.py)."""
         settings = self.settings
-        authorization = request.headers.get("authorization")
+        authorization = header(scope, b"authorization")
         source = self.authenticate(authorization) if authorization else None
         # Without a header the key is inside the body (browsers' text/plain, analytics-kotlin's
         # gzipped batches): the body is read and inflated under the same hard caps as any
         # other, then parsed and authenticated before any other work (docs/security.md).
         if raw is None:
-            try:  # asyncio.timeout, not wait_for: no extra task per request (the hot path)
-                async with asyncio.timeout(settings.body_read_timeout_s):
-                    raw = await read_capped(request.stream(), settings.max_request_bytes)
-            except TimeoutError as exc:  # a client trickling its body holds a connection: cut it
-                raise InvalidInput(
-                    "body_timeout", f"body not received within {settings.body_read_timeout_s}s"
-                ) from exc
-        body_bytes = decode_body(raw, request.headers.get("content-encoding"), settings.max_request_bytes)
-        self.metrics.request_bytes.observe(len(body_bytes))
+            raw = await read_body(scope, receive, settings.max_request_bytes, settings.body_read_timeout_s)
+        body_bytes = decode_body(raw, header(scope, b"content-encoding"), settings.max_request_bytes)
+        self.metrics.observe_request_bytes(len(body_bytes))
         body = strictjson.loads(body_bytes, settings.max_json_depth)
         if source is None:  # browsers and mobile SDKs put the key in the body
             body_key = body.get("writeKey") if isinstance(body, dict) else None
@@ -122,7 +124,7 @@ class Collector:
         if wait > 0:
             return self.rate_limited("bytes", wait)
 
-        client = request.scope.get("client")  # (host, port): what request.client wraps, unwrapped
+        client = scope.get("client")  # (host, port): what request.client wraps, unwrapped
         info = RequestInfo(
             received_at=self.clock.now(),
             source=source,
@@ -160,7 +162,7 @@ class Collector:
                 {"Retry-After": str(RETRY_AFTER_S)},
             )
         self.last_publish_success = self.clock.monotonic()
-        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        self.metrics.observe_publish_seconds(time.perf_counter() - started)
         self.metrics.accepted(source, collected.types, collected.names, collected.sizes)
         for rejection in collected.rejected:
             self.metrics.events_rejected.labels(rejection.reason).inc()
@@ -177,7 +179,7 @@ class Collector:
             len(collected.records),
             info.received_text.encode(),
         )
-        return Response(body, media_type="application/json")
+        return JSONBytes(body)
 
 
 def create_app(
@@ -230,8 +232,8 @@ def create_app(
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
 
-    async def track(request: Request, route: Route) -> Response:
-        return await state["collector"].handle(request, route.event_type, importing=route.importing)
+    async def track(scope: Scope, receive: Receive, route: Route) -> Response:
+        return await state["collector"].handle(scope, receive, route.event_type, importing=route.importing)
 
     add_tracking_routes(app, track)  # served by the fast path; the router keeps them for the docs
     endpoint = TrackingEndpoint(track, invalid, metrics, CORS_OPTIONS)
@@ -256,7 +258,7 @@ def create_app(
             raise InvalidInput("invalid_body", "data must be base64-encoded JSON") from exc
         if len(raw) > settings.max_event_bytes:
             raise PayloadTooLarge("too_large", f"pixel data over {settings.max_event_bytes} bytes")
-        response = await state["collector"].handle(request, kind, raw=raw)
+        response = await state["collector"].handle(request.scope, request.receive, kind, raw=raw)
         if response.status_code != 200:
             return response
         return Response(PIXEL, media_type="image/gif", headers={"Cache-Control": "no-store"})

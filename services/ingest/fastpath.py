@@ -29,7 +29,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -37,6 +36,7 @@ from eventpipe.errors import InvalidInput
 from eventpipe.ingest.metrics import IngestMetrics
 from eventpipe.ingest.routes import Handler, Route
 from eventpipe.ingest.server import InFlightLimit
+from eventpipe.ingest.wire import header
 
 
 def cors_headers(options: dict[str, Any]) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
@@ -69,16 +69,15 @@ class TrackingEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         status = 500
         try:
-            request = Request(scope, receive)
             try:
-                response = await self.handle(request, route)
+                response = await self.handle(scope, receive, route)
             except InvalidInput as exc:
                 response = self.invalid(exc)
             except Exception:
                 await PlainTextResponse("Internal Server Error", 500)(scope, receive, send)
                 raise
             status = response.status_code
-            origin = "origin" in request.headers
+            origin = header(scope, b"origin") is not None
             response.raw_headers += self.with_origin if origin else self.without_origin
             await response(scope, receive, send)
         finally:

@@ -31,7 +31,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.routing import Route as StarletteRoute
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
 from eventpipe.events import EVENT_TYPES
 from eventpipe.ingest import openapi
@@ -45,7 +45,7 @@ class Route:
     importing: bool = False
 
 
-Handler = Callable[[Request, Route], Awaitable[Response]]
+Handler = Callable[[Scope, Receive, Route], Awaitable[Response]]
 
 # analytics.js posts to `${apiHost}/${type.charAt(0)}`: the six types start with six letters
 SHORT_PATHS = {kind[0]: kind for kind in EVENT_TYPES}
@@ -83,7 +83,7 @@ def _summary(path: str, route: Route) -> str:
 
 def _endpoint(handle: Handler, route: Route, name: str) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:  # the request is FastAPI's only parameter
-        return await handle(request, route)
+        return await handle(request.scope, request.receive, route)
 
     endpoint.__name__ = name
     return endpoint

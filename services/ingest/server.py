@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from eventpipe.ingest.body import BODY_BUFFERED
 from eventpipe.settings import Settings
 
 DEFAULT_HEADER_READ_TIMEOUT_S = 10.0
@@ -103,6 +104,11 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         # not for HEAD: uvicorn writes no body for it, the head is all there is
         if cycle is not None and cycle.transport is self.transport and self.scope["method"] != "HEAD":
             cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # the body is whole in the cycle: the app reads it without a deadline (body.py)
+        self.scope[BODY_BUFFERED] = True  # type: ignore[literal-required]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

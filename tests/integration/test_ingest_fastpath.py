@@ -3,9 +3,14 @@ did for them must still happen, judged against the full stack serving other requ
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
+import orjson
 import pytest
 
+from tests.support.kafka import read_topic
 from tests.support.servers import running_ingest
 
 AUTH = ("dev-write-key", "")
@@ -37,3 +42,33 @@ def test_tracking_answers_are_counted_by_path_and_status_and_other_methods_take_
         metrics = httpx.get(f"{url}/metrics").text
     for status in ("200", "400", "401", "405"):
         assert f'eventpipe_ingest_requests_total{{route="/v1/identify",status="{status}"}} 1.0' in metrics
+
+
+def test_a_body_whole_in_one_packet_and_one_in_pieces_are_both_read_and_stored(topics):
+    """The server marks a body it holds whole and the app reads it without a deadline; one still
+    arriving is read under the slow-body deadline (body.py): both are the same request."""
+
+    def post(sock: socket.socket, message_id: str, pause_s: float) -> bytes:
+        body = orjson.dumps({**EVENT, "messageId": message_id})
+        head = (
+            b"POST /v1/track HTTP/1.1\r\nHost: c\r\nAuthorization: Basic ZGV2LXdyaXRlLWtleTo=\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        if pause_s:
+            sock.sendall(head + body[:5])
+            time.sleep(pause_s)  # the rest comes later: the app waits for it
+            sock.sendall(body[5:])
+        else:
+            sock.sendall(head + body)
+        return sock.recv(4096)
+
+    with (
+        running_ingest(topics) as url,
+        socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as sock,
+    ):
+        sock.settimeout(15)
+        whole, pieces = post(sock, "whole", 0), post(sock, "pieces", 0.3)
+    assert whole.startswith(b"HTTP/1.1 200") and b'"accepted":1' in whole, whole
+    assert pieces.startswith(b"HTTP/1.1 200") and b'"accepted":1' in pieces, pieces
+    records = read_topic(topics.kafka_bootstrap, topics.events_topic, expect=2)
+    assert sorted(r["value"]["messageId"] for r in records) == ["pieces", "whole"]

@@ -46,6 +46,21 @@ def test_nesting_at_the_limit_is_fine():
     assert strictjson.loads(b"[" * 32 + b"]" * 32, max_depth=32) == eval("[" * 32 + "]" * 32)
 
 
+@pytest.mark.parametrize(
+    ("body", "max_depth", "fine"),
+    [
+        (b"[" * 33 + b"]" * 33, 32, False),  # one bracket more than allowed: walked, refused
+        (b'{"a": {"b": [1]}}', 3, True),  # no more brackets than allowed: no walk needed
+        (b'{"a": {"b": [1]}}', 2, False),
+        (b'{"s": "[[[[", "a": {"b": 1}}', 2, True),  # brackets in a string: walked, fine
+        (b'{"s": "[[[[", "a": {"b": [1]}}', 2, False),
+    ],
+)
+def test_depth_is_judged_on_containers_whatever_the_brackets_in_strings(body, max_depth, fine):
+    assert outcome(strictjson.loads, body, max_depth)[0] == ("ok" if fine else "error")
+    assert outcome(strictjson.loads, body, max_depth) == outcome(strictjson.strict_loads, body, max_depth)
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
