@@ -8,8 +8,8 @@ Under wrk's single-event load they were about a third of the collector's main th
 (py-spy, issue 16). ``CollectorApp`` serves those POSTs itself, doing what the layers did for
 them, in the same order:
 
-* the in-flight limit (the same counter as every other request: one ``InFlightLimit`` wraps
-  both ways in);
+* the in-flight limit (the same counter as every other request: the ``InFlightLimit`` in front
+  of FastAPI, whose count and 503 the tracking path uses inline);
 * the handler's ``InvalidInput`` -> its JSON error (the function the app's exception handler
   calls), anything else -> the plain 500 Starlette's ``ServerErrorMiddleware`` sends, re-raised
   so uvicorn logs it;
@@ -91,15 +91,20 @@ class CollectorApp(FastAPI):
     def serve_tracking(self, paths: dict[str, Route], endpoint: TrackingEndpoint, max_in_flight: int) -> None:
         self._tracking_paths = paths
         self._tracking = endpoint
-        self._entry = InFlightLimit(self._dispatch, max_in_flight)
+        self._limit = InFlightLimit(super().__call__, max_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._entry(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             route = self._tracking_paths.get(scope["path"])
-            if route is not None:
-                await self._tracking(scope, receive, send, route)
+            if route is not None:  # the limit's own accounting, inline: two coroutine frames fewer
+                limit = self._limit
+                if limit.in_flight >= limit.limit:
+                    await limit.overloaded(send)
+                    return
+                limit.in_flight += 1
+                try:
+                    await self._tracking(scope, receive, send, route)
+                finally:
+                    limit.in_flight -= 1
                 return
-        await super().__call__(scope, receive, send)
+        await self._limit(scope, receive, send)
