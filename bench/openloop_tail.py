@@ -2,8 +2,10 @@
 
 ``python -m bench.openloop_tail [events_per_s] [seconds]`` (defaults 20,000/s, 10 s, after a
 2 s warm-up) runs the collector under bench/tail_probe.py and the open-loop generator of
-bench/openloop.py at the same time as three observers: the broker JVM's collections (``jstat``,
-every 100 ms), every process's CPU time (``/proc``, every 100 ms) and the collector's probes
+bench/openloop.py at the same time as three observers: the broker JVM's collections
+(bench/jvmgc.py, every 100 ms), every process's CPU time and how often the collector's loop
+thread was preempted or blocked and its poll thread blocked (``/proc``, every 100 ms; see
+bench/ingest_threads.py) and the collector's probes
 (event-loop stalls with the stack that held the loop, GC pauses, librdkafka statistics). It
 prints each stall window (consecutive requests over ``SLOW_MS``) with what overlapped it, and
 totals. The load comes from the compiled generator (bench/openloop_compiled.py) when Go is
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from bench.common import process, python_exe
 from bench.ingest import BATCH, batch_body, ensure_topic
+from bench.ingest_threads import counters
 from bench.jvmgc import BrokerGc, pauses, pid_listening
 from bench.openloop import open_loop, percentile
 from bench.openloop_compiled import build, open_loop_compiled
@@ -48,14 +51,21 @@ def _pids_cpu() -> dict[str, float]:
     return out
 
 
-def sample_cpu(stop: threading.Event, into: list) -> None:
-    """Every 100 ms: (t, the busiest processes of the interval, in cores)."""
-    before, then = _pids_cpu(), time.monotonic()
+def sample_cpu(stop: threading.Event, into: list, collector: int) -> None:
+    """Every 100 ms: (t, the busiest processes of the interval, in cores, and how often the
+    collector's loop thread was preempted / blocked and its poll thread blocked in it)."""
+    before, then, threads = _pids_cpu(), time.monotonic(), counters(collector)
     while not stop.wait(0.1):
-        now, at = _pids_cpu(), time.monotonic()
+        now, at, threads_now = _pids_cpu(), time.monotonic(), counters(collector)
         used = {name: (cpu - before.get(name, cpu)) / (at - then) for name, cpu in now.items()}
-        into.append((at, sorted(((round(v, 2), k) for k, v in used.items() if v > 0.05), reverse=True)[:4]))
-        before, then = now, at
+        loop = {
+            "loop_preempted": threads_now["main"][1] - threads["main"][1],
+            "loop_blocked": threads_now["main"][0] - threads["main"][0],
+            "poll_blocked": threads_now["other"][0] - threads["other"][0],
+        }
+        busiest = sorted(((round(v, 2), k) for k, v in used.items() if v > 0.05), reverse=True)[:4]
+        into.append((at, busiest, loop))
+        before, then, threads = now, at, threads_now
 
 
 def publish_buckets(metrics_url: str) -> dict[str, float]:
@@ -104,9 +114,9 @@ def report(samples: list, probes: list[dict], cpu: list, gc_pauses: list, start:
         for t, ms in gc_pauses:
             if first - 0.3 <= t <= last + 0.1:
                 print(f"  +{t - start:.3f} broker GC pause {ms:.0f} ms")
-        for at, top in cpu:
+        for at, top, loop in cpu:
             if first - 0.1 <= at <= last + 0.1:
-                print(f"  +{at - start:.3f} cpu {top}")
+                print(f"  +{at - start:.3f} cpu {top} collector {loop}")
 
 
 def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "127.0.0.1:9092") -> dict:
@@ -126,10 +136,10 @@ def main(events_per_s: float = 20_000, seconds: float = 10, bootstrap: str = "12
     if isinstance(binary, str) or os.environ.get("EVENTPIPE_TAIL_GENERATOR") == "python":
         load = open_loop
     broker = BrokerGc(pid_listening(int(bootstrap.rsplit(":", 1)[1])))
-    with process([python_exe(), "-m", "bench.tail_probe"], env, f"http://127.0.0.1:{port}/readyz"):
+    with process([python_exe(), "-m", "bench.tail_probe"], env, f"http://127.0.0.1:{port}/readyz") as probed:
         url = f"http://127.0.0.1:{port}/v1/batch"
         open_loop(url, batch_body(), events_per_s / BATCH, seconds=2)  # warm-up
-        sampler = threading.Thread(target=sample_cpu, args=(stop, cpu), daemon=True)
+        sampler = threading.Thread(target=sample_cpu, args=(stop, cpu, probed.pid), daemon=True)
         sampler.start()
         start = time.monotonic()
         with broker:
