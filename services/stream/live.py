@@ -145,10 +145,15 @@ class Live(Mapping[int, Entry]):
                 level[2][at[here]] = tags[here]
             missing &= ~here
         if missing.any() and tags is not None:
-            self.delta = _insert(self.delta, keys[missing], offsets[missing], tags[missing])
-            if len(self.delta[0]) > max(MIN_DELTA, len(self.base[0]) // DELTA_FRACTION):
-                self.base = _insert(self.base, *self.delta)
-                self.delta = _empty()
+            self._insert(keys[missing], offsets[missing], tags[missing])
+
+    def _insert(self, keys: Array, offsets: Array, tags: Array) -> None:
+        """Insert absent, distinct ``keys`` into the small level (merged into the large one
+        once it outgrows its share)."""
+        self.delta = _insert(self.delta, keys, offsets, tags)
+        if len(self.delta[0]) > max(MIN_DELTA, len(self.base[0]) // DELTA_FRACTION):
+            self.base = _insert(self.base, *self.delta)
+            self.delta = _empty()
 
     def move(self, keys: Array, offsets: Array, tags: Array | None) -> None:
         """Live ``keys`` were created at the lower ``offsets`` (and tags, if given) after all."""
@@ -156,9 +161,9 @@ class Live(Mapping[int, Entry]):
         self._put(keys, offsets, tags, retag=tags is not None)
 
     def add(self, keys: Array, offsets: Array, tags: Array) -> None:
-        """New entries for the distinct ``keys``, none of them live."""
+        """New entries for the distinct ``keys``, none of them live (so not searched for)."""
         self.settle()
-        self._put(keys, offsets, tags, retag=True)
+        self._insert(keys, offsets, tags)
 
     def lowest(self, keys: Array, offsets: Array, tags: Array) -> None:
         """For each entry: set it where its key is not live or live from a later offset (the

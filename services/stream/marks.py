@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, timedelta
-from operator import or_
 
 import numpy as np
 from xxhash import xxh3_64_intdigest
@@ -127,21 +126,24 @@ class Marks:
             self.merge()
 
     def contains_many(self, hashes: list[int]) -> list[bool]:
-        """``[h in self for h in hashes]``, with one vectorised search of the merged arrays
-        (the bitmap first: only its hits are searched)."""
-        found = [False] * len(hashes)
-        if len(self.keys):
-            wanted = np.array(hashes, dtype=np.uint64)
+        """``[h in self for h in hashes]``, with one vectorised search of the merged arrays."""
+        found: list[bool] = self.contains_array(np.array(hashes, dtype=np.uint64)).tolist()
+        return found
+
+    def contains_array(self, wanted: np.ndarray) -> np.ndarray:
+        """Whether each of the uint64 ``wanted`` is here: the bitmap first, then a search of
+        the merged arrays for its hits only, then ``pending``."""
+        found = np.zeros(len(wanted), dtype=bool)
+        if len(self.keys) and len(wanted):
             slots = wanted >> np.uint64(self._shift)
             bits = np.frombuffer(self._bits, dtype=np.uint8)[slots >> np.uint64(3)]
             maybe = np.flatnonzero((bits >> (slots & np.uint64(7)).astype(np.uint8)) & 1)
             if len(maybe):
                 at = np.minimum(self.keys.searchsorted(wanted[maybe]), len(self.keys) - 1)
-                for i in maybe[self.keys[at] == wanted[maybe]].tolist():
-                    found[i] = True
+                found[maybe] = self.keys[at] == wanted[maybe]
         pending = self.pending
         if pending:
-            found = list(map(or_, found, map(pending.__contains__, hashes)))
+            found |= np.fromiter(map(pending.__contains__, wanted.tolist()), bool, len(wanted))
         return found
 
     def add_many(self, hashes: Iterable[int] | np.ndarray, tags: Iterable[int] | np.ndarray) -> None:
