@@ -45,6 +45,7 @@ CANONICAL = "DDDD-DD-DDTDD:DD:DD.DDDZ"
 _DIGITS = [i for i, c in enumerate(CANONICAL) if c == "D"]
 _FIXED = [i for i, c in enumerate(CANONICAL) if c != "D"]
 _FIXED_BYTES = np.frombuffer("".join(CANONICAL[i] for i in _FIXED).encode(), dtype=np.uint8)
+_POWERS = 10 ** np.arange(len(_DIGITS) - 1, -1, -1, dtype=np.int64)
 HOUR, DAY = len("YYYY-MM-DDTHH"), len("YYYY-MM-DD")
 # TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
 RUN_OF_TIMESTAMPS = run_of(TIMESTAMP.pattern.removesuffix("$"))
@@ -97,10 +98,10 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
         if set(map(type, column)) != {str} or "" in column:
             return None
     message_ids, received, timestamps, _ = required
-    received_bytes, stamp_bytes = _canonical(received), _canonical(timestamps)
-    if received_bytes is None and not _all_match(received):
+    received_keys, keys = stamp_keys(received), stamp_keys(timestamps)
+    if received_keys is None and not _all_match(received):
         return None
-    if stamp_bytes is None and not _all_match(timestamps):
+    if keys is None and not _all_match(timestamps):
         return None
     users = list(map(user_key, events))
     if not set(map(type, users)) <= TEXT_OR_NONE:
@@ -112,13 +113,12 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     name_code = codes(names, name_table)
     user_table: dict[str | None, int] = {}
     user_code = codes(users, user_table)
-    hour_code, hour_texts = _prefixes(received, received_bytes, HOUR)
+    hour_code, hour_texts = _prefixes(received, received_keys, HOUR)
     hours = np.asarray([state._tag(h) for h in hour_texts], dtype=np.int64)[hour_code].tolist()
     received_days: dict[str, int] = {}
     received_day_code = codes([h[:DAY] for h in hour_texts], received_days)[hour_code]
-    day_code, day_texts, day_tags = _counted_days(state, timestamps, stamp_bytes, name_code)
+    day_code, day_texts, day_tags = _counted_days(state, timestamps, keys, name_code)
     exposures = {i: _exposure(events[i]) for i in np.flatnonzero(name_code == 1).tolist()}
-    keys = None if stamp_bytes is None else _digits_key(stamp_bytes, len(CANONICAL))
     return Run(
         events, message_ids, received, timestamps, keys, hours, users, user_code, list(user_table),
         name_code, list(name_table), day_code, day_texts, day_tags, received_day_code,
@@ -134,38 +134,37 @@ def codes(values: list[Any], table: dict[Any, int]) -> Array:
 
 
 def stamp_keys(texts: list[str]) -> Array | None:
-    """Integers that order as the texts do, if every text has the canonical form (then the
-    first differing character of two texts is a digit at the same place), else None."""
+    """Integers that order as the texts do, if every text has the canonical form: its 17
+    digits as one number (the first differing character of two such texts is a digit at the
+    same place; at most 17 digits fit in int64); else None (the regex decides)."""
     chars = _canonical(texts)
-    return None if chars is None else _digits_key(chars, len(CANONICAL))
-
-
-def _digits_key(chars: Array, length: int) -> Array:
-    """The digits among the first ``length`` characters of each canonical row, as one
-    integer (at most 17 digits: within int64)."""
-    digits = chars[:, [i for i in _DIGITS if i < length]].astype(np.int64) - ord("0")
-    key: Array = digits @ (10 ** np.arange(digits.shape[1] - 1, -1, -1, dtype=np.int64))
+    if chars is None:
+        return None
+    key: Array = (chars[:, _DIGITS].astype(np.int64) - ord("0")) @ _POWERS
     return key
 
 
-def _prefixes(texts: list[str], chars: Array | None, length: int) -> tuple[Array, list[str]]:
+def _prefixes(texts: list[str], keys: Array | None, length: int) -> tuple[Array, list[str]]:
     """A code per text for its first ``length`` characters, and the distinct prefixes.
-    ``chars``: the texts as canonical bytes (``_canonical``), where equal prefixes are equal
-    digits, so they are coded as integers in one array pass."""
-    if chars is None:
+    ``keys``: the texts' ``stamp_keys``, where equal prefixes are equal leading digits, so
+    they are coded as integers (mostly a run of one hour and one day: checked first)."""
+    if keys is None:
         table: dict[str, int] = {}
         return codes([t[:length] for t in texts], table), list(table)
-    _, first, inverse = np.unique(_digits_key(chars, length), return_index=True, return_inverse=True)
+    prefix = keys // 10 ** sum(i >= length for i in _DIGITS)
+    if (prefix == prefix[0]).all():
+        return np.zeros(len(texts), dtype=np.int64), [texts[0][:length]]
+    _, first, inverse = np.unique(prefix, return_index=True, return_inverse=True)
     return inverse.reshape(-1), [texts[i][:length] for i in first.tolist()]
 
 
 def _counted_days(
-    state: PartitionState, timestamps: list[str], chars: Array | None, name_code: Array
+    state: PartitionState, timestamps: list[str], keys: Array | None, name_code: Array
 ) -> tuple[Array, list[str], Array]:
     """The canonical day of each counted record's timestamp (the state's ``_day``, which
     refuses an impossible date: only for counted records, as ``extract``): code, texts, tags;
     -1 for a record not counted."""
-    stamp_code, stamp_days = _prefixes(timestamps, chars, DAY)
+    stamp_code, stamp_days = _prefixes(timestamps, keys, DAY)
     counted = name_code != UNCOUNTED
     table: dict[str, int] = {}
     code_of = np.full(len(stamp_days), -1, dtype=np.int64)
