@@ -14,8 +14,10 @@ Steps (nested ones are also inside their parent): ``getmany`` (``fetched`` when 
 records, ``empty`` when not: the end-of-run wait on the flush bound is there), ``consume``
 (check + fold of a fetch, cuts written inline subtracted), ``write`` per cut and inside it
 ``objects`` (the last fold, aggregate rows + gzip), ``fence`` (+ raw gzip in a thread),
-``unwritten`` (HEAD), ``put raw``, ``put agg + changelog`` (concurrent), ``commit``,
-``notify``; ``write other`` is what the write spends outside those.
+``unwritten`` (HEAD), ``put raw``, ``put agg`` (each of a cut's aggregate PUTs, which run
+concurrently with each other and with the ``changelog``: their sum is not time the cut spent)
+and ``put agg together`` (per cut, the first one's start to the last one's end; its loop
+CPU is left at 0), ``commit``, ``notify``; ``write other`` is what the write spends outside those.
 """
 
 from __future__ import annotations
@@ -144,6 +146,12 @@ def table(spans: list[list[Any]], committed_at: float | None = None) -> dict[str
                 if t0 <= w[1] and w[2] <= t1:
                     totals["consume"][1] -= w[2] - w[1]
                     totals["consume"][2] -= w[4] - w[3]
+    # the aggregate PUTs of a cut run concurrently: their spans summed are not the time the cut
+    # spent on them; "put agg together" is that time, from the first one's start to the last's end
+    for w in writes:
+        puts = [s for s in inside if s[0] == "put agg" and w[1] <= s[1] and s[2] <= w[2]]
+        if puts:
+            add("put agg together", max(s[2] for s in puts) - min(s[1] for s in puts), 0.0)
     accounted = sum(totals[k][1] for k in totals if k.startswith(("getmany", "consume", "write")))
     rows = {
         label: {

@@ -37,3 +37,19 @@ def test_the_timeline_becomes_steps_per_cut_and_shares_of_the_run() -> None:
     assert steps["commit"]["calls"] == 1  # the cut's own commit, outside the fence
     assert "getmany fetched" not in steps
     assert out["loop_outside_steps_s"] == 0  # consume 3 + cuts 4 + empty fetch 3 = the run
+
+
+def test_concurrent_aggregate_puts_count_once_per_cut_together() -> None:
+    # a cut whose three aggregate PUTs overlap: 3 x 1 s of spans, 1.5 s of the cut's time
+    spans = [
+        ("consume", 0.0, 1.0, 0.0, 0.5),
+        ("put raw", 1.0, 2.0, 0.5, 0.5),
+        ("put agg", 2.0, 3.0, 0.5, 0.5),
+        ("put agg", 2.2, 3.2, 0.5, 0.5),
+        ("put agg", 2.5, 3.5, 0.5, 0.6),
+        ("write time", 1.0, 4.0, 0.5, 0.7),
+    ]
+    steps = table([list(s) for s in spans])["steps"]
+    assert steps["put agg"]["calls"] == 3 and steps["put agg"]["wall_ms"] == 3000
+    assert steps["put agg together"]["calls"] == 1 and steps["put agg together"]["wall_ms"] == 1500
+    assert steps["put agg together"]["ms_per_cut"] == 1500
