@@ -98,10 +98,11 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
         if set(map(type, column)) != {str} or "" in column:
             return None
     message_ids, received, timestamps, _ = required
-    received_keys, keys = stamp_keys(received), stamp_keys(timestamps)
-    if received_keys is None and not _all_match(received):
+    valid, received_keys = checked_stamps(received)
+    if not valid:
         return None
-    if keys is None and not _all_match(timestamps):
+    valid, keys = checked_stamps(timestamps)
+    if not valid:
         return None
     users = list(map(user_key, events))
     if not set(map(type, users)) <= TEXT_OR_NONE:
@@ -177,9 +178,11 @@ def _counted_days(
     return day_code, texts, tags
 
 
-def _all_timestamps(texts: list[str]) -> bool:
-    """``all(TIMESTAMP.match(t) for t in texts)``: the canonical bytes check, else the regex."""
-    return _canonical(texts) is not None or _all_match(texts)
+def checked_stamps(texts: list[str]) -> tuple[bool, Array | None]:
+    """Whether ``all(TIMESTAMP.match(t) for t in texts)`` (the canonical bytes check, else the
+    regex), and the texts' ``stamp_keys`` (None unless all canonical)."""
+    keys = stamp_keys(texts)
+    return keys is not None or _all_match(texts), keys
 
 
 def _all_match(texts: list[str]) -> bool:

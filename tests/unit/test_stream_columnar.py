@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
-from eventpipe.stream.columns import UNFOLDABLE, _all_timestamps
+from eventpipe.stream.columns import UNFOLDABLE, checked_stamps
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import Deltas, PartitionState
 from eventpipe.stream.records import TIMESTAMP
@@ -251,4 +251,6 @@ def test_a_run_with_one_invalid_record_goes_to_the_row_path_whole() -> None:
     )
 )
 def test_the_run_timestamp_check_equals_the_pattern_text_by_text(texts: list[str]) -> None:
-    assert _all_timestamps(texts) == all(TIMESTAMP.match(t) for t in texts)
+    valid, keys = checked_stamps(texts)
+    assert valid == all(TIMESTAMP.match(t) for t in texts)
+    assert keys is None or valid  # integer keys only for texts the pattern accepts
