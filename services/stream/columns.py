@@ -16,18 +16,24 @@ handed over as integer codes per record plus the distinct texts they stand for, 
 groups with array operations. When every timestamp has the collector's form the hour and day
 codes come from the timestamps' bytes as one array (a text's prefix is its digits there), so
 no per-record Python touches them; otherwise from the texts, record by record.
+
+The values are decoded ``CHUNK`` at a time and each chunk's fields read at once (a C-level
+``map`` per field) while its dicts are still in the CPU cache, then the dicts are dropped:
+the run keeps the columns and its values, and ``Run.events`` decodes a value again for the
+per-record path (about one record per cut).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT, Exposure, engagement_name, exposure_of, user_key
+from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT, Exposure, exposure_of
 from eventpipe.stream.fold import PartitionState
 from eventpipe.stream.records import REQUIRED_TEXT, TIMESTAMP
 from eventpipe.textruns import each_fullmatches, run_of
@@ -50,6 +56,29 @@ HOUR, DAY = len("YYYY-MM-DDTHH"), len("YYYY-MM-DD")
 # TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
 RUN_OF_TIMESTAMPS = run_of(TIMESTAMP.pattern.removesuffix("$"))
 _exposure_tuple = tuple.__new__  # an Exposure from a tuple, without its Python-level __new__
+_get = dict.get  # mapped over a column of events: a field of each, no Python call per event
+_REQUIRED = [itemgetter(name) for name in REQUIRED_TEXT]
+# Events are decoded and read CHUNK at a time and then dropped: read while their dicts are
+# still in the CPU cache (a pass over a whole fetch's dicts misses it at every event; the run
+# reads 7 fields in turn) and freed there too. ``Decoded`` decodes one again when asked.
+CHUNK = 256
+# ``engagement_name`` of a type other than "track": the row name (None: not engagement)
+_UNTRACKED_NAME = {"page": "page", "screen": "screen"}
+
+
+class Decoded:
+    """A run's events, each decoded from its value when asked: only the per-record path reads
+    them (the record before which a cut closes: about one per cut)."""
+
+    def __init__(self, values: list[bytes | None]) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> Event:
+        event: Event = orjson.loads(self.values[i])  # type: ignore[arg-type]  # checked: not None
+        return event
 
 
 @dataclass
@@ -57,7 +86,7 @@ class Run:
     """Column ``i`` of each list or array belongs to the run's ``i``-th record; a ``*_code``
     column holds indexes into the texts beside it."""
 
-    events: list[Event]
+    events: Decoded
     message_ids: list[str]
     received: list[str]  # receivedAt
     timestamps: list[str]
@@ -89,11 +118,10 @@ def decode_run(state: PartitionState, values: list[bytes | None]) -> Run | None:
 def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     if None in values:
         return None
-    events = list(map(orjson.loads, values))  # type: ignore[arg-type]  # None excluded above
-    if set(map(type, events)) != {dict}:
+    read = _read(values)  # type: ignore[arg-type]  # None excluded above
+    if read is None:
         return None
-    # a missing field raises KeyError (-> None), as the row path rejects it
-    required = [list(map(itemgetter(name), events)) for name in REQUIRED_TEXT]
+    required, users, names, exposures = read
     for column in required:
         if set(map(type, column)) != {str} or "" in column:
             return None
@@ -104,11 +132,7 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     valid, keys = checked_stamps(timestamps)
     if not valid:
         return None
-    users = list(map(user_key, events))
-    if not set(map(type, users)) <= TEXT_OR_NONE:
-        return None
-    names = [None if u is None else engagement_name(e) for e, u in zip(events, users, strict=True)]
-    if not set(map(type, names)) <= TEXT_OR_NONE:
+    if not set(map(type, users)) <= TEXT_OR_NONE or not set(map(type, names)) <= TEXT_OR_NONE:
         return None
     name_table = {name: code for code, name in enumerate(NAME_CODES)}
     name_code = codes(names, name_table)
@@ -119,12 +143,44 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     received_days: dict[str, int] = {}
     received_day_code = codes([h[:DAY] for h in hour_texts], received_days)[hour_code]
     day_code, day_texts, day_tags = _counted_days(state, timestamps, keys, name_code)
-    exposures = {i: _exposure(events[i]) for i in np.flatnonzero(name_code == 1).tolist()}
     return Run(
-        events, message_ids, received, timestamps, keys, hours, users, user_code, list(user_table),
+        Decoded(values), message_ids, received, timestamps, keys, hours, users, user_code, list(user_table),
         name_code, list(name_table), day_code, day_texts, day_tags, received_day_code,
         list(received_days), exposures,
     )  # fmt: skip
+
+
+Read = tuple[list[list[Any]], list[Any], list[Any], dict[int, Exposure | None]]
+
+
+def _read(values: list[bytes]) -> Read | None:
+    """What the run reads of its events, ``CHUNK`` events at a time: the ``REQUIRED_TEXT``
+    columns, ``user_key`` and the row name (``engagement_name``; None without a user) of each,
+    by index the exposure of each named EXPOSURE_EVENT. None if a value is not an object; a
+    missing required field raises KeyError, as the row path rejects it. Unchecked otherwise."""
+    required: list[list[Any]] = [[] for _ in REQUIRED_TEXT]
+    users: list[Any] = []
+    names: list[Any] = []
+    exposures: dict[int, Exposure | None] = {}
+    for start in range(0, len(values), CHUNK):
+        events = list(map(orjson.loads, values[start : start + CHUNK]))
+        if set(map(type, events)) != {dict}:
+            return None
+        for column, field in zip(required, _REQUIRED, strict=True):
+            column.extend(map(field, events))
+        ids, anonymous = _column(events, "userId"), _column(events, "anonymousId")
+        mine = [u or a for u, a in zip(ids, anonymous, strict=True)]  # ``user_key``
+        kinds = required[3][start:]
+        named = [
+            None if u is None else x if k == "track" else _UNTRACKED_NAME.get(k)
+            for u, k, x in zip(mine, kinds, _column(events, "event"), strict=True)
+        ]
+        exposed = [i for i, name in enumerate(named) if name == EXPOSURE_EVENT]
+        found = _exposures([events[i] for i in exposed])
+        exposures.update(zip([start + i for i in exposed], found, strict=True))
+        users += mine
+        names += named
+    return required, users, names, exposures
 
 
 def codes(values: list[Any], table: dict[Any, int]) -> Array:
@@ -191,6 +247,24 @@ def _all_match(texts: list[str]) -> bool:
     ``match`` with ``$`` accepts of a text without one); else text by text."""
     in_one_pass = each_fullmatches(RUN_OF_TIMESTAMPS, texts)
     return all(map(TIMESTAMP.match, texts)) if in_one_pass is None else in_one_pass
+
+
+def _column(events: list[Event], name: str) -> list[Any]:
+    """``[e.get(name) for e in events]``, without a Python-level step per event."""
+    return list(map(_get, events, repeat(name)))
+
+
+def _exposures(events: list[Event]) -> list[Exposure | None]:
+    """``_exposure`` of each event (all tracks named EXPOSURE_EVENT): their common case as
+    columns when every one has it (properties a dict, both ids non-empty strings: then
+    ``exposure_of`` returns exactly them), else event by event."""
+    props = _column(events, "properties")
+    if set(map(type, props)) <= {dict}:
+        experiments, variants = _column(props, "experiment_id"), _column(props, "variation_id")
+        texts = set(map(type, experiments)) | set(map(type, variants)) <= {str}
+        if texts and "" not in experiments and "" not in variants:
+            return list(map(_exposure_tuple, repeat(Exposure), zip(experiments, variants, strict=True)))
+    return list(map(_exposure, events))
 
 
 def _exposure(event: Event) -> Exposure | None:

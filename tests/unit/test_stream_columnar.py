@@ -22,6 +22,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from eventpipe.stream import columns
 from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
 from eventpipe.stream.columns import UNFOLDABLE, checked_stamps
 from eventpipe.stream.cuts import CutPolicy
@@ -207,14 +208,21 @@ def _rejects(records: list[bytes | None], start: int, end: int) -> bool:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(values(), st.sets(st.integers(0, 90)), st.sets(st.integers(0, 90)), st.integers(0, 90))
+@given(
+    values(), st.sets(st.integers(0, 90)), st.sets(st.integers(0, 90)), st.integers(0, 90),
+    st.sampled_from([1, 3, 7, columns.CHUNK]),
+)  # fmt: skip
 def test_the_columnar_fold_equals_the_row_path(
-    records: list[bytes | None], fetches: set[int], cuts: set[int], back: int
+    records: list[bytes | None], fetches: set[int], cuts: set[int], back: int, chunk: int
 ) -> None:
-    with small_levels():  # sealed entries in both levels of the hashed sets
-        rows, row_batch, _, row_log, start = drive(records, fetches, cuts, back, columnar=False)
-        cols, col_batch, paths, col_log, _ = drive(records, fetches, cuts, back, columnar=True)
-        col_restored, row_restored = restored(col_log, start), restored(row_log, start)
+    saved, columns.CHUNK = columns.CHUNK, chunk  # a fetch decoded in several chunks
+    try:
+        with small_levels():  # sealed entries in both levels of the hashed sets
+            rows, row_batch, _, row_log, start = drive(records, fetches, cuts, back, columnar=False)
+            cols, col_batch, paths, col_log, _ = drive(records, fetches, cuts, back, columnar=True)
+            col_restored, row_restored = restored(col_log, start), restored(row_log, start)
+    finally:
+        columns.CHUNK = saved
     assert cols == rows  # every cut's deltas, duplicates and rejected records
     assert content(col_batch.state) == content(row_batch.state)
     # persisted and restored (a new owner): the same state, from the same cut records
