@@ -83,7 +83,7 @@ def instrumented_worker() -> int:
     AIOKafkaConsumer.committed = _record(spans, "committed", AIOKafkaConsumer.committed)
     pipeline.Pipeline._consume = _record(spans, "consume", pipeline.Pipeline._consume)
     W = writer.CutWriter
-    for name in ("fence_and_gzip", "fence_and_prepare"):  # before / after issue 16's waiting pass
+    for name in ("fence_and_gzip", "fence_and_prepare", "fence_round"):  # waiting pass / rounds
         if hasattr(W, name):
             setattr(W, name, _record(spans, "fence", getattr(W, name)))
     if hasattr(W, "put_objects"):
@@ -101,20 +101,36 @@ def instrumented_worker() -> int:
     storage.S3Writer.put = put
     StateChangelog.flush = _record(spans, "changelog", StateChangelog.flush)
     batch.PartitionBatch.objects = _sync_record(spans, "objects", batch.PartitionBatch.objects)
-    real_write = _record(spans, "write", W.write)
-
     written = 0
 
-    async def write(self: Any, part: Any, reason: str) -> bool:
+    def flushed() -> None:
         nonlocal written
-        done = await real_write(self, part, reason)
-        spans[-1] = (f"write {reason}", *spans[-1][1:])
         with out.open("ab") as f:
             f.write(b"".join(orjson.dumps(span) + b"\n" for span in spans[written:]))
         written = len(spans)
-        return done
 
-    W.write = write
+    if hasattr(W, "write_round"):  # since the rounds: write() is a round of one
+        real_round = _record(spans, "write", W.write_round)
+
+        async def write_round(self: Any, cuts: list[tuple[Any, str]]) -> list[bool]:
+            n = sum(1 for part, _ in cuts if part.batch.policy.is_open)
+            done = await real_round(self, cuts)
+            label = f"write {cuts[0][1]}" if len(cuts) == 1 else f"write round/{n}"
+            spans[-1] = (label, *spans[-1][1:])
+            flushed()
+            return done
+
+        W.write_round = write_round
+    else:
+        real_write = _record(spans, "write", W.write)
+
+        async def write(self: Any, part: Any, reason: str) -> bool:
+            done = await real_write(self, part, reason)
+            spans[-1] = (f"write {reason}", *spans[-1][1:])
+            flushed()
+            return done
+
+        W.write = write
     return main()
 
 
@@ -126,7 +142,8 @@ def table(spans: list[list[Any]], committed_at: float | None = None) -> dict[str
     run = last - first
     inside = [s for s in spans if s[1] >= first and s[2] <= last + 1e-6]
     totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-    cuts = sum(1 for s in inside if s[0].startswith("write"))
+    # a round of n cuts is one span labelled "write round/n"
+    cuts = sum(int(s[0].rpartition("/")[2]) if "/" in s[0] else 1 for s in inside if s[0].startswith("write"))
 
     def add(label: str, wall: float, cpu: float) -> None:
         totals[label][0] += 1

@@ -127,6 +127,15 @@ class CutPolicy:
             and self.clock.monotonic() - self.opened_at >= self.max_age_s
         )
 
+    def ripe(self, fraction: float) -> bool:
+        """Open for at least ``fraction`` of ``max_age_s`` (never while replaying a recorded
+        cut): worth writing now in the round of a partition whose cut is due (``expired``)."""
+        return (
+            self.is_open
+            and self.forced_last is None
+            and self.clock.monotonic() - self.opened_at >= fraction * self.max_age_s
+        )
+
     def expires_in(self) -> float | None:
         """Seconds until ``expired`` (0 when it is), None when no wall-clock bound is pending."""
         if not self.is_open or self.forced_last is not None:

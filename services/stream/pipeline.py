@@ -41,7 +41,7 @@ from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_
 from eventpipe.stream.clients import Connect, StreamClients
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.metrics import StreamMetrics
-from eventpipe.stream.partition import Owned, gather_all
+from eventpipe.stream.partition import Owned
 from eventpipe.stream.writer import CutWriter
 
 log = logging.getLogger("eventpipe.stream.pipeline")
@@ -50,6 +50,9 @@ log = logging.getLogger("eventpipe.stream.pipeline")
 FENCE_HOLD_S = 30.0
 # The longest a fetch waits for records when none are there (``_fetch_wait_ms``).
 FETCH_WAIT_MS = 200
+# A cut open for this fraction of the flush bound joins the round of a cut that is due
+# (``Pipeline._write_due``); cut at once, the partitions' next cuts open together.
+ROUND_FRACTION = 0.5
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -165,10 +168,20 @@ class Pipeline(Service):
                     records = self._in_sequence(part, records)
                     if records:
                         await self._consume(part, records)
-                due = [part for part in self.parts.values() if part.batch.policy.expired()]
-                await gather_all(*(self.writer.write(part, "time") for part in due))
+                await self._write_due()
                 await self.reclaim_stale_fences()
                 self._observe()
+
+    async def _write_due(self) -> None:
+        """When a partition's cut is due on the flush bound, write it in one round with every
+        other open cut that has been open for ``ROUND_FRACTION`` of the bound: they would be
+        due within the next half bound, each to be fenced, written and committed alone; cut
+        now, their next cuts open together, so the partitions stay in step (``write_round``)."""
+        policies = [(part, part.batch.policy) for part in self.parts.values()]
+        if not any(policy.expired() for _, policy in policies):
+            return
+        due = [(part, "time" if p.expired() else "round") for part, p in policies if p.ripe(ROUND_FRACTION)]
+        await self.writer.write_round(due)
 
     def _fetch_wait_ms(self) -> int:
         """How long a fetch may wait for records: ``FETCH_WAIT_MS``, but no longer than until

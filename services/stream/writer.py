@@ -1,4 +1,4 @@
-"""Writing one cut of a partition: fence, objects, state, commit, notices.
+"""Writing cuts: fence, objects, state, commit, notices; several partitions' cuts in a round.
 
 A cut of partition ``p`` (``cuts.py``) is written in this order: fence (below; the raw gzip
 and the changelog records are prepared in threads meanwhile), then the key check, raw object
@@ -6,32 +6,15 @@ and the changelog records are prepared in threads meanwhile), then the key check
 records, concurrently with the state changelog entries; the offset commit after both, then
 notices on ``batches`` (their delivery awaited off the loop's path). docs/stream.md
 "What a cut overlaps" says why each overlap is safe.
+A round (``write_round``) writes several partitions' cuts together, each in that order: their
+fences at once (one membership commit), their S3 writes and changelog records concurrently,
+one offset commit for the cuts whose objects and records were all written; a cut that fails
+is fenced off or abandoned alone.
 A crash anywhere before the commit replays the cut: the worker that next owns ``p`` finds
 the raw object, cuts at its recorded ``last-offset`` and writes what is missing (``fold.py``
 makes the re-folded deltas identical). S3 failing after bounded retries abandons the cut
 without a commit and seeks back to its first offset, so it is retried, never lost.
-
-Fencing (docs/contracts.md section 5: an object never changes once written). A worker can
-lose its partitions without knowing it yet -- paused (SIGSTOP, GC, VM freeze) past the
-session timeout, the group moves ``p`` to another worker, which replays from the committed
-offset and writes *its* cut at the same deterministic key. Before writing anything of a cut,
-``fence`` therefore checks (1) the group's committed offset for ``p`` (beyond this cut's
-first offset: someone else owns ``p``), (2) the membership, on the broker: it commits the
-committed offset again, unchanged, which the coordinator refuses (``CommitFailedError``)
-unless this worker is a member of the current generation -- and within one generation only
-one member owns ``p``; (3) the target keys, by HEAD (the raw key; the aggregate keys only
-where the raw object exists, see ``unwritten``): an existing raw or aggregate object
-whose ``last-offset`` differs from this cut's is never overwritten (the cut is abandoned and
-replayed from its first offset, which then follows the recorded cut); one with the same
-``last-offset`` has the same content and is not written again. A fenced worker drops
-the cut without writing state, notices or a commit and pauses ``p`` until the rebalance
-takes it away (or, failing that, the pipeline re-reads it from the committed offset and
-restored state after ``FENCE_HOLD_S``). Notices follow the commit, so a cut whose commit
-fails announces nothing.
-What remains: a worker that passes the checks and is then paused for longer than the
-session timeout *between* its HEAD and its PUT could still replace an object the new owner
-wrote meanwhile (or its changelog entries). ``s3_conditional_put`` (``If-None-Match: *``,
-AWS S3) closes that window for the objects; s3rver has no conditional PUT.
+Fencing (a worker that may have lost its partitions writes nothing): ``fencing.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +25,7 @@ import logging
 from typing import Any
 
 import orjson
+from aiokafka import TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -55,12 +39,11 @@ from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object, gzip_raw
-from eventpipe.stream.changelog import Record
 from eventpipe.stream.clients import StreamClients
+from eventpipe.stream.fencing import Cut, Fencing
 from eventpipe.stream.marks import assignment_horizon, horizon
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.partition import Diverged, Fenced, Owned, gather_all
-from eventpipe.stream.storage import UNRECORDED
 from eventpipe.timeutil import format_ts
 
 log = logging.getLogger("eventpipe.stream.pipeline")
@@ -72,7 +55,7 @@ log = logging.getLogger("eventpipe.stream.pipeline")
 PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
 
 
-class CutWriter:
+class CutWriter(Fencing):
     def __init__(
         self, settings: Settings, metrics: StreamMetrics, clock: Clock, clients: StreamClients
     ) -> None:
@@ -85,42 +68,77 @@ class CutWriter:
 
     async def write(self, part: Owned, reason: str) -> bool:
         """Write the open cut of ``part`` (if any); False if it was fenced off or abandoned."""
-        batch, tp = part.batch, part.tp
-        if not batch.policy.is_open:
-            return True
+        return (await self.write_round([(part, reason)]))[0]
+
+    async def write_round(self, cuts: list[tuple[Owned, str]]) -> list[bool]:
+        """Write the open cuts of several partitions together (one per partition), each in
+        the order of the module docstring: their fences together (one membership commit),
+        their HEADs, PUTs and changelog records concurrently, then one offset commit for the
+        cuts whose objects and records all got written. A cut that fails is fenced off or
+        abandoned alone (what a lone cut would have met); a refused membership or offset
+        commit concerns every cut it carried. Per cut: False if it was fenced off or abandoned."""
         started = self.clock.monotonic()
-        first, last = batch.policy.first_offset, batch.policy.last_offset
-        objects = batch.objects(part.raw_exists, self.clock.now(), gzip_now=False)
+        ok = {part.tp: True for part, _ in cuts}
+        todo = [Cut(part, reason) for part, reason in cuts if part.batch.policy.is_open]
+        for cut in todo:
+            cut.objects = cut.part.batch.objects(cut.part.raw_exists, self.clock.now(), gzip_now=False)
         try:
-            if self.producer_broken:
+            if todo and self.producer_broken:
                 await self.renew_producer()
-            records = await self.fence_and_prepare(part, objects, first, last)
-            # Owned (checks 1-2): the state's records go to the changelog while the keys are
-            # checked and the objects written; the commit waits for both.
-            changelog = self.changelog.flush(tp.partition, batch.state, records)
-            todo, _ = await gather_all(self.put_objects(part, objects, last), changelog)
+        except KafkaError as exc:
+            todo = self.refused(todo, dict.fromkeys(todo, exc), ok)
+        todo = self.refused(todo, await self.fence_round(todo), ok)
+        # Owned (checks 1-2): each cut's records go to the changelog while its keys are checked
+        # and its objects written; the commit waits for all of them
+        written = await asyncio.gather(*(self.put_cut(cut) for cut in todo), return_exceptions=True)
+        todo = self.refused(todo, dict(zip(todo, written, strict=True)), ok)
+        if todo:
             if delay := getattr(self.settings, "fault_commit_delay_s", 0.0):  # failpoint, tests only
                 await asyncio.sleep(delay)
-            await self.consumer.commit({tp: last + 1})
-        except (Fenced, CommitFailedError, IllegalStateError) as exc:  # not (or no longer) ours
-            self.fence_off(part, exc)
-            return False
-        except (Diverged, StorageError, KafkaError) as exc:  # incl. ObjectExists (a conditional PUT lost)
-            self.producer_broken = self.producer_broken or isinstance(exc, PRODUCER_BROKEN)
-            self.abandon(part, exc, first)
-            return False
-        part.committed = last + 1
-        batch.state.seal(last)  # never folded again: compact, without offsets
-        await self.announce(objects, part)
-        for obj in todo:  # objects a previous run wrote (replay) are not written again
+            todo = self.refused(todo, await self.commit({c.part.tp: c.last + 1 for c in todo}, todo), ok)
+        for cut in todo:
+            await self.finish(cut, started)
+        return [ok[part.tp] for part, _ in cuts]
+
+    def refused(self, cuts: list[Cut], failures: dict[Cut, Any], ok: dict[TopicPartition, bool]) -> list[Cut]:
+        """Fence off or abandon each cut that failed (``failures``: cut -> exception or
+        result); the cuts that go on. Anything else than a refusal is raised (a bug)."""
+        going = []
+        for cut in cuts:
+            exc = failures.get(cut)
+            if not isinstance(exc, BaseException):
+                going.append(cut)
+                continue
+            ok[cut.part.tp] = False
+            if isinstance(exc, (Fenced, CommitFailedError, IllegalStateError)):  # not (or no longer) ours
+                self.fence_off(cut.part, exc)
+            elif isinstance(exc, (Diverged, StorageError, KafkaError)):  # incl. ObjectExists
+                self.producer_broken = self.producer_broken or isinstance(exc, PRODUCER_BROKEN)
+                self.abandon(cut.part, exc, cut.first)
+            else:
+                raise exc
+        return going
+
+    async def put_cut(self, cut: Cut) -> None:
+        """One fenced cut's objects (``put_objects``) beside its changelog records."""
+        part = cut.part
+        changelog = self.changelog.flush(part.tp.partition, part.batch.state, cut.records)
+        cut.written, _ = await gather_all(self.put_objects(part, cut.objects, cut.last), changelog)
+
+    async def finish(self, cut: Cut, started: float) -> None:
+        """A committed cut: seal its state, queue its notices, count it, open the next."""
+        part, batch = cut.part, cut.part.batch
+        part.committed = cut.last + 1
+        batch.state.seal(cut.last)  # never folded again: compact, without offsets
+        await self.announce(cut.objects, part)
+        for obj in cut.written:  # objects a previous run wrote (replay) are not written again
             self.metrics.batches.labels(obj.table).inc()
-        self.metrics.cuts.labels(reason).inc()
+        self.metrics.cuts.labels(cut.reason).inc()
         self.metrics.events.labels("duplicate").inc(batch.duplicates)
         self.metrics.flush_seconds.observe(self.clock.monotonic() - started)
         batch.reset()
         part.raw_exists = False
         self.maybe_prune(part)
-        return True
 
     async def renew_producer(self) -> None:
         """Replace the producer shared with the changelog by a new one (``PRODUCER_BROKEN``)."""
@@ -133,25 +151,34 @@ class CutWriter:
         with contextlib.suppress(Exception):  # the old one's sends have failed already
             await asyncio.wait_for(old.stop(), timeout=5)
 
-    async def fence_and_prepare(
-        self, part: Owned, objects: list[S3Object], first: int, last: int
-    ) -> list[Record]:
-        """``fence`` while the cut's CPU work that needs no ownership runs in threads: the raw
-        object's gzip and the state's changelog records (``cut_records``; the loop holds the
-        partition's lock, nothing else touches its state meanwhile). Every HEAD, PUT and
-        changelog send comes after all three, so no check-to-write window grows; the records."""
-        state, lines = part.batch.state, part.batch.lines
-        raw = next((o for o in objects if o.table == "events"), None)
+    async def fence_round(self, cuts: list[Cut]) -> dict[Cut, BaseException]:
+        """``fence`` the cuts while their CPU work that needs no ownership runs in threads:
+        each raw object's gzip and each state's changelog records (``cut_records``; the loop
+        holds the partitions' lock, nothing else touches their state meanwhile). Every HEAD,
+        PUT and changelog send comes after all of it, so no check-to-write window grows; the
+        cuts refused, with why."""
+        prepared = [asyncio.ensure_future(self.prepare(cut)) for cut in cuts]
+        try:
+            refused = await self.fence(cuts) if cuts else {}
+        finally:  # never a thread left running behind a failed fence
+            done = await asyncio.gather(*prepared, return_exceptions=True)
+        for cut, result in zip(cuts, done, strict=True):
+            if isinstance(result, BaseException):
+                refused.setdefault(cut, result)
+        return refused
+
+    async def prepare(self, cut: Cut) -> None:
+        """A cut's changelog records and raw gzip, in threads (``fence_round``)."""
+        part = cut.part
+        raw = next((o for o in cut.objects if o.table == "events"), None)
         gzip = raw is not None and not part.raw_exists  # else nothing to write, or a replay that follows it
-        # gather_all: never a thread left running behind a failed fence
         done = await gather_all(
-            self.fence(part, first),
-            asyncio.to_thread(state.cut_records, first, last),
-            *([asyncio.to_thread(gzip_raw, lines)] if gzip else []),
+            asyncio.to_thread(part.batch.state.cut_records, cut.first, cut.last),
+            *([asyncio.to_thread(gzip_raw, part.batch.lines)] if gzip else []),
         )
+        cut.records = done[0]
         if raw is not None and gzip:
-            raw.body = done[2]
-        return done[1]
+            raw.body = done[1]
 
     async def put_objects(self, part: Owned, objects: list[S3Object], last: int) -> list[S3Object]:
         """Check the keys (``unwritten``) and write what is missing, raw object first and alone:
@@ -166,63 +193,6 @@ class CutWriter:
         rest = [o for o in todo if o.table != "events"]
         await gather_all(*(self.s3.put(o, exclusive=o.table != "rejected") for o in rest))
         return todo
-
-    async def fence(self, part: Owned, first: int) -> None:
-        """``Fenced`` unless this worker still owns the partition (module docstring)."""
-        tp = part.tp
-        committed = await self.consumer.committed(tp)
-        if committed is not None and committed > first:
-            raise Fenced(f"the group committed {committed}, beyond this cut's first offset {first}")
-        # Unchanged offset, but the coordinator checks generation and member id: a worker
-        # that was expelled (or is behind a rebalance) gets CommitFailedError here.
-        await self.consumer.commit({tp: first if committed is None else committed})
-
-    async def unwritten(self, part: Owned, objects: list[S3Object], last: int) -> list[S3Object]:
-        """The cut's objects still to write. ``Diverged`` if one exists that another cut wrote
-        (other ``last-offset``); one with this cut's ``last-offset`` has this content: skipped.
-        An aggregate object without metadata (a torn write of a killed writer) is written again:
-        the raw object, which passed this check, fixes the cut, hence the content.
-        The raw key is checked first and alone: a cut's raw object is written before any of its
-        aggregate objects, so where it does not exist none of them does, and their keys are
-        checked only when it does (a replay) -- most cuts make one HEAD, not four."""
-        fenced = [o for o in objects if o.table != "rejected"]
-        raw = [o for o in fenced if o.table == "events"]
-        found = await self._recorded(raw)
-        if part.raw_exists and raw and not found:
-            raise Diverged("the raw object this replay follows is gone")
-        if found or not raw:  # a replay (or aggregates without a raw object, which objects() never makes)
-            found.update(await self._recorded([o for o in fenced if o.table != "events"]))
-        for key, rec in found.items():
-            if rec != last:
-                raise Diverged(f"{key} exists with last-offset {rec}, this cut ends at {last}")
-        return [o for o in objects if o.key not in found]
-
-    async def _recorded(self, objects: list[S3Object]) -> dict[str, int]:
-        """The ``last-offset`` recorded by each of these objects' keys that exists (HEADs,
-        concurrent; a torn aggregate object counts as absent: it is written again)."""
-        recorded = await gather_all(
-            *(self.s3.recorded_last_offset(o.key, torn_ok=o.table != "events") for o in objects)
-        )
-        return {o.key: rec for o, rec in zip(objects, recorded, strict=True) if rec not in (None, UNRECORDED)}
-
-    def fence_off(self, part: Owned, exc: BaseException) -> None:
-        """This worker may no longer own the partition: drop the cut without writing state,
-        notices or a commit, and stop reading it until the rebalance takes it away."""
-        self.metrics.fenced.inc()
-        log.warning(
-            "partition fenced: owned elsewhere, cut dropped, waiting for the rebalance",
-            extra={
-                "partition": part.tp.partition,
-                "first": part.batch.policy.first_offset,
-                "last": part.batch.policy.last_offset,
-                "error": f"{type(exc).__name__}: {exc}",
-            },
-        )
-        part.batch.reset()
-        part.verify, part.raw_exists = True, False
-        part.fenced_at = self.clock.monotonic()
-        with contextlib.suppress(KafkaError, AssertionError):  # not assigned any more: nothing to pause
-            self.consumer.pause(part.tp)
 
     async def announce(self, objects: list[S3Object], part: Owned) -> None:
         """Queue the batch notices of a committed cut (docs/contracts.md section 4: hints for

@@ -53,3 +53,18 @@ def test_concurrent_aggregate_puts_count_once_per_cut_together() -> None:
     assert steps["put agg"]["calls"] == 3 and steps["put agg"]["wall_ms"] == 3000
     assert steps["put agg together"]["calls"] == 1 and steps["put agg together"]["wall_ms"] == 1500
     assert steps["put agg together"]["ms_per_cut"] == 1500
+
+
+def test_a_round_counts_its_cuts() -> None:
+    # a round of three cuts ("write round/3") and a lone count cut: four cuts in the run
+    spans = [
+        ("consume", 0.0, 1.0, 0.0, 0.5),
+        ("write count", 0.5, 0.8, 0.1, 0.2),
+        ("put agg", 1.2, 1.5, 0.6, 0.6),
+        ("put agg", 1.3, 1.9, 0.6, 0.6),
+        ("write round/3", 1.0, 2.0, 0.5, 0.7),
+    ]
+    out = table([list(s) for s in spans])
+    assert out["cuts"] == 4
+    assert out["steps"]["write round/3"]["calls"] == 1 and out["steps"]["write round/3"]["ms_per_cut"] == 250
+    assert out["steps"]["put agg together"]["wall_ms"] == 700  # the round's PUTs, first start to last end
