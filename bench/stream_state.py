@@ -39,21 +39,33 @@ def rss_mb() -> float:
 
 
 def feed_direct(state: PartitionState, count: int) -> None:
+    """The hashes and tags, added to the sealed sets a cut (``CUT`` offsets) at a time, as the
+    seal adds a committed cut's entries (``Marks.add_many``)."""
     day, hour = format_ts(START)[:10], 0
+    ids: tuple[list[int], list[int]] = ([], [])
+    members: tuple[list[int], list[int]] = ([], [])
     for offset in range(count):
         hour = (
             hour_tag(format_ts(START + timedelta(seconds=offset // 1157))[:13])
             if offset % 1157 == 0
             else hour
         )
-        state.ids.add(key_hash(f"m-{offset:012d}"), hour)
+        ids[0].append(key_hash(f"m-{offset:012d}"))
+        ids[1].append(hour)
         if offset % 8 < 4:  # a user's first event of each name: a new (name, user) and maybe "*" mark
             user = f"user-{offset // 8:09d}"
             user_hash = key_hash(user)
             row = key_hash("\x1f".join(("e", day, NAMES[offset % 4])))
-            state.members.add(mark_hash(row, user_hash), day_tag(day))
+            members[0].append(mark_hash(row, user_hash))
+            members[1].append(day_tag(day))
             if offset % 8 == 0:
-                state.members.add(mark_hash(key_hash("\x1f".join(("e", day, "*"))), user_hash), day_tag(day))
+                members[0].append(mark_hash(key_hash("\x1f".join(("e", day, "*"))), user_hash))
+                members[1].append(day_tag(day))
+        if offset % CUT == CUT - 1 or offset == count - 1:
+            for marks, (hashes, tags) in ((state.ids, ids), (state.members, members)):
+                marks.add_many(hashes, tags)
+                hashes.clear()
+                tags.clear()
 
 
 def feed_fold(state: PartitionState, count: int) -> None:

@@ -26,23 +26,30 @@ def test_tags_count_hours_and_days_since_the_epoch() -> None:
     assert hour_tag("2026-12-01T00") == day_tag("2026-12-01") * 24
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 2**64 - 1), st.integers(0, 50)), max_size=300),
+    # hashes from a few small ones too: keys met again, older or newer
+    st.lists(st.tuples(st.integers(0, 15) | st.integers(0, 2**64 - 1), st.integers(0, 50)), max_size=300),
     st.lists(st.integers(0, 2**64 - 1), max_size=50),
     st.integers(0, 51),
     st.integers(1, 40),
+    st.integers(1, 30),
 )
 def test_marks_hold_exactly_what_was_added_and_prune_by_tag(
-    added: list[tuple[int, int]], others: list[int], horizon: int, min_pending: int
+    added: list[tuple[int, int]], others: list[int], horizon: int, min_pending: int, batch: int
 ) -> None:
     saved, marks.MIN_PENDING = marks.MIN_PENDING, min_pending  # both levels, many merges
     try:
         m = Marks()
         newest: dict[int, int] = {}
-        for h, tag in added:
-            m.add(h, tag)
-            newest[h] = max(tag, newest.get(h, -1))
+        for start in range(0, len(added), batch):  # unsorted batches, keys met twice in one
+            part = added[start : start + batch]
+            if batch == 1:
+                m.add(*part[0])
+            else:
+                m.add_many([h for h, _ in part], [tag for _, tag in part])
+            for h, tag in part:
+                newest[h] = max(tag, newest.get(h, -1))
         assert len(m) == len(newest)
         assert all(h in m for h in newest)
         assert not any(h in m for h in others if h not in newest)
