@@ -272,12 +272,17 @@ def _cleanup(settings: Settings) -> None:
         pass
     finally:
         admin.close()
-    s3 = s3_client(settings)
-    for obj in list(list_keys(s3, settings.s3_bucket, settings.s3_prefix)):
-        s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
+    delete_prefix(settings)
     shutil.rmtree(
         Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id, ignore_errors=True
     )
+
+
+def delete_prefix(settings: Settings) -> None:
+    """Every object under the run's S3 prefix."""
+    s3 = s3_client(settings)
+    for obj in list(list_keys(s3, settings.s3_bucket, settings.s3_prefix)):
+        s3.delete_object(Bucket=settings.s3_bucket, Key=obj["Key"])
 
 
 def run(
