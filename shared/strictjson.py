@@ -124,13 +124,14 @@ def _fast_loads(body: bytes, max_depth: int) -> Any:
         raise _Unsure
     if b"0" * (MAX_NUMBER_CHARS + 1) in body.translate(_NUMBER_CHARS):
         raise _Unsure
-    if b"\\u003" in body or body.count(b":") != orjson.dumps(value).count(b":"):
+    # a lone backslash is found by memchr, ~40x faster than five bytes: most bodies have none
+    if (b"\\" in body and b"\\u003" in body) or body.count(b":") != orjson.dumps(value).count(b":"):
         raise _Unsure  # a duplicate key, most likely
     # containers nest at most as deep as the body has brackets (those in strings only add to
-    # the count): a small body needs no walk (most single events)
+    # the count): a small body needs no walk (most single events); a batch has more "{" alone
     if (
         type(value) in _CONTAINERS
-        and body.count(b"{") + body.count(b"[") > max_depth
+        and ((braces := body.count(b"{")) > max_depth or braces + body.count(b"[") > max_depth)
         and not _containers_within(value, max_depth)
     ):
         raise _Unsure

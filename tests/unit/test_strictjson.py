@@ -6,7 +6,7 @@ import json
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from eventpipe import strictjson
@@ -89,10 +89,11 @@ scalar_texts = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "1" * 41, "1." + "0" * 39, "-0", "0.1e-400"]),
     st.sampled_from(["true", "false", "null", '"\\u003a"', '"a\\"b"', '"\\ud800"', '"[[{"', '"\\\\"']),
+    st.sampled_from(['"]]}:"', '"\\u005b\\u003A"', '"a\\\\:"', '"\\/[\\t]"', '"0000000000000000000"']),
     st.text(max_size=12).map(lambda s: json.dumps(s, ensure_ascii=False)),
     st.text(max_size=12).map(json.dumps),
 )
-keys = st.sampled_from(['"a"', '"b"', '"a\\u003a"', '"a:"', '"\\u0061"'])
+keys = st.sampled_from(['"a"', '"b"', '"a\\u003a"', '"a\\u003A"', '"a:"', '"\\u0061"', '"[a]"'])
 json_texts = st.recursive(
     scalar_texts,
     lambda children: (
@@ -114,6 +115,8 @@ def outcome(decode, body: bytes, max_depth: int) -> tuple:
 
 @settings(max_examples=400)
 @given(json_texts, st.integers(1, 6))
+@example('{"a\\u003A": 1, "a": 2, "a": 3}', 3)  # an escaped colon in capitals, a key lost: as many ":"
+@example("[" * 5 + "{}" + "]" * 5, 5)  # one "{" only, and too deep
 def test_the_fast_path_answers_exactly_as_the_reference_decoder(text, max_depth):
     body = text.encode("utf-8", "surrogatepass")
     assert outcome(strictjson.loads, body, max_depth) == outcome(strictjson.strict_loads, body, max_depth)
@@ -124,6 +127,7 @@ def test_the_fast_path_answers_exactly_as_the_reference_decoder(text, max_depth)
     [
         b'{"a": 1, "a": 2}',
         b'{"a": 1, "a\\u003a": 2, "a:": 3}',
+        b'{"a\\u003A": 1, "a": 2, "a": 3}',
         b'{"a": 9223372036854775808}',
         b'{"a": -9223372036854775809}',
         b'{"a": 1.0000000000000000000000000000000000000001}',
