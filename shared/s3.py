@@ -1,9 +1,11 @@
-"""The S3 adapter shared by the services: a configured boto3 client and gzip JSONL helpers."""
+"""The S3 adapter shared by the services: a configured boto3 client, the stream worker's obstore
+client, and gzip JSONL helpers."""
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable, Iterator
+from datetime import timedelta
 from itertools import repeat
 from typing import Any
 
@@ -11,6 +13,7 @@ import boto3
 import orjson
 from botocore.config import Config
 from isal import igzip
+from obstore.store import S3Store
 
 from eventpipe.settings import Settings, reveal
 
@@ -33,6 +36,32 @@ def s3_client(settings: Settings) -> Any:
             connect_timeout=5,
             read_timeout=30,
         ),
+    )
+
+
+def object_store(settings: Settings) -> S3Store:
+    """The stream worker's S3 client for its HEADs, PUTs and GETs: obstore (Rust
+    ``object_store``, async on its own threads, the GIL released), ~1 ms of client CPU per
+    call less than boto3's in a thread (docs/stream.md "What the client spends on a PUT").
+    The same requests as ``s3_client``'s: path-style, static keys, the body sent unsigned
+    with a checksum header S3 verifies (CRC64NVME here, boto3's CRC32), timeouts 5 s / 30 s,
+    two retries inside each call (the caller's retries wrap them, as boto3's standard mode)."""
+    endpoint = settings.s3_endpoint or None
+    return S3Store(
+        settings.s3_bucket,
+        endpoint=endpoint,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key,
+        secret_access_key=reveal(settings.s3_secret_key),
+        virtual_hosted_style_request=False,
+        unsigned_payload=True,  # no SHA-256 pass over each body for the signature...
+        checksum_algorithm="CRC64NVME",  # ...its integrity is this header, checked by S3
+        client_options={
+            "allow_http": bool(endpoint and endpoint.startswith("http://")),
+            "connect_timeout": timedelta(seconds=5),
+            "timeout": timedelta(seconds=30),
+        },
+        retry_config={"max_retries": 2, "retry_timeout": timedelta(seconds=30)},
     )
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, OutOfOrderSequenceNumber
-from botocore.stub import Stubber
 
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import PartitionBatch, S3Object
@@ -22,7 +21,7 @@ from eventpipe.stream.fold import PartitionState
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.partition import Owned
 from eventpipe.stream.pipeline import FENCE_HOLD_S, Pipeline
-from eventpipe.stream.storage import UNRECORDED, ObjectExists, S3Writer
+from eventpipe.stream.storage import UNRECORDED
 from tests.support.batches import event, fill
 from tests.support.clock import ManualClock
 
@@ -249,32 +248,6 @@ def test_a_replay_writes_only_what_is_missing_and_a_failed_commit_announces_noth
     consumer.refuse = True  # expelled while writing: the final commit fails
     assert not cut(pipe, again)
     assert "notice" not in log and again.fenced_at is not None
-
-
-def test_exclusive_puts_are_conditional_when_the_store_supports_them() -> None:
-    obj = S3Object("raw/k", "events", b"x", 1, {"last-offset": "3"})
-    writer = S3Writer(Settings(), StreamMetrics(), attempts=2, conditional=True)
-    expected = {
-        "Bucket": "eventpipe",
-        "Key": "raw/k",
-        "Body": b"x",
-        "Metadata": {"last-offset": "3"},
-        "ContentType": "application/x-ndjson",
-    }
-    with Stubber(writer.client) as stub:
-        stub.add_response("put_object", {}, {**expected, "IfNoneMatch": "*"})
-        stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412)
-        stub.add_response("put_object", {}, expected)  # not exclusive: a plain PUT
-        asyncio.run(writer.put(obj, exclusive=True))
-        with pytest.raises(ObjectExists):  # at once, not retried
-            asyncio.run(writer.put(obj, exclusive=True))
-        asyncio.run(writer.put(obj))
-        stub.assert_no_pending_responses()
-
-    plain = S3Writer(Settings(), StreamMetrics())
-    with Stubber(plain.client) as stub:
-        stub.add_response("put_object", {}, expected)  # s3rver: no condition sent
-        asyncio.run(plain.put(obj, exclusive=True))
 
 
 class SequenceBrokenChangelog(FakeChangelog):
