@@ -159,9 +159,9 @@ def stages(events: int) -> dict[str, float]:
     """CPU µs per event of each pure stage (module docstring), with the collector tuned as
     the worker tunes it (its young passes over a fetched run were ~10 µs per event)."""
     from bench.stream import _values
-    from eventpipe.stream.worker import tune_gc
+    from eventpipe.gctune import freeze_and_tune
 
-    tune_gc()
+    freeze_and_tune()
     values = _values(events)
     t: dict[str, float] = collections.defaultdict(float)
     # the per-event timer pair of the buffering loop, measured alone so it can be taken off
