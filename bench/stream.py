@@ -12,9 +12,17 @@ Bounded: ``events`` synthetic events (default ``EVENTS``, 1M; ``EVENTPIPE_BENCH_
 to change, recorded as ``events``) on a fresh 6-partition topic, each phase time-capped. The
 worker is a real ``eventpipe.stream.worker`` process (S3 uploads, state changelog, notices and
 commits included); its clock starts at the first folded event (group join and start-up
-excluded) and stops when every offset is committed. Cuts of 10k events and a 1 s flush bound
-(the defaults, 50k and 2 s, would leave most of a run's cuts to the time bound).
-Topics, the state changelog and the S3 prefix are removed afterwards.
+excluded) and stops when every offset is committed.
+
+Cut settings (issue 16, session 11): the headline (``events_per_s``, ``ratio_to_ceiling``,
+``worker_cpu_us_per_event``) is the worker at the PRODUCT DEFAULTS (``eventpipe.settings``:
+cuts of 50k events, 2 s flush bound; recorded as ``cut_max_events`` and ``flush_interval_s``),
+what users run, as the ingest figures are taken at the default configuration. The same run
+also measures the bench's earlier setting, ``SMALL_CUTS`` (10k events, 1 s), as the
+``small_cuts_*`` fields. Order on the one topic: ceiling, worker at the defaults, worker at
+the small cuts, consume-only; each worker its own group, state changelog and S3 prefix, so
+each reads the whole topic and writes its own objects. Cuts written, by reason, beside each.
+Topics, the state changelogs and the S3 prefixes are removed afterwards.
 
 Why 1M events, not 100k as before issue 16's waiting pass: the worker's clock stops when the
 last offset is committed, and each partition's last cut is written only when its 1 s flush
@@ -61,6 +69,10 @@ COMMITTED = re.compile(r"^eventpipe_stream_committed_offset\{partition=\"\d+\"\}
 # The run's size (module docstring): long enough that the flush-bound wait at its end is a
 # few percent of the worker's clock; bigger runs behind the environment variable.
 EVENTS = int(os.environ.get("EVENTPIPE_BENCH_STREAM_EVENTS", 1_000_000))
+
+# The bench's cut setting before session 11 (module docstring), measured beside the defaults.
+SMALL_CUTS: dict[str, Any] = {"archive_max_events": 10_000, "flush_interval_s": 1.0}
+CUTS = re.compile(r'^eventpipe_stream_cuts_total\{reason="([^"]+)"\} (\S+)$', re.M)
 
 
 def _values(count: int) -> list[tuple[bytes, bytes]]:
@@ -147,10 +159,14 @@ async def _ceiling(settings: Settings, total: int, cap_s: float, decode: bool = 
         await consumer.stop()
 
 
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return resp.read().decode()
+
+
 def _scrape(port: int) -> tuple[float, float, float]:
     """Events processed, offsets committed, the worker's CPU seconds."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    text = _metrics(port)
     processed = sum(float(v) for v in PROCESSED.findall(text))
     committed = sum(float(v) for v in COMMITTED.findall(text))
     return processed, committed, float(CPU.findall(text)[0])
@@ -169,8 +185,17 @@ def _group_committed(admin: Any, group: str) -> float:
 
 
 def _worker_rate(settings: Settings, total: int, cap_s: float, python: str = "") -> tuple[float, float]:
+    """Events/s and the worker's CPU µs per event (``_worker_run``)."""
+    rate, cpu, _ = _worker_run(settings, total, cap_s, python)
+    return rate, cpu
+
+
+def _worker_run(
+    settings: Settings, total: int, cap_s: float, python: str = ""
+) -> tuple[float, float, dict[str, int]]:
     """Events/s and the worker's CPU µs per event, both from its first folded event until
-    every offset is committed. The first event is seen on ``/metrics``; from then on the
+    every offset is committed, and the cuts it wrote by reason (scraped after the clock
+    stopped). The first event is seen on ``/metrics``; from then on the
     bench asks the broker for the committed offsets and reads the worker's CPU from /proc, so
     the measured CPU holds no scrapes (every 50 ms they cost it ~2 µs per event; Prometheus
     scrapes every 15 s)."""
@@ -201,23 +226,23 @@ def _worker_rate(settings: Settings, total: int, cap_s: float, python: str = "")
             if started is None or committed < total:
                 raise RuntimeError(f"the worker committed {committed:.0f} of {total} events within {cap_s}s")
             elapsed, cpu = time.monotonic() - started, _cpu_seconds(proc.pid)
-            return total / elapsed, (cpu - cpu_at_start) / total * 1e6
+            cuts = {reason: int(float(n)) for reason, n in CUTS.findall(_metrics(port))}
+            return total / elapsed, (cpu - cpu_at_start) / total * 1e6, cuts
     finally:
         admin.close()
 
 
 def worker_only(python: str, tag: str, events: int, cap_s: float = 300) -> tuple[float, float]:
-    """Only the worker part of ``run`` (its settings, a fresh topic of ``events`` bench events,
-    cleaned up after), with the worker process started by ``python`` (a wrapper: py-spy,
-    instrumentation); events/s and worker CPU µs per event."""
+    """Only the worker part of ``run`` (at ``SMALL_CUTS``, the profiles' setting so far; a fresh
+    topic of ``events`` bench events, cleaned up after), with the worker process started by
+    ``python`` (a wrapper: py-spy, instrumentation); events/s and worker CPU µs per event."""
     settings = Settings(
         events_topic=f"bench-{tag}-events",
         deadletter_topic=f"bench-{tag}-rejected",
         batches_topic=f"bench-{tag}-batches",
         stream_app_id=f"bench-{tag}-stream",
         s3_prefix=f"bench/stream-{tag}/",
-        archive_max_events=10_000,
-        flush_interval_s=1.0,
+        **SMALL_CUTS,
     )
     create_topics(settings, wait_s=30)
     try:
@@ -255,19 +280,24 @@ def _state_rss(proc: subprocess.Popen[str]) -> dict[str, float]:
     return orjson.loads(out.strip().splitlines()[-1])
 
 
-def _cleanup(settings: Settings) -> None:
+def _worker_settings(settings: Settings, name: str, cuts: dict[str, Any]) -> Settings:
+    """One worker run over ``settings``' topic: its own group, changelog and S3 prefix."""
+    return settings.model_copy(
+        update={
+            "stream_app_id": f"{settings.stream_app_id}-{name}",
+            "s3_prefix": f"{settings.s3_prefix}{name}/",
+            **cuts,
+        }
+    )
+
+
+def cleanup_run(settings: Settings, topics: tuple[str, ...] = ()) -> None:
+    """A worker run's own leftovers: its state changelog and S3 prefix, and ``topics``."""
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
-        admin.delete_topics(
-            [
-                settings.events_topic,
-                settings.deadletter_topic,
-                settings.batches_topic,
-                f"{settings.stream_app_id}-state-changelog",
-            ]
-        )
+        admin.delete_topics([*topics, f"{settings.stream_app_id}-state-changelog"])
     except Exception:  # best effort: leftover bench topics harm nothing
         pass
     finally:
@@ -276,6 +306,21 @@ def _cleanup(settings: Settings) -> None:
     shutil.rmtree(
         Path(tempfile.gettempdir()) / "eventpipe-stream" / settings.stream_app_id, ignore_errors=True
     )
+
+
+def _measured_worker(settings: Settings, name: str, cuts: dict[str, Any], total: int, cap_s: float) -> dict:
+    """A worker over ``settings``' topic at ``cuts`` (``_worker_run``), its leftovers removed."""
+    run_settings = _worker_settings(settings, name, cuts)
+    try:
+        rate, cpu, written = _worker_run(run_settings, total, cap_s)
+    finally:
+        cleanup_run(run_settings)
+    return {"rate": rate, "cpu": cpu, "cuts": written}
+
+
+def _cleanup(settings: Settings) -> None:
+    """The run's topics, and what a worker run under ``settings`` itself left."""
+    cleanup_run(settings, (settings.events_topic, settings.deadletter_topic, settings.batches_topic))
 
 
 def delete_prefix(settings: Settings) -> None:
@@ -299,8 +344,6 @@ def run(
             "batches_topic": f"bench-{tag}-batches",
             "stream_app_id": f"bench-{tag}-stream",
             "s3_prefix": f"bench/stream-{tag}/",
-            "archive_max_events": 10_000,
-            "flush_interval_s": 1.0,
             **(settings_overrides or {}),
         }
     )
@@ -319,22 +362,36 @@ def run(
     try:
         _fill(settings, values)
         del values  # ~0.5 GB at 1M events the measured phases have no use for
+        # the headline's worker right after the ceiling, then the small cuts (module docstring)
         ceiling, ceiling_cpu = asyncio.run(_ceiling(settings, total, cap_s))
+        headline = {k: getattr(settings, k) for k in SMALL_CUTS}
+        defaults = _measured_worker(settings, "defaults", headline, total, cap_s)
+        small = _measured_worker(settings, "small", SMALL_CUTS, total, cap_s)
         consume_only, _ = asyncio.run(_ceiling(settings, total, cap_s, decode=False))
-        rate, worker_cpu = _worker_rate(settings, total, cap_s)
     finally:
         _cleanup(settings)
     return {
-        "events_per_s": round(rate, 1),
+        "events_per_s": round(defaults["rate"], 1),
         "ceiling_events_per_s": round(ceiling, 1),
         "consume_only_events_per_s": round(consume_only, 1),
         "events": total,
-        "ratio_to_ceiling": round(rate / ceiling, 3),
+        "ratio_to_ceiling": round(defaults["rate"] / ceiling, 3),
         # CPU per event (load-independent where wall clock is not): the worker process vs
         # the ceiling's loop, and their ratio (the ceiling's CPU over the worker's)
-        "worker_cpu_us_per_event": round(worker_cpu, 2),
+        "worker_cpu_us_per_event": round(defaults["cpu"], 2),
         "ceiling_cpu_us_per_event": round(ceiling_cpu, 2),
-        "cpu_ratio_to_ceiling": round(ceiling_cpu / worker_cpu, 3),
+        "cpu_ratio_to_ceiling": round(ceiling_cpu / defaults["cpu"], 3),
+        "cut_max_events": headline["archive_max_events"],
+        "flush_interval_s": headline["flush_interval_s"],
+        "cuts": defaults["cuts"],
+        # the same topic at the bench's earlier cut setting (SMALL_CUTS), after the defaults
+        "small_cuts_events_per_s": round(small["rate"], 1),
+        "small_cuts_ratio_to_ceiling": round(small["rate"] / ceiling, 3),
+        "small_cuts_worker_cpu_us_per_event": round(small["cpu"], 2),
+        "small_cuts_cpu_ratio_to_ceiling": round(ceiling_cpu / small["cpu"], 3),
+        "small_cuts_cut_max_events": SMALL_CUTS["archive_max_events"],
+        "small_cuts_flush_interval_s": SMALL_CUTS["flush_interval_s"],
+        "small_cuts_cuts": small["cuts"],
         "rss_growth_mb_10m": state["rss_growth_mb"],
         "state_peak_rss_growth_mb": state["peak_rss_growth_mb"],
         "state_bytes_per_entry": state["bytes_per_entry"],

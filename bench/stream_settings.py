@@ -2,8 +2,9 @@
 one topic: ``python -m bench.stream_settings [events] [pairs]`` (default ``bench.stream.EVENTS``
 events, 3 pairs).
 
-``bench.stream`` runs the worker with cuts of 10k events and a 1 s flush bound; the product
-defaults (``eventpipe.settings``) are 50k events and 2 s. One topic is filled once; the
+``bench.stream`` measures both since session 11 (its headline at the product defaults of
+``eventpipe.settings``, 50k events and 2 s; ``SMALL_CUTS``, 10k events and 1 s, beside it);
+this runs them in pairs. One topic is filled once; the
 ceiling (``bench.stream._ceiling``: consume + orjson decode + per-user count) reads it once
 per pair, then one worker per setting, in alternating order, each run a fresh consumer group
 with its own state changelog and S3 prefix (removed after it), so every run reads the whole
@@ -26,7 +27,7 @@ import bench.stream as bs
 from eventpipe.kafka_admin import create_topics
 from eventpipe.settings import Settings
 
-BENCH = {"archive_max_events": 10_000, "flush_interval_s": 1.0}
+BENCH = bs.SMALL_CUTS
 DEFAULTS = {
     "archive_max_events": Settings.model_fields["archive_max_events"].default,
     "flush_interval_s": Settings.model_fields["flush_interval_s"].default,
@@ -49,20 +50,6 @@ def _line(**fields: Any) -> None:
     print(orjson.dumps(fields).decode(), flush=True)
 
 
-def _cleanup_run(settings: Settings) -> None:
-    """A worker run's own leftovers: its state changelog and S3 prefix (the topic stays)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        admin.delete_topics([f"{settings.stream_app_id}-state-changelog"])
-    except Exception:  # best effort, as bench.stream._cleanup
-        pass
-    finally:
-        admin.close()
-    bs.delete_prefix(settings)
-
-
 def main(events: int, pairs: int, cap_s: float = 300) -> None:
     tag = uuid.uuid4().hex[:8]
     topic = _settings(tag, "topic", BENCH)
@@ -81,7 +68,7 @@ def main(events: int, pairs: int, cap_s: float = 300) -> None:
                 try:
                     rate, cpu = bs._worker_rate(settings, total, cap_s)
                 finally:
-                    _cleanup_run(settings)
+                    bs.cleanup_run(settings)
                 cuts = {k: getattr(settings, k) for k in BENCH}
                 _line(pair=pair, run=name, **cuts, events_per_s=round(rate), cpu_us_per_event=round(cpu, 2))
     finally:
