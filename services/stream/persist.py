@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -84,16 +85,17 @@ class Persisted:
         preceded by tombstones of their keys in the earlier per-assignment format (a restore
         reads in order); then tombstones of expired records."""
         log = self.assignment_log
-        log.pending = list(self.changed)  # any order: one change per (user, experiment)
-        out: list[tuple[Key, Any]] = [(("a", u, x), None) for u, x in log.pending if (u, x) in log.legacy]
-        if log.pending:
-            assigned = self.assigned
-            entries = [assigned.get(user, NO_ASSIGNMENTS).get(experiment) for user, experiment in log.pending]
+        pending = log.pending = list(self.changed)  # any order: one change per (user, experiment)
+        legacy = log.legacy  # empty unless restored from per-assignment records: no scan then
+        out: list[tuple[Key, Any]] = [(("a", *c), None) for c in pending if c in legacy] if legacy else []
+        if pending:
+            get = self.assigned.get
+            entries = [get(user, NO_ASSIGNMENTS).get(experiment) for user, experiment in pending]
             changes: list[cutrecord.Assignment] = [
-                change if entry is None else (*change, *entry)
-                for change, entry in zip(log.pending, entries, strict=True)
+                change if entry is None else change + entry
+                for change, entry in zip(pending, entries, strict=True)
             ]
-            newest_ts = max((entry[1] for entry in entries if entry is not None), default="")
+            newest_ts = max(map(itemgetter(1), filter(None, entries)), default="")
             newest = day_tag(newest_ts[:10]) if newest_ts else -1
             chunks = cutrecord.encode_assignments(changes)
             out += [(("s", str(first), str(i)), chunk) for i, chunk in enumerate(chunks)]
