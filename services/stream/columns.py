@@ -17,21 +17,27 @@ groups with array operations. When every timestamp has the collector's form the 
 codes come from the timestamps' bytes as one array (a text's prefix is its digits there), so
 no per-record Python touches them; otherwise from the texts, record by record.
 
-The values are decoded ``CHUNK`` at a time and each chunk's fields read at once (a C-level
-``map`` per field) while its dicts are still in the CPU cache, then the dicts are dropped:
-the run keeps the columns and its values, and ``Run.events`` decodes a value again for the
-per-record path (about one record per cut).
+The values are decoded ``CHUNK`` at a time into ``Fields`` (msgspec: only the fields the run
+reads are built, each of its type or the value is refused; every other field is skipped in C)
+and each chunk's columns read at once (a C-level ``map`` per field). msgspec's skip accepts two
+things orjson (the row path) refuses: invalid UTF-8 in a skipped text and a number out of a
+double's range (``1e400``); so each chunk is also checked whole by simdjson (``[v1,...,vn]``:
+valid UTF-8, numbers in range, no Python objects built), and a chunk it refuses is checked by
+orjson value by value, so a value takes this path only if orjson accepts it. ``Run.events``
+decodes a value with orjson when asked, for the per-record path (about one record per cut).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
+import simdjson
 
 from eventpipe.definitions import ANY_EVENT, EXPOSURE_EVENT, Exposure, exposure_of
 from eventpipe.stream.fold import PartitionState
@@ -42,7 +48,6 @@ Event = dict[str, Any]
 Array = np.ndarray[Any, Any]
 # What makes ``extract`` refuse an event (``batch.add_event`` rejects it as "unfoldable").
 UNFOLDABLE = (AttributeError, KeyError, TypeError, ValueError)
-TEXT_OR_NONE = {str, type(None)}
 # The name codes the fold relies on: 0 the "*" row, 1 exposures, 2 an event not counted.
 NAME_CODES = (ANY_EVENT, EXPOSURE_EVENT, None)
 UNCOUNTED = 2
@@ -56,12 +61,39 @@ HOUR, DAY = len("YYYY-MM-DDTHH"), len("YYYY-MM-DD")
 # TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
 RUN_OF_TIMESTAMPS = run_of(TIMESTAMP.pattern.removesuffix("$"))
 _exposure_tuple = tuple.__new__  # an Exposure from a tuple, without its Python-level __new__
-_get = dict.get  # mapped over a column of events: a field of each, no Python call per event
-_REQUIRED = [itemgetter(name) for name in REQUIRED_TEXT]
-# Events are decoded and read CHUNK at a time and then dropped: read while their dicts are
-# still in the CPU cache (a pass over a whole fetch's dicts misses it at every event; the run
-# reads 7 fields in turn) and freed there too. ``Decoded`` decodes one again when asked.
+# Events are decoded and read CHUNK at a time and then dropped: read while they are still in
+# the CPU cache (a pass over a whole fetch's misses it at every event; the run reads 7 fields
+# in turn) and freed there too. ``Decoded`` decodes one again when asked.
 CHUNK = 256
+
+
+class Properties(msgspec.Struct, gc=False):
+    """What the common exposure case reads of ``properties`` (any JSON value each; anything
+    else, ``_exposure`` reads from the value decoded whole)."""
+
+    experiment_id: Any = None
+    variation_id: Any = None
+
+
+class Fields(msgspec.Struct, gc=False):
+    """What the run reads of an event; a value of another type (a ``userId`` that is a number,
+    ``properties`` that is not an object) makes the decoder refuse it: the row path decides."""
+
+    messageId: str  # the event's own field names
+    receivedAt: str
+    timestamp: str
+    type: str
+    userId: str | None = None
+    anonymousId: str | None = None
+    event: str | None = None
+    properties: Properties | None = None
+
+
+_FIELDS = msgspec.json.Decoder(Fields)
+_REQUIRED = [attrgetter(name) for name in REQUIRED_TEXT]
+_USER_ID, _ANONYMOUS_ID, _EVENT = attrgetter("userId"), attrgetter("anonymousId"), attrgetter("event")
+_PROPERTIES, _EXPERIMENT = attrgetter("properties"), attrgetter("experiment_id")
+_VARIATION = attrgetter("variation_id")
 # ``engagement_name`` of a type other than "track": the row name (None: not engagement)
 _UNTRACKED_NAME = {"page": "page", "screen": "screen"}
 
@@ -111,7 +143,7 @@ def decode_run(state: PartitionState, values: list[bytes | None]) -> Run | None:
     Uses the state's tag and day caches only (they do not change what the fold computes)."""
     try:
         return _decode(state, values)
-    except (orjson.JSONDecodeError, *UNFOLDABLE):
+    except (orjson.JSONDecodeError, msgspec.DecodeError, *UNFOLDABLE):
         return None
 
 
@@ -122,8 +154,8 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     if read is None:
         return None
     required, users, names, exposures = read
-    for column in required:
-        if set(map(type, column)) != {str} or "" in column:
+    for column in required:  # texts (``Fields``)
+        if "" in column:
             return None
     message_ids, received, timestamps, _ = required
     valid, received_keys = checked_stamps(received)
@@ -131,8 +163,6 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
         return None
     valid, keys = checked_stamps(timestamps)
     if not valid:
-        return None
-    if not set(map(type, users)) <= TEXT_OR_NONE or not set(map(type, names)) <= TEXT_OR_NONE:
         return None
     name_table = {name: code for code, name in enumerate(NAME_CODES)}
     name_code = codes(names, name_table)
@@ -156,31 +186,46 @@ Read = tuple[list[list[Any]], list[Any], list[Any], dict[int, Exposure | None]]
 def _read(values: list[bytes]) -> Read | None:
     """What the run reads of its events, ``CHUNK`` events at a time: the ``REQUIRED_TEXT``
     columns, ``user_key`` and the row name (``engagement_name``; None without a user) of each,
-    by index the exposure of each named EXPOSURE_EVENT. None if a value is not an object; a
-    missing required field raises KeyError, as the row path rejects it. Unchecked otherwise."""
+    by index the exposure of each named EXPOSURE_EVENT. Raises (msgspec's errors, orjson's,
+    UnicodeDecodeError) for a value that is not valid JSON as orjson reads it, is not an object,
+    misses a required field or has one of another type than ``Fields``. Unchecked otherwise."""
     required: list[list[Any]] = [[] for _ in REQUIRED_TEXT]
     users: list[Any] = []
     names: list[Any] = []
     exposures: dict[int, Exposure | None] = {}
+    parser = simdjson.Parser()
     for start in range(0, len(values), CHUNK):
-        events = list(map(orjson.loads, values[start : start + CHUNK]))
-        if set(map(type, events)) != {dict}:
-            return None
+        chunk = values[start : start + CHUNK]
+        events = list(map(_FIELDS.decode, chunk))
+        _check_as_orjson(parser, chunk)
         for column, field in zip(required, _REQUIRED, strict=True):
             column.extend(map(field, events))
-        ids, anonymous = _column(events, "userId"), _column(events, "anonymousId")
+        ids, anonymous = list(map(_USER_ID, events)), list(map(_ANONYMOUS_ID, events))
         mine = [u or a for u, a in zip(ids, anonymous, strict=True)]  # ``user_key``
         kinds = required[3][start:]
         named = [
             None if u is None else x if k == "track" else _UNTRACKED_NAME.get(k)
-            for u, k, x in zip(mine, kinds, _column(events, "event"), strict=True)
+            for u, k, x in zip(mine, kinds, map(_EVENT, events), strict=True)
         ]
         exposed = [i for i, name in enumerate(named) if name == EXPOSURE_EVENT]
-        found = _exposures([events[i] for i in exposed])
+        found = _exposures([events[i] for i in exposed], [chunk[i] for i in exposed])
         exposures.update(zip([start + i for i in exposed], found, strict=True))
         users += mine
         names += named
     return required, users, names, exposures
+
+
+def _check_as_orjson(parser: simdjson.Parser, chunk: list[bytes]) -> None:
+    """Raise unless orjson accepts every value of the chunk, each of which ``Fields`` decoded
+    (so each is one JSON object by msgspec's grammar, which accepts what orjson refuses only
+    as invalid UTF-8 or a number out of range where it skips). simdjson parses the chunk as
+    one array, checking both without building objects; what it refuses (also integers beyond
+    64 bits, which orjson accepts) orjson decides value by value."""
+    try:
+        parser.parse(b"[" + b",".join(chunk) + b"]")
+    except (ValueError, RuntimeError):  # pysimdjson's errors: invalid JSON, and the others
+        for value in chunk:
+            orjson.loads(value)
 
 
 def codes(values: list[Any], table: dict[Any, int]) -> Array:
@@ -249,22 +294,17 @@ def _all_match(texts: list[str]) -> bool:
     return all(map(TIMESTAMP.match, texts)) if in_one_pass is None else in_one_pass
 
 
-def _column(events: list[Event], name: str) -> list[Any]:
-    """``[e.get(name) for e in events]``, without a Python-level step per event."""
-    return list(map(_get, events, repeat(name)))
-
-
-def _exposures(events: list[Event]) -> list[Exposure | None]:
-    """``_exposure`` of each event (all tracks named EXPOSURE_EVENT): their common case as
-    columns when every one has it (properties a dict, both ids non-empty strings: then
-    ``exposure_of`` returns exactly them), else event by event."""
-    props = _column(events, "properties")
-    if set(map(type, props)) <= {dict}:
-        experiments, variants = _column(props, "experiment_id"), _column(props, "variation_id")
+def _exposures(events: list[Fields], values: list[bytes]) -> list[Exposure | None]:
+    """``exposure_of`` of each event (all tracks named EXPOSURE_EVENT): their common case as
+    columns when every one has it (properties an object, both ids non-empty strings: then
+    ``exposure_of`` returns exactly them), else from each value decoded whole."""
+    props = list(map(_PROPERTIES, events))
+    if None not in props:
+        experiments, variants = list(map(_EXPERIMENT, props)), list(map(_VARIATION, props))
         texts = set(map(type, experiments)) | set(map(type, variants)) <= {str}
         if texts and "" not in experiments and "" not in variants:
             return list(map(_exposure_tuple, repeat(Exposure), zip(experiments, variants, strict=True)))
-    return list(map(_exposure, events))
+    return [_exposure(orjson.loads(value)) for value in values]
 
 
 def _exposure(event: Event) -> Exposure | None:
