@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -75,14 +75,17 @@ class Properties(msgspec.Struct, gc=False):
     variation_id: Any = None
 
 
+Text = Annotated[str, msgspec.Meta(min_length=1)]  # a required field: a non-empty string
+
+
 class Fields(msgspec.Struct, gc=False):
     """What the run reads of an event; a value of another type (a ``userId`` that is a number,
     ``properties`` that is not an object) makes the decoder refuse it: the row path decides."""
 
-    messageId: str  # the event's own field names
-    receivedAt: str
-    timestamp: str
-    type: str
+    messageId: Text  # the event's own field names
+    receivedAt: Text
+    timestamp: Text
+    type: Text
     userId: str | None = None
     anonymousId: str | None = None
     event: str | None = None
@@ -153,10 +156,7 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     read = _read(values)  # type: ignore[arg-type]  # None excluded above
     if read is None:
         return None
-    required, users, names, exposures = read
-    for column in required:  # texts (``Fields``)
-        if "" in column:
-            return None
+    required, users, names, exposures = read  # required: non-empty texts (``Fields``)
     message_ids, received, timestamps, _ = required
     valid, received_keys = checked_stamps(received)
     if not valid:
