@@ -232,17 +232,20 @@ def _worker_run(
         admin.close()
 
 
-def worker_only(python: str, tag: str, events: int, cap_s: float = 300) -> tuple[float, float]:
-    """Only the worker part of ``run`` (at ``SMALL_CUTS``, the profiles' setting so far; a fresh
-    topic of ``events`` bench events, cleaned up after), with the worker process started by
-    ``python`` (a wrapper: py-spy, instrumentation); events/s and worker CPU µs per event."""
+def worker_only(
+    python: str, tag: str, events: int, cap_s: float = 300, cuts: dict[str, Any] | None = None
+) -> tuple[float, float]:
+    """Only the worker part of ``run`` (at ``cuts``, by default ``SMALL_CUTS``, the profiles'
+    setting so far; a fresh topic of ``events`` bench events, cleaned up after), with the worker
+    process started by ``python`` (a wrapper: py-spy, instrumentation); events/s and worker CPU
+    µs per event."""
     settings = Settings(
         events_topic=f"bench-{tag}-events",
         deadletter_topic=f"bench-{tag}-rejected",
         batches_topic=f"bench-{tag}-batches",
         stream_app_id=f"bench-{tag}-stream",
         s3_prefix=f"bench/stream-{tag}/",
-        **SMALL_CUTS,
+        **(SMALL_CUTS if cuts is None else cuts),
     )
     create_topics(settings, wait_s=30)
     try:

@@ -1,5 +1,6 @@
-"""Where the stream worker's WALL time goes, cut by cut: ``python -m bench.stream_waits [events]``
-(default ``bench.stream.EVENTS``, 1M).
+"""Where the stream worker's WALL time goes, cut by cut: ``python -m bench.stream_waits [events]
+[defaults]`` (default ``bench.stream.EVENTS``, 1M; ``defaults``: the product's cut settings,
+as ``bench.stream``'s headline, instead of ``bench.stream.SMALL_CUTS``).
 
 ``bench.stream``'s worker run (same topic shape, cuts of 10k, 1 s flush bound, clock from the
 first folded event until every offset is committed), with the worker process started through
@@ -13,7 +14,9 @@ nothing per event.
 Steps (nested ones are also inside their parent): ``getmany`` (``fetched`` when it returned
 records, ``empty`` when not: the end-of-run wait on the flush bound is there), ``consume``
 (check + fold of a fetch, cuts written inline subtracted), ``write`` per cut and inside it
-``objects`` (the last fold, aggregate rows + gzip), ``fence`` (+ raw gzip in a thread),
+``objects`` (the last fold, aggregate rows + gzip), ``fence`` (+ raw gzip in a thread; since
+the rounds the fence's checks alone, ``prepare`` each cut's raw gzip + changelog records in
+threads, ``fence round`` both and, since session 11, the cuts' writes that follow them),
 ``unwritten`` (HEAD), ``put raw``, ``put agg`` (each of a cut's aggregate PUTs, which run
 concurrently with each other and with the ``changelog``: their sum is not time the cut spent)
 and ``put agg together`` (per cut, the first one's start to the last one's end; its loop
@@ -83,9 +86,13 @@ def instrumented_worker() -> int:
     AIOKafkaConsumer.committed = _record(spans, "committed", AIOKafkaConsumer.committed)
     pipeline.Pipeline._consume = _record(spans, "consume", pipeline.Pipeline._consume)
     W = writer.CutWriter
-    for name in ("fence_and_gzip", "fence_and_prepare", "fence_round"):  # waiting pass / rounds
+    for name in ("fence_and_gzip", "fence_and_prepare"):  # the waiting pass, before the rounds
         if hasattr(W, name):
             setattr(W, name, _record(spans, "fence", getattr(W, name)))
+    if hasattr(W, "fence_round"):  # the rounds: the fence's checks, each cut's preparation apart
+        W.fence_round = _record(spans, "fence round", W.fence_round)
+        W.fence = _record(spans, "fence", W.fence)
+        W.prepare = _record(spans, "prepare", W.prepare)
     if hasattr(W, "put_objects"):
         W.put_objects = _record(spans, "HEAD + PUTs", W.put_objects)
     W.unwritten = _record(spans, "unwritten", W.unwritten)
@@ -189,7 +196,7 @@ def table(spans: list[list[Any]], committed_at: float | None = None) -> dict[str
     }
 
 
-def measure(events: int) -> dict[str, Any]:
+def measure(events: int, cuts: dict[str, Any] | None = None) -> dict[str, Any]:
     import tempfile
 
     import bench.stream as bs
@@ -199,7 +206,7 @@ def measure(events: int) -> dict[str, Any]:
     wrapper.write_text(f"#!/bin/sh\nexec {bs.python_exe()} -m bench.stream_waits worker\n")
     wrapper.chmod(0o755)
     os.environ[OUT_ENV] = str(out)
-    rate, cpu_us = bs.worker_only(str(wrapper), f"waits-{os.getpid()}", events)
+    rate, cpu_us = bs.worker_only(str(wrapper), f"waits-{os.getpid()}", events, cuts=cuts)
     result = table([orjson.loads(line) for line in out.read_bytes().splitlines()])
     return {
         "events_per_s": round(rate),
@@ -216,4 +223,6 @@ if __name__ == "__main__":
     import bench.stream as bs
 
     n = int(sys.argv[1]) if sys.argv[1:] else bs.EVENTS
-    print(orjson.dumps(measure(n), option=orjson.OPT_INDENT_2).decode())
+    defaults = {name: bs.Settings.model_fields[name].default for name in bs.SMALL_CUTS}
+    cut_settings = defaults if sys.argv[2:3] == ["defaults"] else None
+    print(orjson.dumps(measure(n, cut_settings), option=orjson.OPT_INDENT_2).decode())

@@ -53,6 +53,9 @@ FETCH_WAIT_MS = 200
 # A cut open for this fraction of the flush bound joins the round of a cut that is due
 # (``Pipeline._write_due``); cut at once, the partitions' next cuts open together.
 ROUND_FRACTION = 0.5
+# A cut closed inside a fetched run by a size bound takes the ripe cuts along too
+# (``Pipeline._write_inline``); an hour or replay cut is its partition's own boundary.
+SIZE_REASONS = frozenset({"count", "bytes"})
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -183,6 +186,19 @@ class Pipeline(Service):
         due = [(part, "time" if p.expired() else "round") for part, p in policies if p.ripe(ROUND_FRACTION)]
         await self.writer.write_round(due)
 
+    async def _write_inline(self, part: Owned, reason: str) -> bool:
+        """Write ``part``'s cut, due inside a fetched run; False if it was fenced off or
+        abandoned. One closed by a size bound (``SIZE_REASONS``) takes along, in one round,
+        every other partition's cut open for ``ROUND_FRACTION`` of the flush bound, as a time
+        cut does (``_write_due``): without them most count cuts were written alone, each with
+        its own fence, commit and round trips. Those partitions are between fetches, their
+        runs folded (``_consume`` folds a run before it returns)."""
+        cuts = [(part, reason)]
+        if reason in SIZE_REASONS:
+            ripe = (other for other in self.parts.values() if other is not part)
+            cuts += [(other, "round") for other in ripe if other.batch.policy.ripe(ROUND_FRACTION)]
+        return (await self.writer.write_round(cuts))[0]
+
     def _fetch_wait_ms(self) -> int:
         """How long a fetch may wait for records: ``FETCH_WAIT_MS``, but no longer than until
         the first open cut is due on the flush bound (a caught-up worker writes it on time
@@ -208,7 +224,7 @@ class Pipeline(Service):
         return [r for r in records if r.offset >= part.next_offset]  # already folded: skip
 
     async def _consume(self, part: Owned, records: list[Any]) -> None:
-        batch, events, write = part.batch, self.metrics.events, self.writer.write
+        batch, events, write = part.batch, self.metrics.events, self._write_inline
         values = [record.value for record in records]
         # the whole fetch decoded and checked as columns, else (any unusual record) record by record
         run = decode_run(batch.state, values)

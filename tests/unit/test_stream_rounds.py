@@ -243,3 +243,27 @@ def test_a_round_of_one_partition_is_a_lone_cut() -> None:
     # no open cut: nothing to write, nothing refused
     assert asyncio.run(pipe.writer.write_round([(part, "time")])) == [True]
     assert len(commits(log)) == 2
+
+
+def test_a_count_cut_takes_along_the_ripe_cuts_and_an_hour_cut_goes_alone() -> None:
+    clock = ManualClock()
+    pipe, log, _consumer, _s3 = setup(clock)
+    full = open_cut(pipe, TPS[0], clock=clock)
+    ripe = open_cut(pipe, TPS[1], clock=clock)
+    clock.advance(BOUND_S * ROUND_FRACTION - 0.5)  # exact in binary: no rounding at the edge
+    young = open_cut(pipe, TPS[2], clock=clock)
+    for part in (full, ripe, young):
+        tag_objects(part)
+    clock.advance(0.5)  # the first two open for exactly the fraction, the third for 0.5 s
+    assert asyncio.run(pipe._write_inline(full, "hour"))  # its own boundary: alone
+    assert commits(log) == [{0: 0}, {0: 5}]
+    assert ripe.batch.policy.is_open and young.batch.policy.is_open
+
+    full = open_cut(pipe, TopicPartition("events", 3), clock=clock)
+    tag_objects(full)
+    assert asyncio.run(pipe._write_inline(full, "count"))
+    assert commits(log)[2:] == [{3: 0, 1: 0}, {3: 5, 1: 5}]
+    assert not ripe.batch.policy.is_open and ripe.committed == 5
+    assert young.batch.policy.is_open and young.committed == -1
+    assert pipe.metrics.cuts.labels("count")._value.get() == 1
+    assert pipe.metrics.cuts.labels("round")._value.get() == 1
