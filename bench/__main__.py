@@ -47,11 +47,18 @@ def main(argv: list[str]) -> int:
         table.add_column(column, justify="right" if column == "value" else "left")
     for stage, figures in results.items():
         for name, value in figures.items():
-            shown = f"{value:,.1f}" if isinstance(value, float) else str(value)
+            shown = _shown(value)
             table.add_row(stage, name, shown)
     console.print(table)
     console.print(f"written to {RESULTS}")
     return 1 if failed else 0
+
+
+def _shown(value: object) -> str:
+    """A float with three significant digits below 10 (ratios, µs, ms), else one decimal."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:,.1f}"
 
 
 if __name__ == "__main__":
