@@ -6,8 +6,10 @@ the cut policy, ``PartitionBatch.add_event``, the run fold (``fold_many``) per f
 5,000, at each cut (10,000 events, as the bench) the objects, their gzip, the changelog
 records and the seal -- with each stage timed in its own pass (``time.process_time``), so no
 per-call timer is inside the loop it measures. Hashing and decoding are also timed on their
-own (the fold and the validation include them) and subtracted. What it cannot see: Kafka
-fetching, S3 calls, the event loop and the web server; those are what ``spy`` shows.
+own (the fold and the validation include them) and subtracted; the raw object's JSONL body
+(the join inside its gzip) is timed alone too, and the raw gzip's MB of JSONL per CPU-second.
+What it cannot see: Kafka fetching, S3 calls, the event loop and the web server; those are
+what ``spy`` shows.
 
 Since the worker folds on the columnar path (``columns.decode_run`` + ``columnar.fold_slice``
 for every fetch whose records are all foldable), ``stages`` also times that path over the same
@@ -37,12 +39,14 @@ from typing import Any
 import orjson
 
 from bench.common import ROOT, VENV_BIN
+from eventpipe.s3 import jsonl
 from eventpipe.stream.batch import PartitionBatch, decode_run, gzip_raw, gzip_rows, parse_event
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import TABLES
 from eventpipe.stream.marks import key_hash
 
 PARTITIONS, FETCH, CUT = 6, 5_000, 10_000
+RAW_BODY, RAW_BYTES = "gzip raw object: of which the JSONL body (join)", "raw JSONL bytes"
 
 
 class _Still:
@@ -76,6 +80,8 @@ def _cut(batch: PartitionBatch, t: dict[str, float]) -> None:
                 gzip_rows(table_rows)
     with _timed(t, "gzip raw object"):
         gzip_raw(batch.lines)
+    with _timed(t, RAW_BODY):  # what of it is the JSONL body (the join), not the compression
+        t[RAW_BYTES] += len(jsonl(batch.lines))
     with _timed(t, "changelog records"):
         records = batch.state.cut_records(first, last)
         _ = [orjson.dumps(key) for key, _ in records]
@@ -174,6 +180,7 @@ def stages(events: int) -> dict[str, float]:
         _partition(part, t)
         _columnar_partition(part, t)
     t["cut policy + buffering (incl. extract)"] -= timer
+    raw_bytes = t.pop(RAW_BYTES)
     us = {stage: seconds / len(values) * 1e6 for stage, seconds in t.items()}
     us["validation"] = us["decode + validation"] - us["decode (orjson.loads)"]
     us["cut policy + buffering"] = us.pop("cut policy + buffering (incl. extract)") - us["extract"]
@@ -183,7 +190,12 @@ def stages(events: int) -> dict[str, float]:
     columnar_cut = {
         stage: columnar.pop(stage) for stage in list(columnar) if stage.startswith("columnar cut:")
     }
+    body = us.pop(RAW_BODY)  # part of "gzip raw object": out of the total, shown below
     us["total of the pure stages"] = sum(us.values())
+    us[RAW_BODY] = body
+    us["gzip raw object: JSONL MB per CPU-second (body + compression)"] = (
+        raw_bytes / len(values) / us["gzip raw object"]
+    )
     replaced = ("decode (orjson.loads)", "validation", "extract", "hashing (2 XXH3-64)")
     replaced += ("fold (without hashing)",)
     us["row path: decode + validation + extract + fold (what the columnar path replaces)"] = sum(

@@ -5,6 +5,7 @@ every reader decodes them with the standard library unchanged, the bytes are det
 from __future__ import annotations
 
 import gzip
+import zlib
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -39,6 +40,16 @@ def test_any_level_decodes_with_the_standard_library_to_one_line_per_item(lines,
 def test_the_fast_levels_are_isa_l_and_the_zlib_levels_are_unchanged(lines) -> None:
     assert gzip_lines(lines, 1) == igzip.compress(one_per_line(lines), 1, mtime=0)
     assert gzip_lines(lines, 9) == gzip.compress(one_per_line(lines), 9, mtime=0)
+
+
+@given(LINES, st.integers(1, 8))
+def test_the_raw_body_in_pieces_is_one_gzip_member_of_one_line_per_value(lines, piece) -> None:
+    body = gzip_raw(lines, piece)
+    member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert member.decompress(body) == one_per_line(lines)
+    assert member.eof and not member.unused_data  # one member: every gzip reader takes it
+    assert body[4:8] == bytes(4)  # mtime 0
+    assert gzip_raw(list(lines), piece) == body  # deterministic: a replay writes the same bytes
 
 
 def test_a_cuts_objects_decode_with_the_standard_library() -> None:
