@@ -146,7 +146,9 @@ def decode_run(state: PartitionState, values: list[bytes | None]) -> Run | None:
     Uses the state's tag and day caches only (they do not change what the fold computes)."""
     try:
         return _decode(state, values)
-    except (orjson.JSONDecodeError, msgspec.DecodeError, *UNFOLDABLE):
+    # RecursionError: msgspec skips nested values with Python's recursion limit (1,000),
+    # orjson's limit is 1,024: a value nested in between is the row path's to decide.
+    except (orjson.JSONDecodeError, msgspec.DecodeError, RecursionError, *UNFOLDABLE):
         return None
 
 

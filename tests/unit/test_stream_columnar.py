@@ -245,6 +245,20 @@ def test_a_run_with_one_invalid_record_goes_to_the_row_path_whole() -> None:
         assert decode_run(batch.state, [good, bad, good]) is None
 
 
+def test_a_value_nested_deeper_than_msgspec_reads_goes_to_the_row_path() -> None:
+    """msgspec gives up at Python's recursion limit (1,000 levels), orjson at 1,024: a value in
+    between is no crash of the worker (a poison record) but the row path's, which accepts it."""
+    ts = "2026-11-25T10:00:00.000Z"
+    head = b'{"type":"page","messageId":"m","anonymousId":"a","timestamp":"%s","receivedAt":"%s"' % (
+        ts.encode(),
+        ts.encode(),
+    )
+    deep = head + b',"z":' + b"[" * 1010 + b"]" * 1010 + b"}"
+    batch = PartitionBatch(0, CutPolicy(10, 10**6, 10, ManualClock()))
+    assert decode_run(batch.state, [head + b"}", deep]) is None
+    assert parse_event(deep)["messageId"] == "m"
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
