@@ -8,7 +8,7 @@ as ``consume_only_events_per_s``. The state figure (``rss_growth_mb_10m``) comes
 directly, ``EVENTPIPE_BENCH_STREAM_STATE_EVENTS`` to change; its docstring says why not
 through Kafka).
 
-Bounded: ``events`` synthetic events (default ``EVENTS``, 1M; ``EVENTPIPE_BENCH_STREAM_EVENTS``
+Bounded: ``events`` synthetic events (default ``EVENTS``, 3M; ``EVENTPIPE_BENCH_STREAM_EVENTS``
 to change, recorded as ``events``) on a fresh 6-partition topic, each phase time-capped. The
 worker is a real ``eventpipe.stream.worker`` process (S3 uploads, state changelog, notices and
 commits included); its clock starts at the first folded event (group join and start-up
@@ -33,6 +33,14 @@ here, the same wait is then ~2-3% of it. The measurement fix applies to both sid
 and the ceiling read the same (longer) topic, and the ceiling's clock still starts after its
 own start-up (connect, assign, seek), before its first fetch. docs/benchmarks.md has the
 100k and 1M sizes side by side, alternated in the same minutes.
+
+Why 3M since session 12: the headline moved to the product defaults (2 s flush bound) and the
+worker got ~4x faster, so a 1M run took the worker ~10 s and its end-of-run wait for the flush
+bound was back at 6.3% of its clock (``python -m bench.stream_waits 1000000 defaults``,
+2026-12-03 06:00, load 1.4: 680 ms of empty fetches in a 10.8 s run), above the <= ~5% the 1M
+size was chosen for. At 3M the same wait (at most one flush bound) is a third of that share.
+Generating 3M events takes ~55 s of CPU (beside the state process) and ~1.7 GB in this process
+until the topic is filled.
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ COMMITTED = re.compile(r"^eventpipe_stream_committed_offset\{partition=\"\d+\"\}
 
 # The run's size (module docstring): long enough that the flush-bound wait at its end is a
 # few percent of the worker's clock; bigger runs behind the environment variable.
-EVENTS = int(os.environ.get("EVENTPIPE_BENCH_STREAM_EVENTS", 1_000_000))
+EVENTS = int(os.environ.get("EVENTPIPE_BENCH_STREAM_EVENTS", 3_000_000))
 
 # The bench's cut setting before session 11 (module docstring), measured beside the defaults.
 SMALL_CUTS: dict[str, Any] = {"archive_max_events": 10_000, "flush_interval_s": 1.0}

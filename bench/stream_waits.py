@@ -1,5 +1,5 @@
 """Where the stream worker's WALL time goes, cut by cut: ``python -m bench.stream_waits [events]
-[defaults]`` (default ``bench.stream.EVENTS``, 1M; ``defaults``: the product's cut settings,
+[defaults]`` (default ``bench.stream.EVENTS``, 3M; ``defaults``: the product's cut settings,
 as ``bench.stream``'s headline, instead of ``bench.stream.SMALL_CUTS``).
 
 ``bench.stream``'s worker run (same topic shape, cuts of 10k, 1 s flush bound, clock from the
