@@ -39,8 +39,8 @@ from typing import Any
 import orjson
 
 from bench.common import ROOT, VENV_BIN
-from eventpipe.s3 import jsonl
-from eventpipe.stream.batch import PartitionBatch, decode_run, gzip_raw, gzip_rows, parse_event
+from eventpipe.s3 import gzip_body, jsonl
+from eventpipe.stream.batch import RAW_GZIP_LEVEL, PartitionBatch, decode_run, gzip_raw, parse_event
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import TABLES
 from eventpipe.stream.marks import key_hash
@@ -72,12 +72,12 @@ def _cut(batch: PartitionBatch, t: dict[str, float]) -> None:
     with _timed(t, "fold (incl. hashing)"):
         batch.fold()
     first, last = batch.policy.first_offset, batch.policy.last_offset
-    with _timed(t, "aggregate rows"):
-        rows = [batch.deltas.rows(table) for table in TABLES]
+    with _timed(t, "aggregate rows"):  # as the worker makes them: their JSONL, one orjson call
+        bodies = [batch.deltas.jsonl(table) for table in TABLES]
     with _timed(t, "gzip aggregate objects"):
-        for table_rows in rows:
-            if table_rows:
-                gzip_rows(table_rows)
+        for body in bodies:
+            if body:
+                gzip_body(body, RAW_GZIP_LEVEL)
     with _timed(t, "gzip raw object"):
         gzip_raw(batch.lines)
     with _timed(t, RAW_BODY):  # what of it is the JSONL body (the join), not the compression

@@ -75,7 +75,12 @@ ISAL_LEVELS = range(0, 4)
 def gzip_lines(lines: Iterable[bytes], level: int = 9) -> bytes:
     """Deterministic gzip (mtime 0) of one line per item: the same lines at the same level
     always give the same bytes. Levels 0-3 compress with ISA-L, 4-9 with zlib."""
-    body = jsonl(lines)
+    return gzip_body(jsonl(lines), level)
+
+
+def gzip_body(body: bytes, level: int = 9) -> bytes:
+    """Deterministic gzip (mtime 0) of a body that is already JSONL (``gzip_lines`` of its
+    lines gives the same bytes). Levels 0-3 compress with ISA-L, 4-9 with zlib."""
     if level in ISAL_LEVELS:
         return igzip.compress(body, level, mtime=0)
     return gzip.compress(body, level, mtime=0)
@@ -92,7 +97,8 @@ def jsonl(lines: Iterable[bytes]) -> bytes:
 
 
 def gzip_json_rows(rows: Iterable[dict[str, Any]], level: int = 9) -> bytes:
-    return gzip_lines((orjson.dumps(row) for row in rows), level)
+    """``gzip_lines`` of one ``orjson.dumps`` per row (whose output never ends in a newline)."""
+    return gzip_lines(list(map(orjson.dumps, rows)), level)  # map: no generator frame per row
 
 
 def iter_gzip_lines(body: bytes) -> Iterator[bytes]:

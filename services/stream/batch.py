@@ -18,7 +18,7 @@ from typing import Any
 from isal import isal_zlib
 
 from eventpipe.keys import agg_key, raw_key, rejected_key
-from eventpipe.s3 import gzip_json_rows, jsonl
+from eventpipe.s3 import gzip_body, gzip_json_rows, jsonl
 from eventpipe.stream.columnar import fold_slice
 from eventpipe.stream.columns import Run, decode_run
 from eventpipe.stream.cuts import CutPolicy
@@ -183,11 +183,11 @@ class PartitionBatch:
                 S3Object(key, "events", body, len(self.lines), {**meta, "count": str(len(self.lines))})
             )
             for table in TABLES:
-                rows = self.deltas.rows(table)
-                if rows:
+                count = self.deltas.count(table)
+                if count:
                     key = agg_key(table, self.partition, self.first_archived, self.first_received)
-                    body = gzip_rows(rows)
-                    out.append(S3Object(key, table, body, len(rows), {**meta, "count": str(len(rows))}))
+                    body = gzip_body(self.deltas.jsonl(table), RAW_GZIP_LEVEL)  # = gzip_rows(rows)
+                    out.append(S3Object(key, table, body, count, {**meta, "count": str(count)}))
         if self.rejected:
             key = rejected_key("stream", self.partition, first, now)
             out.append(S3Object(key, "rejected", gzip_json_rows(self.rejected), len(self.rejected), {}))

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
+import orjson
+
 TABLES = ("engagement_daily", "experiment_daily", "experiment_assignments")
+# Each table's first row key: ``jsonl`` finds the row boundaries by it.
+FIRST_KEYS = {
+    "engagement_daily": b"day",
+    "experiment_daily": b"day",
+    "experiment_assignments": b"experiment_id",
+}
+
+_experiment, _user = itemgetter(0), itemgetter(1)
 
 
 @dataclass
@@ -15,6 +26,10 @@ class Deltas:
     engagement: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
     experiment: dict[tuple[str, str, str, str, str], list[int]] = field(default_factory=dict)
     assignments: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def count(self, table: str) -> int:
+        """How many rows ``rows(table)`` has."""
+        return len(self._table(table))
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """The JSON lines of docs/contracts.md section 3 for one table, sorted by row key so
@@ -38,8 +53,35 @@ class Deltas:
                 for (d, x, v, e, r), (n, u) in sorted(self.experiment.items())
             ]
         if table == "experiment_assignments":
+            # the order of sorted((experiment, user) keys) in two stable sorts of strings: the
+            # tuple comparisons of one sort were 2/3 of this method (a cut has ~0.3 rows/event)
+            keys = sorted(self.assignments, key=_user)
+            keys.sort(key=_experiment)
             return [
                 {"experiment_id": x, "user_key": k, "variant": v, "first_exposed_at": t}
-                for (x, k), (v, t) in sorted(self.assignments.items())
+                for (x, k), (v, t) in zip(keys, map(self.assignments.__getitem__, keys), strict=True)
             ]
+        raise ValueError(f"unknown table {table!r}")
+
+    def jsonl(self, table: str) -> bytes:
+        """The JSONL body of ``rows(table)``: byte for byte one ``orjson.dumps`` per row, each
+        line ending in one newline, made from one ``orjson.dumps`` of the whole list (a call
+        per row cost ~0.5 µs more than the row's encoding). The rows are flat objects of
+        strings and integers that open with the same key, so ``},{"<first key>":`` is found only
+        between two rows: orjson escapes every quote inside a string, so this quote -- after a
+        brace, before a letter -- opens a key, the brace before it opens an object, and the
+        only objects are rows."""
+        rows = self.rows(table)
+        if not rows:
+            return b""
+        opening = b'{"' + FIRST_KEYS[table] + b'":'
+        return orjson.dumps(rows)[1:-1].replace(b"}," + opening, b"}\n" + opening) + b"\n"
+
+    def _table(self, table: str) -> dict[Any, Any]:
+        if table == "engagement_daily":
+            return self.engagement
+        if table == "experiment_daily":
+            return self.experiment
+        if table == "experiment_assignments":
+            return self.assignments
         raise ValueError(f"unknown table {table!r}")

@@ -1,0 +1,83 @@
+"""A cut's aggregate rows and their JSONL body (``Deltas.rows``/``Deltas.jsonl``): the body is
+one ``orjson.dumps`` of the rows split at the row boundaries, so it must equal the per-row
+encoding byte for byte whatever the strings hold -- including the boundary's own bytes."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from eventpipe.s3 import gzip_body, gzip_json_rows
+from eventpipe.stream.deltas import TABLES, Deltas
+
+# the bytes the split looks for, and their pieces, inside strings
+TRICKY = ['},{"day":', '},{"experiment_id":', '"', "\\", '\\"', "},{", "\n", "é", "\u2028", "{", "}"]
+texts = st.one_of(
+    st.sampled_from(TRICKY), st.text(max_size=12), st.text(alphabet='{},":\\dayexpriment_', max_size=24)
+)
+counts = st.lists(st.integers(0, 2**40), min_size=2, max_size=2)
+
+
+@st.composite
+def deltas(draw: st.DrawFn) -> Deltas:
+    return Deltas(
+        engagement=draw(st.dictionaries(st.tuples(texts, texts, texts), counts, max_size=6)),
+        experiment=draw(st.dictionaries(st.tuples(texts, texts, texts, texts, texts), counts, max_size=6)),
+        assignments=draw(st.dictionaries(st.tuples(texts, texts), st.tuples(texts, texts), max_size=12)),
+    )
+
+
+def expected_rows(d: Deltas, table: str) -> list[dict[str, object]]:
+    """The rows in the order of their sorted key tuples (docs/contracts.md section 3)."""
+    if table == "engagement_daily":
+        names = ("day", "event", "received_day")
+        return [
+            {**dict(zip(names, k, strict=True)), "event_count": n, "user_count": u}
+            for k, (n, u) in sorted(d.engagement.items())
+        ]
+    if table == "experiment_daily":
+        names = ("day", "experiment_id", "variant", "event", "received_day")
+        return [
+            {**dict(zip(names, k, strict=True)), "event_count": n, "user_count": u}
+            for k, (n, u) in sorted(d.experiment.items())
+        ]
+    return [
+        {"experiment_id": x, "user_key": k, "variant": v, "first_exposed_at": t}
+        for (x, k), (v, t) in sorted(d.assignments.items())
+    ]
+
+
+@settings(max_examples=500, deadline=None)
+@given(deltas())
+@example(
+    Deltas(
+        assignments={("x", 'a},{"experiment_id":"b'): ("v", "t"), ("x", "a"): ('},{"experiment_id":', "t")}
+    )
+)
+@example(Deltas(engagement={('},{"day":', '"},{"day":"', "r"): [1, 2], ("d", "e", "r"): [3, 4]}))
+def test_jsonl_is_the_per_row_encoding(d: Deltas) -> None:
+    for table in TABLES:
+        expected = expected_rows(d, table)
+        assert d.rows(table) == expected
+        assert d.count(table) == len(expected)
+        # one line per row, keys in the contract's order: the old per-row encoding
+        assert d.jsonl(table) == b"".join(orjson.dumps(row) + b"\n" for row in expected)
+        assert gzip_body(d.jsonl(table), 1) == gzip_json_rows(expected, 1)
+        assert len(gzip.decompress(gzip_body(d.jsonl(table), 1)).splitlines()) == len(expected)
+
+
+def test_assignment_rows_sort_by_experiment_then_user() -> None:
+    d = Deltas(
+        assignments={
+            ("b", "u1"): ("v", "t"),
+            ("a", "u2"): ("v", "t"),
+            ("a", "u10"): ("w", "s"),
+            ("ab", "u0"): ("v", "t"),
+        }
+    )
+    assert [(r["experiment_id"], r["user_key"]) for r in d.rows("experiment_assignments")] == [
+        ("a", "u10"), ("a", "u2"), ("ab", "u0"), ("b", "u1")
+    ]  # fmt: skip
