@@ -164,8 +164,7 @@ class Marks:
                 keys, stamps = keys[~met], stamps[~met]
         if len(keys):
             at = pending.searchsorted(keys)
-            self.pending_keys = np.insert(pending, at, keys)
-            self.pending_tags = np.insert(pending_tags, at, stamps)
+            self.pending_keys, self.pending_tags = _insert((pending, pending_tags), at, (keys, stamps))
         if len(self.pending_keys) > max(MIN_PENDING, len(self.keys) // PENDING_FRACTION):
             self.merge()
 
@@ -183,8 +182,7 @@ class Marks:
             present = self.keys[np.minimum(at, len(self.keys) - 1)] == new_keys
             self.tags[at[present]] = np.maximum(self.tags[at[present]], new_tags[present])
         fresh = ~present
-        self.keys = np.insert(self.keys, at[fresh], new_keys[fresh])
-        self.tags = np.insert(self.tags, at[fresh], new_tags[fresh])
+        self.keys, self.tags = _insert((self.keys, self.tags), at[fresh], (new_keys[fresh], new_tags[fresh]))
         if len(self.keys) * BITS_PER_ENTRY > len(self._bits) * 8:
             self._rebuild_bits()
         else:
@@ -223,3 +221,21 @@ class Marks:
         slots = keys >> np.uint64(self._shift)
         ones = np.left_shift(np.uint8(1), (slots & np.uint64(7)).astype(np.uint8))
         np.bitwise_or.at(np.frombuffer(self._bits, dtype=np.uint8), slots >> np.uint64(3), ones)
+
+
+def _insert(
+    columns: tuple[np.ndarray, np.ndarray], at: np.ndarray, values: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``np.insert(column, at, column_values)`` for both columns, ``at`` non-decreasing (the
+    positions of sorted keys): the final places are found once, where ``np.insert`` sorts and
+    shifts the positions again for each column (60% of a seal's CPU, cProfile)."""
+    final = at + np.arange(len(at))
+    old = np.ones(len(columns[0]) + len(at), dtype=bool)
+    old[final] = False
+    out = []
+    for column, new in zip(columns, values, strict=True):
+        merged = np.empty(len(old), dtype=column.dtype)
+        merged[final] = new
+        merged[old] = column
+        out.append(merged)
+    return out[0], out[1]

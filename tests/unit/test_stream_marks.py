@@ -3,6 +3,7 @@ changelog record of a cut (cutrecord.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,3 +87,21 @@ def test_a_cut_record_round_trips_in_chunks_under_a_megabyte(monkeypatch: pytest
 def test_a_damaged_cut_record_is_refused_clearly(value: bytes) -> None:
     with pytest.raises(cutrecord.BadCutRecord):
         cutrecord.decode(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=60, unique=True),
+    st.lists(st.integers(0, 2**64 - 1), max_size=60, unique=True),
+)
+def test_inserting_sorted_keys_is_numpys_insert(old: list[int], new: list[int]) -> None:
+    # the seal's insert of sorted keys with their tags, positions found once for both columns
+    keys = np.array(sorted(old), dtype=np.uint64)
+    tags = np.arange(len(keys), dtype=np.int64) * 3
+    fresh = np.array(sorted(set(new) - set(old)), dtype=np.uint64)
+    fresh_tags = np.arange(len(fresh), dtype=np.int64) * 5 + 1
+    at = keys.searchsorted(fresh)
+    got_keys, got_tags = marks._insert((keys, tags), at, (fresh, fresh_tags))
+    assert got_keys.dtype == np.uint64 and got_tags.dtype == np.int64
+    assert got_keys.tolist() == np.insert(keys, at, fresh).tolist() == sorted(set(old) | set(new))
+    assert got_tags.tolist() == np.insert(tags, at, fresh_tags).tolist()
