@@ -49,20 +49,13 @@ def _find(level: Columns, keys: Array) -> tuple[Array, Array]:
 
 
 def _insert(level: Columns, keys: Array, offsets: Array, tags: Array) -> Columns:
-    """``level`` with the absent, distinct ``keys`` added (still sorted): the positions are
-    found once for the three columns (``np.insert`` would find them per column)."""
-    order = np.argsort(keys)
-    keys = keys[order]
-    at = level[0].searchsorted(keys) + np.arange(len(keys))  # the new entries' final places
-    old = np.ones(len(level[0]) + len(keys), bool)
-    old[at] = False
-    out: list[Array] = []
-    for column, new in ((level[0], keys), (level[1], offsets[order]), (level[2], tags[order])):
-        merged = np.empty(len(old), column.dtype)
-        merged[at] = new
-        merged[old] = column
-        out.append(merged)
-    return out[0], out[1], out[2]
+    """``level`` with the absent, distinct ``keys`` added (still sorted). One stable sort of
+    the two concatenated: timsort finds the sorted level and the keys (sorted as the columnar
+    fold hands them over) as two runs and merges them in one pass, where a search per key and
+    masked copies of the three columns cost 2-3x at a run's sizes."""
+    hashes = np.concatenate((level[0], keys))
+    order = hashes.argsort(kind="stable")
+    return hashes[order], np.concatenate((level[1], offsets))[order], np.concatenate((level[2], tags))[order]
 
 
 class Live(Mapping[int, Entry]):
