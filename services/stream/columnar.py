@@ -103,16 +103,17 @@ def _expose_many(
         if current is None or current[2] > offset:
             if current is None:
                 fresh += 1
-            mine[experiment] = (exposure.variant, stamp, offset)
+            # one key and one value tuple per new assignment, shared by the state and the deltas
+            current = mine[experiment] = (exposure.variant, stamp, offset)
             pair = (user, experiment)
             changed.add(pair)  # type: ignore[arg-type]
             on = exposed_on.get(tag)
             if on is None:
                 on = exposed_on[tag] = []
             on.append(pair)  # type: ignore[arg-type]
-            assignments[(experiment, user)] = (exposure.variant, stamp)  # type: ignore[index]
+            assignments[pair] = current  # type: ignore[index]
         elif current[2] == offset:
-            assignments[(experiment, user)] = (current[0], current[1])  # type: ignore[index]
+            assignments[(user, experiment)] = current  # type: ignore[index]
     state.n_assigned += fresh
 
 

@@ -16,7 +16,7 @@ FIRST_KEYS = {
     "experiment_assignments": b"experiment_id",
 }
 
-_experiment, _user = itemgetter(0), itemgetter(1)
+_user, _experiment = itemgetter(0), itemgetter(1)
 
 
 @dataclass
@@ -25,7 +25,10 @@ class Deltas:
 
     engagement: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
     experiment: dict[tuple[str, str, str, str, str], list[int]] = field(default_factory=dict)
-    assignments: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (user, experiment) -> (variant, first exposed at, creating offset): the state's own key
+    # and value objects (``PartitionState.assigned``, ``changed``), not copies: every tuple
+    # made per new assignment is traversed by a young GC pass (docs/stream.md "Garbage collector")
+    assignments: dict[tuple[str, str], tuple[str, str, int]] = field(default_factory=dict)
 
     def count(self, table: str) -> int:
         """How many rows ``rows(table)`` has."""
@@ -59,7 +62,7 @@ class Deltas:
             keys.sort(key=_experiment)
             return [
                 {"experiment_id": x, "user_key": k, "variant": v, "first_exposed_at": t}
-                for (x, k), (v, t) in zip(keys, map(self.assignments.__getitem__, keys), strict=True)
+                for (k, x), (v, t, _) in zip(keys, map(self.assignments.__getitem__, keys), strict=True)
             ]
         raise ValueError(f"unknown table {table!r}")
 

@@ -256,10 +256,12 @@ class PartitionState(Persisted):
                 self.n_assigned += 1
             current = (exposure.variant, ts, offset)
             mine[experiment] = current
-            self.changed.add((user, experiment))
-            self.exposed_on.setdefault(day, []).append((user, experiment))
-        if current[2] == offset:
-            out.assignments[(experiment, user)] = (current[0], current[1])
+            pair = (user, experiment)  # one key tuple for the state and the deltas (GC)
+            self.changed.add(pair)
+            self.exposed_on.setdefault(day, []).append(pair)
+            out.assignments[pair] = current
+        elif current[2] == offset:
+            out.assignments[(user, experiment)] = current
 
     def _settle(self, marks: list[Mark]) -> None:
         """A mark counts its user once in its row: at the offset that created it (again when

@@ -61,7 +61,7 @@ def test_an_assignment_is_forgotten_a_window_after_its_first_exposure_and_tombst
     state.apply(3, event(3, 9.5, "old"), out)  # forgotten: no longer counted under A
     assert out.experiment == {}
     state.apply(4, exposure(4, 9.5, "old", "C"), out)  # exposed again: a new assignment
-    assert out.assignments == {("x", "old"): ("C", exposure(4, 9.5, "old", "C")["timestamp"])}
+    assert out.assignments == {("old", "x"): ("C", exposure(4, 9.5, "old", "C")["timestamp"], 4)}
 
 
 def test_a_restore_prunes_assignments_whose_tombstones_were_never_written() -> None:

@@ -276,3 +276,40 @@ def test_the_run_timestamp_check_equals_the_pattern_text_by_text(texts: list[str
     valid, keys = checked_stamps(texts)
     assert valid == all(TIMESTAMP.match(t) for t in texts)
     assert keys is None or valid  # integer keys only for texts the pattern accepts
+
+
+def test_an_assignment_is_one_key_and_one_value_object_shared_by_the_state_and_the_deltas() -> None:
+    """Per new assignment the fold makes one (user, experiment) key and one value tuple and no
+    copies of them for the deltas: each tuple made is walked by a young GC pass (docs/stream.md
+    "Garbage collector"). Both paths, a new assignment and a re-fold of its offset."""
+    ts = "2026-11-25T10:00:00.000Z"
+    exposure = {"type": "track", "event": "Experiment Viewed", "timestamp": ts, "receivedAt": ts}
+    values: list[bytes | None] = [
+        orjson.dumps(
+            exposure
+            | {
+                "messageId": f"m{n}",
+                "anonymousId": user,
+                "properties": {"experiment_id": x, "variation_id": "v1"},
+            }
+        )
+        for n, (user, x) in enumerate([("a", "exp-a"), ("a", "exp-b"), ("b", "exp-a")])
+    ]
+    for columnar in (True, False):
+        batch = PartitionBatch(0, CutPolicy(10**9, 10**12, 10, ManualClock()))
+        for again in (False, True):  # the second time: offsets the state already holds
+            run = decode_run(batch.state, values) if columnar else None
+            assert (run is not None) is columnar
+            for offset, value in enumerate(values):
+                event = run.events[offset] if run is not None else _parsed(value)
+                assert event is not None
+                batch.add_event(offset, value or b"", event, run, offset)
+            batch.fold()
+            state, deltas = batch.state, batch.deltas.assignments
+            assert len(deltas) == 3, (columnar, again)
+            changed = {pair: pair for pair in state.changed}
+            for pair, value in deltas.items():
+                user, experiment = pair
+                assert value is state.assigned[user][experiment]
+                assert again or pair is changed[pair]  # a re-fold makes its key anew
+            batch.deltas = Deltas()

@@ -19,6 +19,7 @@ texts = st.one_of(
     st.sampled_from(TRICKY), st.text(max_size=12), st.text(alphabet='{},":\\dayexpriment_', max_size=24)
 )
 counts = st.lists(st.integers(0, 2**40), min_size=2, max_size=2)
+assignment_values = st.tuples(texts, texts, st.integers(0, 2**40))  # (variant, first exposed at, offset)
 
 
 @st.composite
@@ -26,7 +27,7 @@ def deltas(draw: st.DrawFn) -> Deltas:
     return Deltas(
         engagement=draw(st.dictionaries(st.tuples(texts, texts, texts), counts, max_size=6)),
         experiment=draw(st.dictionaries(st.tuples(texts, texts, texts, texts, texts), counts, max_size=6)),
-        assignments=draw(st.dictionaries(st.tuples(texts, texts), st.tuples(texts, texts), max_size=12)),
+        assignments=draw(st.dictionaries(st.tuples(texts, texts), assignment_values, max_size=12)),
     )
 
 
@@ -46,7 +47,7 @@ def expected_rows(d: Deltas, table: str) -> list[dict[str, object]]:
         ]
     return [
         {"experiment_id": x, "user_key": k, "variant": v, "first_exposed_at": t}
-        for (x, k), (v, t) in sorted(d.assignments.items())
+        for (x, k), (v, t) in sorted(((x, k), (v, t)) for (k, x), (v, t, _) in d.assignments.items())
     ]
 
 
@@ -54,7 +55,10 @@ def expected_rows(d: Deltas, table: str) -> list[dict[str, object]]:
 @given(deltas())
 @example(
     Deltas(
-        assignments={("x", 'a},{"experiment_id":"b'): ("v", "t"), ("x", "a"): ('},{"experiment_id":', "t")}
+        assignments={
+            ('a},{"experiment_id":"b', "x"): ("v", "t", 0),
+            ("a", "x"): ('},{"experiment_id":', "t", 1),
+        }
     )
 )
 @example(Deltas(engagement={('},{"day":', '"},{"day":"', "r"): [1, 2], ("d", "e", "r"): [3, 4]}))
@@ -72,10 +76,10 @@ def test_jsonl_is_the_per_row_encoding(d: Deltas) -> None:
 def test_assignment_rows_sort_by_experiment_then_user() -> None:
     d = Deltas(
         assignments={
-            ("b", "u1"): ("v", "t"),
-            ("a", "u2"): ("v", "t"),
-            ("a", "u10"): ("w", "s"),
-            ("ab", "u0"): ("v", "t"),
+            ("u1", "b"): ("v", "t", 0),
+            ("u2", "a"): ("v", "t", 1),
+            ("u10", "a"): ("w", "s", 2),
+            ("u0", "ab"): ("v", "t", 3),
         }
     )
     assert [(r["experiment_id"], r["user_key"]) for r in d.rows("experiment_assignments")] == [

@@ -107,7 +107,7 @@ def summed(deltas: list[Deltas]) -> dict[str, dict]:
         for (day, x, v, name, _), (n, u) in d.experiment.items():
             exp[(date.fromisoformat(day), x, v, name)][0] += n
             exp[(date.fromisoformat(day), x, v, name)][1] += u
-        assignments.update(d.assignments)
+        assignments.update({(x, user): (v, t) for (user, x), (v, t, _) in d.assignments.items()})
     return {
         "engagement_daily": {k: tuple(v) for k, v in eng.items()},
         "experiment_daily": {k: tuple(v) for k, v in exp.items()},
@@ -199,8 +199,8 @@ def test_exposures_count_only_for_their_own_experiment_and_from_first_exposure_o
         state.apply(offset, event, out)
     day = "2026-11-25"
     assert out.assignments == {
-        ("x", "a"): ("A", events[1]["timestamp"]),
-        ("y", "a"): ("B", events[2]["timestamp"]),
+        ("a", "x"): ("A", events[1]["timestamp"], 1),
+        ("a", "y"): ("B", events[2]["timestamp"], 2),
     }
     assert out.experiment == {
         (day, "x", "A", "Experiment Viewed", day): [2, 1],
