@@ -78,7 +78,10 @@ class Deltas:
         if not rows:
             return b""
         opening = b'{"' + FIRST_KEYS[table] + b'":'
-        return orjson.dumps(rows)[1:-1].replace(b"}," + opening, b"}\n" + opening) + b"\n"
+        body = orjson.dumps(rows)[1:-1].replace(b"}," + opening, b"}\n" + opening) + b"\n"
+        if body.count(b"\n") != len(rows):  # a row that is not flat (not made today): one call per row
+            return b"".join([orjson.dumps(row) + b"\n" for row in rows])
+        return body
 
     def _table(self, table: str) -> dict[Any, Any]:
         if table == "engagement_daily":

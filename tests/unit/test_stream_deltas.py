@@ -85,3 +85,13 @@ def test_assignment_rows_sort_by_experiment_then_user() -> None:
     assert [(r["experiment_id"], r["user_key"]) for r in d.rows("experiment_assignments")] == [
         ("a", "u10"), ("a", "u2"), ("ab", "u0"), ("b", "u1")
     ]  # fmt: skip
+
+
+def test_a_row_that_is_not_flat_still_makes_one_line_per_row() -> None:
+    """No path makes such a row today (every value is a str or an int); if one ever did, the
+    split would cut it in two: the body then falls back to one encoding per row."""
+    nested = [{"a": 1}, {"experiment_id": 1}]  # the boundary's bytes between two nested objects
+    d = Deltas(assignments={("u", "x"): (nested, "t", 0), ("v", "x"): ("w", "t", 1)})  # type: ignore[dict-item]
+    rows = d.rows("experiment_assignments")
+    assert d.jsonl("experiment_assignments") == b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    assert len(d.jsonl("experiment_assignments").splitlines()) == 2

@@ -88,3 +88,19 @@ def test_live_columns_equal_a_dict(ops: list[tuple[Any, ...]]) -> None:
         last = max((o for o, _ in model.values()), default=0) // 2
         assert _entries(live.columns(last)) == {h: e for h, e in model.items() if e[0] <= last}
     assert len(live) == len(model)
+
+
+def test_a_level_insert_keeps_the_level_dtypes() -> None:
+    """Keys given as int64 go into the uint64 level as uint64 (a concatenation alone would make
+    float64 of the two and lose the low bits of a hash above 2**53)."""
+    big = 2**63 + 5
+    level = (
+        np.array([10, big], dtype=np.uint64),
+        np.array([1, 2], dtype=np.int64),
+        np.zeros(2, dtype=np.int64),
+    )
+    keys, offsets, tags = live_module._insert(
+        level, np.array([3], dtype=np.int64), np.array([7]), np.array([1])
+    )
+    assert [c.dtype for c in (keys, offsets, tags)] == [np.uint64, np.int64, np.int64]
+    assert keys.tolist() == [3, 10, big] and offsets.tolist() == [7, 1, 2] and tags.tolist() == [1, 0, 0]
