@@ -53,7 +53,7 @@ def _insert(level: Columns, keys: Array, offsets: Array, tags: Array) -> Columns
     the two concatenated: timsort finds the sorted level and the keys (sorted as the columnar
     fold hands them over) as two runs and merges them in one pass, where a search per key and
     masked copies of the three columns cost 2-3x at a run's sizes."""
-    dtypes = [column.dtype for column in level]  # kept, as the masked copies before did
+    dtypes = [column.dtype for column in level]  # int64 keys beside uint64 ones would make float64
     hashes = np.concatenate((level[0], keys.astype(dtypes[0], copy=False)))
     order = hashes.argsort(kind="stable")
     offsets, tags = offsets.astype(dtypes[1], copy=False), tags.astype(dtypes[2], copy=False)
