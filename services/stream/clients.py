@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from eventpipe.settings import Settings
 from eventpipe.stream.changelog import StateChangelog
 from eventpipe.stream.metrics import StreamMetrics
+from eventpipe.stream.source import GroupRecords, LibrdkafkaRecords, RecordSource
 from eventpipe.stream.storage import S3Writer
 
 NewProducer = Callable[[], Awaitable[AIOKafkaProducer]]
@@ -27,6 +28,13 @@ class StreamClients:
     # fell out of step with the broker (``OutOfOrderSequenceNumber`` after an outage; aiokafka
     # never resets them) fails every later send to that partition, so the writer replaces it.
     new_producer: NewProducer | None = None
+    # Where the pipeline's records come from (``source.py``); None: ``consumer``'s own fetches.
+    records: RecordSource | None = None
+
+    def record_source(self) -> RecordSource:
+        if self.records is None:
+            self.records = GroupRecords(self.consumer)
+        return self.records
 
     def use_producer(self, producer: AIOKafkaProducer) -> AIOKafkaProducer:
         """Make ``producer`` the one the notices and the changelog send with; the old one."""
@@ -77,9 +85,18 @@ def stream_connect(settings: Settings, metrics: StreamMetrics, *, conditional_pu
             heartbeat_interval_ms=2_000,
         )
         storage = S3Writer(settings, metrics, conditional=conditional_put)
-        return StreamClients(consumer, producer, storage, changelog, new_producer)
+        records = record_source(settings, consumer)
+        return StreamClients(consumer, producer, storage, changelog, new_producer, records)
 
     return connect
+
+
+def record_source(settings: Settings, consumer: AIOKafkaConsumer) -> RecordSource:
+    """The records of ``settings.stream_record_source``: librdkafka's (the group consumer
+    then keeps membership only) or the group consumer's own."""
+    if settings.stream_record_source == "librdkafka":
+        return LibrdkafkaRecords(settings, consumer)
+    return GroupRecords(consumer)
 
 
 def deadletter_connect(settings: Settings, metrics: StreamMetrics) -> ConnectLetters:

@@ -68,6 +68,7 @@ class Fencing:
     """The checks of the module docstring, for ``CutWriter`` (its consumer, store, metrics)."""
 
     consumer: Any  # the group's AIOKafkaConsumer
+    records: Any  # the pipeline's RecordSource (a fenced partition is paused there)
     s3: S3Writer
     metrics: StreamMetrics
     clock: Clock
@@ -159,4 +160,4 @@ class Fencing:
         part.verify, part.raw_exists = True, False
         part.fenced_at = self.clock.monotonic()
         with contextlib.suppress(KafkaError, AssertionError):  # not assigned any more: nothing to pause
-            self.consumer.pause(part.tp)
+            self.records.pause(part.tp)

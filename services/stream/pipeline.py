@@ -16,7 +16,9 @@ changelog), feeds their records to the partition batches in offset order, and de
 a cut is due; ``writer.py`` writes a cut (its order, replay and fencing rules are there).
 A fenced partition is held ``FENCE_HOLD_S`` for the rebalance that takes it away, measured
 on the ``Clock`` port. Its clients come from ``connect`` (``clients.py``; the composition
-root, ``eventpipe.bootstrap``, supplies it) or ``attach``.
+root, ``eventpipe.bootstrap``, supplies it) or ``attach``. The group consumer keeps membership,
+offsets and commits; the records come from a ``RecordSource`` (``source.py``: librdkafka's
+fetcher by default) that the pipeline assigns, seeks and pauses to match what it owns.
 
 On revocation the open cuts of the revoked partitions are dropped (their offsets are not
 committed, so the new owner replays them); the lock makes a revocation wait for a cut that
@@ -26,6 +28,7 @@ is being written.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 from typing import Any
@@ -42,6 +45,7 @@ from eventpipe.stream.clients import Connect, StreamClients
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.partition import Owned
+from eventpipe.stream.source import RecordSource, Run
 from eventpipe.stream.writer import CutWriter
 
 log = logging.getLogger("eventpipe.stream.pipeline")
@@ -94,6 +98,7 @@ class Pipeline(Service):
         self.clients = clients
         self.consumer, self.changelog = clients.consumer, clients.changelog
         self.writer = CutWriter(self.settings, self.metrics, self.clock, clients)
+        self.records: RecordSource = self.writer.records
 
     async def on_start(self) -> None:
         if self.connect is None:
@@ -112,11 +117,13 @@ class Pipeline(Service):
             await asyncio.gather(self._task, return_exceptions=True)
             await self.writer.drain()  # notices of committed cuts still on their way
         await self.consumer.stop()  # leaves the group: the partitions move on at once
+        await self.records.close()  # after: a rebalance that stop() lets finish still calls it
         await self.clients.producer.stop()
 
     # ------------------------------------------------------------------ rebalance
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
+            self.records.revoke(revoked)
             for tp in revoked:
                 if self.parts.pop(tp.partition, None) is not None:
                     for gauge in (self.metrics.lag, self.metrics.state_entries, self.metrics.committed):
@@ -139,6 +146,7 @@ class Pipeline(Service):
             policy = CutPolicy(s.archive_max_events, s.archive_max_bytes, s.flush_interval_s, self.clock)
             batch = PartitionBatch(tp.partition, policy, states[tp.partition])
             self.parts[tp.partition] = Owned(tp, batch, next_offset=starts[tp])
+            self.records.assign(tp, starts[tp])
 
     def owned(self) -> list[int]:
         """The partitions this worker owns and works on (fenced ones excluded)."""
@@ -160,17 +168,16 @@ class Pipeline(Service):
         while not self.should_stop:
             try:
                 wait_ms = self._fetch_wait_ms()
-                fetched = await self.consumer.getmany(timeout_ms=wait_ms, max_records=self.max_records)
+                fetched = await self.records.fetch(self.max_records, wait_ms)
             except ConsumerStoppedError:
                 return
             async with self.lock:
-                for tp, records in fetched.items():
-                    part = self.parts.get(tp.partition)
+                for p, fetched_run in fetched.items():
+                    part = self.parts.get(p)
                     if part is None or part.fenced_at is not None:
                         continue  # not ours (any more): fetched before a revocation or a fence
-                    records = self._in_sequence(part, records)
-                    if records:
-                        await self._consume(part, records)
+                    if (run := self._in_sequence(part, fetched_run)) is not None:
+                        await self._consume(part, *run)
                 await self._write_due()
                 await self.reclaim_stale_fences()
                 self._observe()
@@ -206,31 +213,33 @@ class Pipeline(Service):
         due = [d for part in self.parts.values() if (d := part.batch.policy.expires_in()) is not None]
         return min(FETCH_WAIT_MS, math.ceil(min(due, default=FETCH_WAIT_MS) * 1000))
 
-    def _in_sequence(self, part: Owned, records: list[Any]) -> list[Any]:
-        """Records that continue this partition exactly where it stands. aiokafka hands out
-        a new assignment's records as soon as it is set, possibly before our assignment
-        callback has run (those were skipped): then read again from ``next_offset``."""
-        first = records[0].offset
+    def _in_sequence(self, part: Owned, run: Run) -> Run | None:
+        """The part of a fetched run that continues this partition exactly where it stands.
+        aiokafka hands out a new assignment's records as soon as it is set, possibly before
+        our assignment callback has run (those were skipped): then read again from
+        ``next_offset``. None: nothing of the run to fold."""
+        offsets, values = run
+        first = offsets[0]
         if first == part.next_offset or (part.rewound and first > part.next_offset):
             part.rewound = False
-            return records
+            return run
         if first > part.next_offset:
             log.info(
                 "rewinding", extra={"partition": part.tp.partition, "to": part.next_offset, "got": first}
             )
-            self.consumer.seek(part.tp, part.next_offset)
+            self.records.seek(part.tp, part.next_offset)
             part.rewound = True
-            return []
-        return [r for r in records if r.offset >= part.next_offset]  # already folded: skip
+            return None
+        skip = bisect.bisect_left(offsets, part.next_offset)  # already folded (offsets ascend)
+        return (offsets[skip:], values[skip:]) if skip < len(offsets) else None
 
-    async def _consume(self, part: Owned, records: list[Any]) -> None:
+    async def _consume(self, part: Owned, offsets: list[int], values: list[Any]) -> None:
         batch, events, write = part.batch, self.metrics.events, self._write_inline
-        values = [record.value for record in records]
         # the whole fetch decoded and checked as columns, else (any unusual record) record by record
         run = decode_run(batch.state, values)
-        offsets, sizes = [r.offset for r in records], list(map(len, values))
+        sizes = list(map(len, values))
         i = 0
-        while i < len(records):
+        while i < len(offsets):
             # a stretch of the run the open cut takes whole: the cut policy once, not per record
             room = 0
             if run is not None and not (part.verify and not batch.lines):
@@ -242,8 +251,8 @@ class Pipeline(Service):
                 if reason and not await write(part, reason):
                     return
                 continue
-            record, i = records[i], i + 1
-            offset, value = record.offset, record.value
+            offset, value = offsets[i], values[i]
+            i += 1
             try:
                 event = parse_event(value) if run is None else run.events[i - 1]
             except BadRecord as exc:
@@ -263,7 +272,7 @@ class Pipeline(Service):
             if reason and not await write(part, reason):
                 return
         batch.fold()  # the fetched run at once (a cut written above folded its own part first)
-        events.labels("processed").inc(len(records))
+        events.labels("processed").inc(len(offsets))
 
     async def _verify(self, part: Owned, offset: int, event: dict[str, Any]) -> bool:
         """Before opening a cut after (re)assignment or a failure: did a previous run
@@ -295,9 +304,9 @@ class Pipeline(Service):
             try:
                 await self._adopt([part.tp])
                 fresh = self.parts[part.tp.partition]
-                self.consumer.seek(part.tp, fresh.next_offset)
+                self.records.seek(part.tp, fresh.next_offset)
                 fresh.rewound = True
-                self.consumer.resume(part.tp)
+                self.records.resume(part.tp)
             except (KafkaError, AssertionError) as exc:
                 self.parts[part.tp.partition] = part
                 part.fenced_at = now
@@ -313,7 +322,7 @@ class Pipeline(Service):
         for p, part in self.parts.items():
             label = str(p)
             m.state_entries.labels(label).set(part.batch.state.size)
-            high = self.consumer.highwater(part.tp)
+            high = self.records.highwater(part.tp)
             if part.committed >= 0:
                 m.committed.labels(label).set(part.committed)
             if high is not None and part.committed >= 0:

@@ -62,6 +62,7 @@ class CutWriter(Fencing):
         self.settings, self.metrics, self.clock = settings, metrics, clock
         self.clients = clients
         self.consumer = clients.consumer  # the producer: always clients.producer (renew_producer)
+        self.records = clients.record_source()  # seeks and pauses go where the records come from
         self.s3, self.changelog = clients.storage, clients.changelog
         self.producer_broken = False
         self.notices: set[asyncio.Future[Any]] = set()  # deliveries of committed cuts' notices
@@ -249,7 +250,7 @@ class CutWriter(Fencing):
         if first >= 0:
             part.next_offset, part.rewound = first, True
             try:
-                self.consumer.seek(part.tp, first)
+                self.records.seek(part.tp, first)
             except (KafkaError, AssertionError) as seek_exc:  # no longer assigned: the next owner replays
                 log.warning("seek failed", extra={"partition": part.tp.partition, "error": str(seek_exc)})
 
