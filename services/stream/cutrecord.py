@@ -55,11 +55,13 @@ def columns(entries: list[Entry]) -> Columns:
 
 
 def encode(high_received: str, ids: Columns, members: Columns) -> list[bytes]:
-    """The chunks of one cut's record (at least one)."""
+    """The chunks of one cut's record (at least one). Each column is concatenated straight
+    into its record dtype and each chunk joined from views of them: one copy into the
+    columns and one into the chunk (a copy per ``astype``, ``tobytes`` and ``+`` before)."""
     high = high_received.encode()
     n_ids = len(ids[0])
     hashes, offsets, tags = (
-        np.concatenate([a, b]).astype(dtype)
+        np.concatenate([a, b], dtype=dtype, casting="unsafe")  # tags: int64 -> uint32, as astype did
         for a, b, dtype in zip(ids, members, ("<u8", "<i8", "<u4"), strict=True)
     )
     chunks = []
@@ -67,8 +69,7 @@ def encode(high_received: str, ids: Columns, members: Columns) -> list[bytes]:
         end = min(start + CHUNK_ENTRIES, len(hashes))
         chunk_ids = max(0, min(end, n_ids) - start)
         head = HEADER.pack(MAGIC, chunk_ids, end - start - chunk_ids, len(high))
-        parts = (a[start:end].tobytes() for a in (hashes, offsets, tags))
-        chunks.append(head + high + b"".join(parts))
+        chunks.append(b"".join((head, high, *(a[start:end].data for a in (hashes, offsets, tags)))))
     return chunks
 
 
@@ -98,11 +99,24 @@ def encode_assignments(assignments: list[Assignment]) -> list[bytes]:
     and a JSON list of ``[user, experiment, variant, timestamp, offset]`` (set) and
     ``[user, experiment]`` (gone), halved until each chunk is at most ``CHUNK_BYTES`` (one
     JSON encoding per cut in the common case, not one record per assignment)."""
-    body = orjson.dumps(assignments)
-    if len(body) <= CHUNK_BYTES or len(assignments) == 1:
-        return [ASSIGNMENTS_MAGIC + body]
-    half = len(assignments) // 2
-    return encode_assignments(assignments[:half]) + encode_assignments(assignments[half:])
+    return [ASSIGNMENTS_MAGIC + body for body in _json_chunks(assignments, None)]
+
+
+def _json_chunks(rows: list[Assignment], body: bytes | None) -> list[bytes]:
+    """``rows``' JSON (``body`` if already made), halved until each part is at most
+    ``CHUNK_BYTES``. A list's JSON is its halves' joined (``[a]`` and ``[b]`` make ``[a,b]``,
+    one byte shorter than both), so the halves are encoded first: a list too large for one
+    chunk (a 50k-event cut's ~12k changes, ~1 MB) is then encoded once, not whole and then
+    again in halves, and the chunks are the same bytes."""
+    if body is not None and (len(body) <= CHUNK_BYTES or len(rows) == 1):
+        return [body]
+    if len(rows) < 2:
+        return [orjson.dumps(rows)]
+    half = len(rows) // 2
+    left, right = orjson.dumps(rows[:half]), orjson.dumps(rows[half:])
+    if body is None and len(left) + len(right) - 1 <= CHUNK_BYTES:
+        return [b"".join((memoryview(left)[:-1], b",", memoryview(right)[1:]))]
+    return _json_chunks(rows[:half], left) + _json_chunks(rows[half:], right)
 
 
 def decode_assignments(value: bytes) -> list[Assignment]:

@@ -52,6 +52,49 @@ def test_large_cuts_split_into_chunks_under_the_record_limit() -> None:
     assert [row for c in chunks for row in cutrecord.decode_assignments(c)] == rows
 
 
+def halved(rows: list[Any], limit: int) -> list[bytes]:
+    """The documented rule, the plain way: the whole list's JSON, halved at ``len // 2``
+    while a part's JSON is over ``limit`` and holds more than one row."""
+    body = orjson.dumps(rows)
+    if len(body) <= limit or len(rows) == 1:
+        return [cutrecord.ASSIGNMENTS_MAGIC + body]
+    half = len(rows) // 2
+    return halved(rows[:half], limit) + halved(rows[half:], limit)
+
+
+@pytest.mark.parametrize("limit", [10, 60, 200, 1_000, 100_000])
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 7, 40])
+def test_assignment_chunks_are_the_halved_json_byte_for_byte(
+    monkeypatch: pytest.MonkeyPatch, limit: int, n: int
+) -> None:
+    rows: list[Any] = [
+        (f"user-{i}" + "é" * (i % 5), "x", "A", "2026-12-01T10:00:00.000Z", i)
+        if i % 3
+        else (f"gone-{i}", "y")
+        for i in range(n)
+    ]
+    monkeypatch.setattr(cutrecord, "CHUNK_BYTES", limit)
+    assert cutrecord.encode_assignments(rows) == halved(rows, limit)
+
+
+def test_changes_carry_their_assignment_or_are_written_as_gone() -> None:
+    """A change whose user holds the experiment carries its entry; one whose user is gone, or
+    holds other experiments only, is a bare ``[user, experiment]``."""
+    state = PartitionState()
+    state.assigned = {
+        "u1": {"x": ("A", "2026-12-01T10:00:00.000Z", 3), "y": ("B", "2026-12-02T10:00:00Z", 5)}
+    }
+    state.changed = {("u1", "x"), ("u1", "z"), ("u2", "x")}
+    records = state.cut_records(10, 20)
+    (value,) = [v for key, v in records if key == ("s", "10", "0")]
+    assert sorted(cutrecord.decode_assignments(value)) == [
+        ("u1", "x", "A", "2026-12-01T10:00:00.000Z", 3),
+        ("u1", "z"),
+        ("u2", "x"),
+    ]
+    assert state.assignment_log.records == {10: (1, day_tag("2026-12-01"))}
+
+
 def test_a_cut_writes_one_assignment_record() -> None:
     state, log = PartitionState(), []
     for n, user in enumerate(["u1", "u2", "u3"]):

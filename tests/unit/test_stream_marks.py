@@ -3,6 +3,8 @@ changelog record of a cut (cutrecord.py)."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -73,6 +75,21 @@ def test_a_cut_record_round_trips_in_chunks_under_a_megabyte(monkeypatch: pytest
     assert {high for high, _, _ in decoded} == {"2026-12-01T10:00:00.000Z"}
     assert [e for _, i, _ in decoded for e in i] == ids
     assert [e for _, _, m in decoded for e in m] == members
+
+
+def test_a_cut_record_has_the_documented_layout_byte_for_byte() -> None:
+    """The chunk bytes as the module docstring lays them out, packed value by value: a
+    change of how ``encode`` copies the columns must not change a byte of the record."""
+    ids = [(2**64 - 1 - i, 7 + i, 500_000 + i) for i in range(3)]
+    members = [(i * 2**40, 9 + i, 20_000 - i) for i in range(2)]
+    high = "2026-12-01T10:00:00.000Zü"
+    (chunk,) = cutrecord.encode(high, cutrecord.columns(ids), cutrecord.columns(members))
+    rows = ids + members
+    expected = struct.pack("<4sIIH", b"EPC3", 3, 2, len(high.encode())) + high.encode()
+    expected += b"".join(struct.pack("<Q", h) for h, _, _ in rows)
+    expected += b"".join(struct.pack("<q", o) for _, o, _ in rows)
+    expected += b"".join(struct.pack("<I", t) for _, _, t in rows)
+    assert chunk == expected
 
 
 @pytest.mark.parametrize(
