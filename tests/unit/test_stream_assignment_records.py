@@ -77,6 +77,17 @@ def test_assignment_chunks_are_the_halved_json_byte_for_byte(
     assert cutrecord.encode_assignments(rows) == halved(rows, limit)
 
 
+@pytest.mark.parametrize("n", [2, 3, 7, 40])
+def test_assignment_chunks_split_exactly_at_the_limit(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Limits at each part's JSON length and one byte under: a part exactly at the limit stays
+    whole, one byte over is halved, as the plain rule does."""
+    rows: list[Any] = [(f"u{i}" * (i % 4 + 1), "x", "A", "2026-12-01T10:00:00Z", i) for i in range(n)]
+    lengths = {len(orjson.dumps(rows[a:b])) for a in range(n) for b in range(a + 1, n + 1)}
+    for limit in sorted(lengths | {length - 1 for length in lengths}):
+        monkeypatch.setattr(cutrecord, "CHUNK_BYTES", limit)
+        assert cutrecord.encode_assignments(rows) == halved(rows, limit), limit
+
+
 def test_changes_carry_their_assignment_or_are_written_as_gone() -> None:
     """A change whose user holds the experiment carries its entry; one whose user is gone, or
     holds other experiments only, is a bare ``[user, experiment]``."""
