@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from eventpipe.stream.batch import PartitionBatch
+from eventpipe.stream.source import RecordSource
 
 
 class Fenced(Exception):
@@ -33,6 +34,14 @@ class Owned:
     next_offset: int = 0  # the offset this worker must read next for this partition
     rewound: bool = False  # sought to next_offset: accept what comes (offsets may have gaps)
     fenced_at: float | None = None  # clock.monotonic() when the partition was found owned elsewhere
+    seeks: int = 0  # how often its records were sought: a run fetched before the last seek is stale
+
+    def seek(self, records: RecordSource, offset: int) -> None:
+        """Read again from ``offset``: taking the first run that comes (offsets may have gaps
+        after a seek: compaction, transaction markers), never one fetched before (``seeks``)."""
+        self.next_offset, self.rewound = offset, True
+        self.seeks += 1
+        records.seek(self.tp, offset)
 
 
 async def gather_all(*aws: Awaitable[Any]) -> list[Any]:

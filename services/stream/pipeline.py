@@ -171,11 +171,15 @@ class Pipeline(Service):
                 fetched = await self.records.fetch(self.max_records, wait_ms)
             except ConsumerStoppedError:
                 return
+            # a partition sought once this fetch is back (e.g. its ripe cut failed in the round
+            # of another partition's run) gets its run again from the seek: this one is stale,
+            # and folded it would pass the records between the seek and the run (``Owned.seek``)
+            seeks = {p: part.seeks for p in fetched if (part := self.parts.get(p)) is not None}
             async with self.lock:
                 for p, fetched_run in fetched.items():
                     part = self.parts.get(p)
-                    if part is None or part.fenced_at is not None:
-                        continue  # not ours (any more): fetched before a revocation or a fence
+                    if part is None or part.fenced_at is not None or part.seeks != seeks.get(p):
+                        continue  # fetched before a revocation, a fence or a seek
                     if (run := self._in_sequence(part, fetched_run)) is not None:
                         await self._consume(part, *run)
                 await self._write_due()
@@ -227,8 +231,7 @@ class Pipeline(Service):
             log.info(
                 "rewinding", extra={"partition": part.tp.partition, "to": part.next_offset, "got": first}
             )
-            self.records.seek(part.tp, part.next_offset)
-            part.rewound = True
+            part.seek(self.records, part.next_offset)
             return None
         skip = bisect.bisect_left(offsets, part.next_offset)  # already folded (offsets ascend)
         return (offsets[skip:], values[skip:]) if skip < len(offsets) else None
@@ -304,8 +307,7 @@ class Pipeline(Service):
             try:
                 await self._adopt([part.tp])
                 fresh = self.parts[part.tp.partition]
-                self.records.seek(part.tp, fresh.next_offset)
-                fresh.rewound = True
+                fresh.seek(self.records, fresh.next_offset)
                 self.records.resume(part.tp)
             except (KafkaError, AssertionError) as exc:
                 self.parts[part.tp.partition] = part

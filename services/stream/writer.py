@@ -248,9 +248,8 @@ class CutWriter(Fencing):
         part.batch.reset()
         part.verify, part.raw_exists = True, False
         if first >= 0:
-            part.next_offset, part.rewound = first, True
             try:
-                self.records.seek(part.tp, first)
+                part.seek(self.records, first)
             except (KafkaError, AssertionError) as seek_exc:  # no longer assigned: the next owner replays
                 log.warning("seek failed", extra={"partition": part.tp.partition, "error": str(seek_exc)})
 

@@ -206,7 +206,7 @@ def test_a_fenced_partition_is_held_for_the_rebalance_then_read_again_from_the_c
     clock.advance(1)
     asyncio.run(pipe.reclaim_stale_fences())
     fresh = pipe.parts[TP.partition]
-    assert fresh is not part and fresh.fenced_at is None and fresh.rewound
+    assert fresh is not part and fresh.fenced_at is None and fresh.rewound and fresh.seeks == 1
     assert fresh.next_offset == 40 and consumer.sought == [40]  # the committed offset
     assert TP not in consumer.paused and pipe.owned() == [TP.partition]
     assert fresh.batch.state is pipe.changelog.restored[TP.partition]  # type: ignore[attr-defined]
