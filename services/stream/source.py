@@ -96,6 +96,7 @@ def librdkafka_config(settings: Settings) -> dict[str, Any]:
         "fetch.max.bytes": 32 * 1024 * 1024,
         "queued.min.messages": settings.stream_fetch_queued_min_messages,
         "fetch.queue.backoff.ms": settings.stream_fetch_queue_backoff_ms,
+        "queued.max.messages.kbytes": settings.stream_fetch_queued_max_kbytes,
         "enable.partition.eof": False,
     }
 
