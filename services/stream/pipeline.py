@@ -145,8 +145,13 @@ class Pipeline(Service):
         for tp in tps:
             policy = CutPolicy(s.archive_max_events, s.archive_max_bytes, s.flush_interval_s, self.clock)
             batch = PartitionBatch(tp.partition, policy, states[tp.partition])
-            self.parts[tp.partition] = Owned(tp, batch, next_offset=starts[tp])
-            self.records.assign(tp, starts[tp])
+            self.parts[tp.partition] = part = Owned(tp, batch, next_offset=starts[tp])
+            try:
+                self.records.assign(tp, starts[tp])
+            except KafkaError as exc:  # held, then read again from the committed offset (reclaim)
+                part.fenced_at = self.clock.monotonic()
+                extra = {"partition": tp.partition, "error": repr(exc)}
+                log.warning("record source: assign failed", extra=extra)
 
     def owned(self) -> list[int]:
         """The partitions this worker owns and works on (fenced ones excluded)."""

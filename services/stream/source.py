@@ -21,16 +21,32 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import KafkaError as LibrdkafkaError
 from confluent_kafka import TopicPartition as Partition
 
 from eventpipe.settings import Settings
 
 Run = tuple[list[int], list[Any]]  # one partition's offsets and values (bytes, or None)
+
+log = logging.getLogger("eventpipe.stream.source")
+# Consumer errors that stop the fetch (raised out of ``fetch``, as aiokafka's fetch raised): the
+# topic or partition gone or not authorized (the partition would stay silently unread), besides
+# any error at a record's offset (``runs``). Others (a broker down, a timeout) librdkafka retries.
+STOPPING_CODES = frozenset(
+    {
+        LibrdkafkaError.TOPIC_AUTHORIZATION_FAILED,
+        LibrdkafkaError.UNKNOWN_TOPIC_OR_PART,
+        LibrdkafkaError._UNKNOWN_TOPIC,
+        LibrdkafkaError._UNKNOWN_PARTITION,
+    }
+)
 
 
 class RecordSource(Protocol):
@@ -108,9 +124,13 @@ class LibrdkafkaRecords:
     A seek is an unassign and an assign at the offset: librdkafka refuses ``seek`` on a
     partition whose fetcher has not started yet, and either way drops what it had queued for
     the partition, so nothing fetched before a seek is handed out after it. ``consume`` runs
-    on the loop without waiting (never while a seek could happen); only when nothing is
-    queued does it wait, in a thread (it releases the GIL), where no seek of the pipeline
-    runs meanwhile (seeks happen on the loop between fetches)."""
+    on the loop without waiting; only when nothing is queued does it wait for one message, in
+    a thread (it releases the GIL), then take what else is queued on the loop. The pipeline's
+    own seeks happen on the loop between fetches; a rebalance callback may unassign and assign
+    during the wait: librdkafka's version barrier drops the partition's older messages from a
+    batch still being served, a batch served before is checked by the pipeline (its
+    ``seeks`` snapshot and ``_in_sequence``). librdkafka's errors in assign, seek, pause and
+    resume are raised as aiokafka's ``KafkaError``, which the pipeline's callers handle."""
 
     def __init__(self, settings: Settings, group: AIOKafkaConsumer) -> None:
         self.topic = settings.events_topic
@@ -131,18 +151,27 @@ class LibrdkafkaRecords:
 
     def _place(self, tp: TopicPartition, offset: int) -> None:
         if tp.partition in self.assigned:
-            self.consumer.incremental_unassign(self._partition(tp))
-        self.consumer.incremental_assign(self._partition(tp, offset))
+            self.assigned.discard(tp.partition)  # a call failing below leaves it not ours
+            _call(self.consumer.incremental_unassign, self._partition(tp))
+        _call(self.consumer.incremental_assign, self._partition(tp, offset))
         self.assigned.add(tp.partition)
         # librdkafka may keep a partition's pause across a reassignment: set it as it should be
-        (self.consumer.pause if tp.partition in self.paused else self.consumer.resume)(self._partition(tp))
+        _call(
+            self.consumer.pause if tp.partition in self.paused else self.consumer.resume, self._partition(tp)
+        )
 
     def revoke(self, tps: set[TopicPartition]) -> None:
         gone = [tp for tp in tps if tp.partition in self.assigned]
         if gone:
-            self.consumer.incremental_unassign([p for tp in gone for p in self._partition(tp)])
             self.assigned.difference_update(tp.partition for tp in gone)
             self.paused.difference_update(tp.partition for tp in gone)
+            try:
+                self.consumer.incremental_unassign([p for tp in gone for p in self._partition(tp)])
+            except KafkaException as exc:  # the revocation goes on: their runs are dropped as not ours
+                log.warning(
+                    "unassign failed",
+                    extra={"partitions": sorted(tp.partition for tp in gone), "error": str(exc)},
+                )
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         """Read ``tp`` from ``offset`` next; a paused partition stays paused (as aiokafka's seek)."""
@@ -153,21 +182,24 @@ class LibrdkafkaRecords:
     def pause(self, tp: TopicPartition) -> None:
         if tp.partition in self.assigned:
             self.paused.add(tp.partition)
-            self.consumer.pause(self._partition(tp))
+            _call(self.consumer.pause, self._partition(tp))
 
     def resume(self, tp: TopicPartition) -> None:
         if tp.partition in self.assigned:
             self.paused.discard(tp.partition)
-            self.consumer.resume(self._partition(tp))
+            _call(self.consumer.resume, self._partition(tp))
 
     async def fetch(self, max_records: int, timeout_ms: int) -> dict[int, Run]:
         await self.group.getmany(timeout_ms=0)  # membership; its partitions are paused
         messages = self.consumer.consume(max_records, 0)
         if not messages and timeout_ms > 0:
+            # one message ends the wait (consume(n, t) waits for n or t), the rest is queued
             loop = asyncio.get_running_loop()
-            self.waiting = loop.run_in_executor(None, self.consumer.consume, max_records, timeout_ms / 1000)
+            self.waiting = loop.run_in_executor(None, self.consumer.consume, 1, timeout_ms / 1000)
             messages = await asyncio.shield(self.waiting)  # close() waits for it
             self.waiting = None
+            if messages and max_records > 1:
+                messages += self.consumer.consume(max_records - 1, 0)
         return runs(messages)
 
     def highwater(self, tp: TopicPartition) -> int | None:
@@ -183,15 +215,28 @@ class LibrdkafkaRecords:
         await asyncio.to_thread(self.consumer.close)
 
 
+def _call(operation: Callable[[list[Partition]], object], partitions: list[Partition]) -> None:
+    try:
+        operation(partitions)
+    except KafkaException as exc:
+        raise KafkaError(f"partition {partitions[0].partition}: {exc}") from exc
+
+
 def runs(messages: list[Message]) -> dict[int, Run]:
     """Per partition, the offsets and values of ``messages`` in the order consumed (a
     partition's messages in offset order). Error events (librdkafka reports them as
-    messages) are raised when fatal, else skipped: they carry no record."""
+    messages) carry no record: raised when fatal, at a record's offset (records librdkafka
+    could not read, e.g. a bad CRC or compression: it skips them, which would leave a gap) or
+    in ``STOPPING_CODES``; else logged and skipped (librdkafka retries those itself)."""
     errors = [m.error() for m in messages]
     if any(errors):
-        for error in filter(None, errors):
-            if error.fatal():
+        for m, error in zip(messages, errors, strict=True):
+            if error is None or error.code() == LibrdkafkaError._PARTITION_EOF:
+                continue
+            offset = m.offset()
+            if error.fatal() or error.code() in STOPPING_CODES or (offset is not None and offset >= 0):
                 raise KafkaException(error)
+            log.warning("kafka consumer error", extra={"error": str(error)})
         messages = [m for m, error in zip(messages, errors, strict=True) if error is None]
     # records (not errors) always have both
     partitions = cast(list[int], list(map(Message.partition, messages)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
+from aiokafka.errors import KafkaError as AiokafkaError
 from confluent_kafka import KafkaError, KafkaException, Message
 
 from eventpipe.settings import Settings
@@ -13,7 +15,7 @@ from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.metrics import StreamMetrics
 from eventpipe.stream.partition import Owned
 from eventpipe.stream.pipeline import Pipeline
-from eventpipe.stream.source import Run, runs
+from eventpipe.stream.source import LibrdkafkaRecords, Run, runs
 from tests.support.clock import ManualClock
 
 TP = TopicPartition("events", 3)
@@ -40,6 +42,34 @@ def test_error_events_carry_no_record_and_a_fatal_one_is_raised() -> None:
     fatal = Message(error=KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     with pytest.raises(KafkaException):
         runs([message(0, 7), fatal])
+
+
+def test_records_librdkafka_could_not_read_stop_the_fetch_instead_of_leaving_a_gap() -> None:
+    # a bad CRC or compression comes as an error at the records' offset, and librdkafka skips
+    # them: skipped here too, the next run would start past them and be taken after a rewind
+    unreadable = Message(topic="events", partition=0, offset=8, error=KafkaError(KafkaError._BAD_MSG))
+    with pytest.raises(KafkaException):
+        runs([message(0, 7), unreadable, message(0, 9)])
+    gone = Message(topic="events", partition=4, error=KafkaError(KafkaError._UNKNOWN_PARTITION))
+    with pytest.raises(KafkaException):
+        runs([gone])
+    # a broker that went away: librdkafka reconnects and fetches on; nothing is missing
+    transport = Message(error=KafkaError(KafkaError._TRANSPORT, "broker down"))
+    assert runs([message(0, 7), transport, message(0, 8)]) == {0: ([7, 8], [b"v0.7", b"v0.8"])}
+
+
+def test_librdkafka_errors_in_a_seek_come_as_aiokafkas_and_leave_the_partition_not_ours() -> None:
+    # the pipeline's callers handle aiokafka's KafkaError (a failed seek: not ours any more);
+    # here librdkafka never had the partition, so its unassign fails (no broker is needed)
+    records = LibrdkafkaRecords(Settings(kafka_bootstrap="127.0.0.1:1"), group=None)  # type: ignore[arg-type]
+    try:
+        records.assigned.add(TP.partition)
+        with pytest.raises(AiokafkaError):
+            records.seek(TP, 5)
+        with pytest.raises(IllegalStateError):  # not assigned: as aiokafka's seek
+            records.seek(TP, 5)
+    finally:
+        records.consumer.close()
 
 
 class Seeks:
