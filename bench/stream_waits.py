@@ -11,7 +11,8 @@ spent waiting there (on Kafka, S3, a gzip thread). Bench code only: nothing in
 ``services/stream`` knows about it. The wrappers cost a few µs per call (~200 calls per cut),
 nothing per event.
 
-Steps (nested ones are also inside their parent): ``getmany`` (``fetched`` when it returned
+Steps (nested ones are also inside their parent): ``getmany`` (the record source's fetch since
+session 13, the group consumer's poll inside it as ``group poll``; ``fetched`` when it returned
 records, ``empty`` when not: the end-of-run wait on the flush bound is there), ``consume``
 (check + fold of a fetch, cuts written inline subtracted), ``write`` per cut and inside it
 ``objects`` (the last fold, aggregate rows + gzip), ``fence`` (+ raw gzip in a thread; since
@@ -75,13 +76,17 @@ def instrumented_worker() -> int:
     those not written yet (the bench terminates the worker; a 1M run makes ~100 cuts)."""
     from aiokafka import AIOKafkaConsumer
 
-    from eventpipe.stream import batch, pipeline, storage, writer
+    from eventpipe.stream import batch, pipeline, source, storage, writer
     from eventpipe.stream.changelog import StateChangelog
     from eventpipe.stream.worker import main
 
     spans: list[tuple[str, float, float, float, float]] = []
     out = Path(os.environ[OUT_ENV])
-    AIOKafkaConsumer.getmany = _record(spans, "getmany", AIOKafkaConsumer.getmany)
+    # the loop's fetch is the record source's (session 13); the group consumer's own poll
+    # inside it is nested ("group poll"), as with the aiokafka source
+    AIOKafkaConsumer.getmany = _record(spans, "group poll", AIOKafkaConsumer.getmany)
+    for records in (source.LibrdkafkaRecords, source.GroupRecords):
+        records.fetch = _record(spans, "getmany", records.fetch)  # type: ignore[method-assign]
     AIOKafkaConsumer.commit = _record(spans, "commit", AIOKafkaConsumer.commit)
     AIOKafkaConsumer.committed = _record(spans, "committed", AIOKafkaConsumer.committed)
     pipeline.Pipeline._consume = _record(spans, "consume", pipeline.Pipeline._consume)
