@@ -91,6 +91,7 @@ class Pipeline(Service):
         self.lock = asyncio.Lock()
         self.max_records = 5000
         self._task: asyncio.Future[None] | None = None
+        self._crashing: asyncio.Future[None] | None = None
         self.clients: StreamClients | None = None
 
     def attach(self, clients: StreamClients) -> None:
@@ -107,6 +108,18 @@ class Pipeline(Service):
         self.consumer.subscribe([self.settings.events_topic], listener=_Rebalance(self))
         await self.consumer.start()
         self._task = asyncio.ensure_future(self._run())
+        self._task.add_done_callback(self._loop_ended)
+
+    def _loop_ended(self, task: asyncio.Future[None]) -> None:
+        """An error the loop does not handle crashes the worker (it exits non-zero, its
+        supervisor starts it again, and it replays from the committed offsets), never just the
+        loop: a process left up reading nothing would keep its partitions, unread, until the
+        group's poll interval ran out, and look healthy meanwhile."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.critical("the consumer loop failed: the worker stops", exc_info=exc)
+        self._crashing = asyncio.ensure_future(self.crash(exc))  # type: ignore[arg-type]
 
     async def on_stop(self) -> None:
         if self.clients is None:

@@ -34,11 +34,18 @@ ROOT = Path(__file__).resolve().parents[2]
 class Worker:
     """One ``eventpipe.stream.worker`` process with its own metrics port and log file."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str = "w", **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_dir: Path,
+        name: str = "w",
+        module: str = "eventpipe.stream.worker",
+        **overrides: Any,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"stream-{name}.log"
         env = child_env(settings, **{"flush_interval_s": 2, **overrides, "stream_web_port": self.port})
-        self.proc = spawn([sys.executable, "-m", "eventpipe.stream.worker"], self.log_path, cwd=ROOT, env=env)
+        self.proc = spawn([sys.executable, "-m", module], self.log_path, cwd=ROOT, env=env)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
