@@ -18,12 +18,14 @@ from datetime import UTC, timedelta
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventpipe.stream import columns
 from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
+from eventpipe.stream.columnar import group
 from eventpipe.stream.columns import UNFOLDABLE, checked_stamps
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import Deltas, PartitionState
@@ -313,3 +315,35 @@ def test_an_assignment_is_one_key_and_one_value_object_shared_by_the_state_and_t
                 assert value is state.assigned[user][experiment]
                 assert again or pair is changed[pair]  # a re-fold makes its key anew
             batch.deltas = Deltas()
+
+
+@st.composite
+def code_columns(draw: st.DrawFn) -> list[tuple[np.ndarray[Any, Any], int]]:
+    """Code columns of one set of rows, each with its number of codes: small (grouped by
+    counting), large (sorted) or beyond one int64 key (combined pairwise). Codes below 2**31,
+    as the fold's (its tables hold a run's distinct texts), from a few values at both ends of
+    each range, so rows share groups."""
+    rows = draw(st.integers(0, 40))
+    sizes = draw(st.lists(st.sampled_from([1, 2, 3, 7, 1_000, 100_000, 1 << 31]), min_size=1, max_size=5))
+    columns = []
+    for n in sizes:
+        values = sorted({0, 1, 2, n // 2, n - 2, n - 1} & set(range(n)) if n < 10 else {0, 1, n // 2, n - 1})
+        codes = draw(st.lists(st.sampled_from(values), min_size=rows, max_size=rows))
+        columns.append((np.asarray(codes, dtype=np.int64), n))
+    return columns
+
+
+@settings(max_examples=300, deadline=None)
+@given(code_columns())
+def test_group_codes_rows_by_their_code_tuples_in_tuple_order(
+    columns: list[tuple[np.ndarray[Any, Any], int]],
+) -> None:
+    """``columnar.group`` against the rows' code tuples: the group of a row is the rank of its
+    tuple among the distinct tuples (in tuple order, which the rows of a cut's deltas follow),
+    and the row it names for each group holds that group's tuple. Every path of it: counting
+    (a small key range), sorting and the pairwise combination."""
+    tuples = list(zip(*(column.tolist() for column, _ in columns), strict=True))
+    distinct = sorted(set(tuples))
+    inverse, first = group(columns)
+    assert inverse.tolist() == [distinct.index(t) for t in tuples]
+    assert [tuples[i] for i in first.tolist()] == distinct
