@@ -28,7 +28,7 @@ records, which ``columns.decode_run`` sends to the row path).
 
 from __future__ import annotations
 
-from itertools import repeat
+from itertools import chain, repeat
 from math import prod
 from operator import attrgetter
 from typing import Any, cast
@@ -50,6 +50,7 @@ KEY_LIMIT = 1 << 62
 # Composite keys in a range this small for the rows grouped are grouped by counting (``group``).
 DENSE_FACTOR, DENSE_SLACK = 4, 4096
 _EXPERIMENT_ID = attrgetter("experiment_id")
+_NONE: dict[str, tuple[str, str, int]] = {}  # a user without assignments (never written)
 
 
 def fold_slice(state: PartitionState, run: Run, offsets: list[int], start: int, out: Deltas) -> list[bool]:
@@ -190,8 +191,8 @@ def _count(state: PartitionState, run: Run, idx: Array, offsets: Array, out: Del
     """Rows, marks and user counts of the counted (fresh, named) records ``idx`` of the run
     (at ``offsets``), grouped by the run's codes (``columns.Run``)."""
     present, u_code = np.unique(run.user_code[idx], return_inverse=True)
-    user_list = [run.user_texts[k] for k in present.tolist()]
-    mixed = np.fromiter((xxh3_64_intdigest(u.encode()) for u in user_list), U64, len(user_list)) * MIX
+    user_list: list[str] = list(map(run.user_texts.__getitem__, present.tolist()))  # type: ignore[arg-type]
+    mixed = np.fromiter(map(xxh3_64_intdigest, map(str.encode, user_list)), U64, len(user_list)) * MIX
     d_code, days = run.day_code[idx], run.day_texts
     r_code, rdays = run.received_day_code[idx], run.received_days
     n_code, names = run.name_code[idx], run.name_texts
@@ -251,24 +252,21 @@ def _assigned(
     or before the event's offset, first exposed at or before its timestamp, and for an
     exposure only its own experiment. The kept pairs: event index, experiment and variant
     codes, with the code tables."""
-    a_user: list[int] = []
-    a_exps: list[str] = []
-    a_values: list[tuple[str, str, int]] = []  # (variant, first exposed at, creating offset)
-    for k, mine in enumerate(map(state.assigned.get, user_list)):
-        if mine:
-            a_user += repeat(k, len(mine))
-            a_exps += mine
-            a_values += mine.values()
-    if not a_user:
+    # each user's assignments (none: an empty dict, only read), flattened in C
+    mines = list(map(state.assigned.get, user_list, repeat(_NONE)))
+    a_exps: list[str] = list(chain.from_iterable(mines))
+    if not a_exps:
         return None
+    # (variant, first exposed at, creating offset)
+    a_values: list[tuple[str, str, int]] = list(chain.from_iterable(map(dict.values, mines)))
     # codes in order of first appearance (what a setdefault per pair gave), mapped in C
     x_table = {x: i for i, x in enumerate(dict.fromkeys(a_exps))}
     a_vars, a_first, a_created = zip(*a_values, strict=True)
     v_table = {v: i for i, v in enumerate(dict.fromkeys(a_vars))}
     a_exp = list(map(x_table.__getitem__, a_exps))
     a_var = list(map(v_table.__getitem__, a_vars))
-    per_user = np.bincount(np.asarray(a_user, dtype=np.int64), minlength=len(user_list))
-    begin = np.concatenate(([0], np.cumsum(per_user)[:-1]))  # a_user is ascending
+    per_user = np.fromiter(map(len, mines), np.int64, len(mines))
+    begin = np.concatenate(([0], np.cumsum(per_user)[:-1]))  # the users' assignments in order
     count = per_user[u_code]
     ev = np.repeat(np.arange(len(idx)), count)
     a = begin[u_code[ev]] + np.arange(len(ev)) - np.repeat(np.cumsum(count) - count, count)
