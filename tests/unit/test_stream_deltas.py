@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 
 import orjson
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -95,3 +96,48 @@ def test_a_row_that_is_not_flat_still_makes_one_line_per_row() -> None:
     rows = d.rows("experiment_assignments")
     assert d.jsonl("experiment_assignments") == b"".join(orjson.dumps(row) + b"\n" for row in rows)
     assert len(d.jsonl("experiment_assignments").splitlines()) == 2
+
+
+# strings orjson writes unescaped (no quote, backslash or control character), non-ASCII included
+# (a lone surrogate is no UTF-8: orjson refuses it, the last test)
+plain = st.characters(blacklist_characters='"\\', blacklist_categories=("Cs",), min_codepoint=0x20)
+plain_texts = st.text(alphabet=plain, max_size=12)
+plain_assignments = st.dictionaries(
+    st.tuples(plain_texts, st.sampled_from(["b", "a", "ab", "é", "", "{}"]) | plain_texts),
+    st.tuples(plain_texts, plain_texts, st.integers(0, 2**40)),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_assignments)
+def test_assignment_lines_joined_from_their_strings_are_the_per_row_encoding(
+    assignments: dict[tuple[str, str], tuple[str, str, int]],
+) -> None:
+    """The joined body (``_assignments_jsonl``) is taken for strings that need no escape and
+    is byte for byte the per-row encoding of the contract's rows (computed apart here)."""
+    d = Deltas(assignments=assignments)
+    expected = b"".join(orjson.dumps(row) + b"\n" for row in expected_rows(d, "experiment_assignments"))
+    assert d._assignments_jsonl() == expected
+    assert d.jsonl("experiment_assignments") == expected
+
+
+@given(plain_assignments, st.sampled_from(['"', "\\", "\n", "\x00", "\x1f", 'a"b', "é\\"]), st.integers(0, 3))
+def test_a_string_that_needs_escaping_falls_back_to_orjson(
+    assignments: dict[tuple[str, str], tuple[str, str, int]], escaped: str, where: int
+) -> None:
+    (user, experiment), (variant, ts, offset) = next(iter(assignments.items()))
+    fields = [user, experiment, variant, ts]
+    fields[where] += escaped
+    assignments[(fields[0], fields[1])] = (fields[2], fields[3], offset)
+    d = Deltas(assignments=assignments)
+    assert d._assignments_jsonl() is None
+    expected = b"".join(orjson.dumps(row) + b"\n" for row in expected_rows(d, "experiment_assignments"))
+    assert d.jsonl("experiment_assignments") == expected
+
+
+def test_a_lone_surrogate_is_refused_as_orjson_refuses_it() -> None:
+    d = Deltas(assignments={("u", "x"): ("v", "t", 0), ("w", "x"): ("v", "\ud800", 1)})
+    with pytest.raises(orjson.JSONEncodeError):
+        d.jsonl("experiment_assignments")
