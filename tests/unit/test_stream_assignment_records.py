@@ -122,6 +122,24 @@ def test_a_cut_writes_one_assignment_record() -> None:
     )
 
 
+def test_a_change_folded_while_its_cut_is_written_is_left_for_the_next_cut() -> None:
+    """``written`` forgets the changes its records carry, and only those: with none folded
+    since ``cut_records`` it forgets them all at once, else one by one."""
+    state = PartitionState()
+    for n, user in enumerate(["u1", "u2"]):
+        state.apply(n, exposure(n, 0, user, "A"), Deltas())
+    records = state.cut_records(0, 1)
+    state.apply(2, exposure(2, 0, "u3", "A"), Deltas())  # folded while the cut is written
+    state.written(records)
+    assert state.changed == {("u3", "x")}
+    records = state.cut_records(2, 2)
+    assert cutrecord.decode_assignments(dict(records)[("s", "2", "0")]) == [
+        ("u3", "x", "A", format_ts(START), 2)
+    ]
+    state.written(records)
+    assert state.changed == set()
+
+
 def test_records_of_the_per_assignment_format_restore_and_are_tombstoned_when_they_change() -> None:
     ts = format_ts(START)
     old: Log = [
