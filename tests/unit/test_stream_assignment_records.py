@@ -123,8 +123,7 @@ def test_a_cut_writes_one_assignment_record() -> None:
 
 
 def test_a_change_folded_while_its_cut_is_written_is_left_for_the_next_cut() -> None:
-    """``written`` forgets the changes its records carry, and only those: with none folded
-    since ``cut_records`` it forgets them all at once, else one by one."""
+    """``written`` forgets the changes its records carry, and only those."""
     state = PartitionState()
     for n, user in enumerate(["u1", "u2"]):
         state.apply(n, exposure(n, 0, user, "A"), Deltas())
