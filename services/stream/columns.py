@@ -17,7 +17,8 @@ groups with array operations. When every timestamp has the collector's form the 
 codes come from the timestamps' bytes as one array (a text's prefix is its digits there), so
 no per-record Python touches them; otherwise from the texts, record by record.
 
-The values are decoded ``CHUNK`` at a time into ``Fields`` (msgspec: only the fields the run
+The values are decoded ``CHUNK`` at a time, as one JSON array in one call (a value holding
+more than one JSON value is refused by the count), into ``Fields`` (msgspec: only the fields the run
 reads are built, each of its type or the value is refused; every other field is skipped in C)
 and each chunk's columns read at once (a C-level ``map`` per field). msgspec's skip accepts two
 things orjson (the row path) refuses: invalid UTF-8 in a skipped text and a number out of a
@@ -92,7 +93,8 @@ class Fields(msgspec.Struct, gc=False):
     properties: Properties | None = None
 
 
-_FIELDS = msgspec.json.Decoder(Fields)
+# a chunk's values as one JSON array, decoded in one call (``_read``)
+_CHUNK_FIELDS = msgspec.json.Decoder(list[Fields])
 _REQUIRED = [attrgetter(name) for name in REQUIRED_TEXT]
 _USER_ID, _ANONYMOUS_ID, _EVENT = attrgetter("userId"), attrgetter("anonymousId"), attrgetter("event")
 _PROPERTIES, _EXPERIMENT = attrgetter("properties"), attrgetter("experiment_id")
@@ -198,8 +200,11 @@ def _read(values: list[bytes]) -> Read | None:
     parser = simdjson.Parser()
     for start in range(0, len(values), CHUNK):
         chunk = values[start : start + CHUNK]
-        events = list(map(_FIELDS.decode, chunk))
-        _check_as_orjson(parser, chunk)
+        joined = b"[" + b",".join(chunk) + b"]"
+        events = _CHUNK_FIELDS.decode(joined)
+        if len(events) != len(chunk):  # a value holding several (``{..},{..}``): not one event
+            raise ValueError("a value is not one JSON value")
+        _check_as_orjson(parser, chunk, joined)
         for column, field in zip(required, _REQUIRED, strict=True):
             column.extend(map(field, events))
         ids, anonymous = list(map(_USER_ID, events)), list(map(_ANONYMOUS_ID, events))
@@ -217,14 +222,15 @@ def _read(values: list[bytes]) -> Read | None:
     return required, users, names, exposures
 
 
-def _check_as_orjson(parser: simdjson.Parser, chunk: list[bytes]) -> None:
+def _check_as_orjson(parser: simdjson.Parser, chunk: list[bytes], joined: bytes) -> None:
     """Raise unless orjson accepts every value of the chunk, each of which ``Fields`` decoded
     (so each is one JSON object by msgspec's grammar, which accepts what orjson refuses only
     as invalid UTF-8 or a number out of range where it skips). simdjson parses the chunk as
     one array, checking both without building objects; what it refuses (also integers beyond
-    64 bits, which orjson accepts) orjson decides value by value."""
+    64 bits, which orjson accepts) orjson decides value by value. ``joined``: the chunk as
+    that array."""
     try:
-        parser.parse(b"[" + b",".join(chunk) + b"]")
+        parser.parse(joined)
     except (ValueError, RuntimeError):  # pysimdjson's errors: invalid JSON, and the others
         for value in chunk:
             orjson.loads(value)

@@ -130,3 +130,19 @@ def test_valid_events_are_read_on_this_path() -> None:
     for extra in [b'"userId":"u"', b'"userId":"\xc3\xa9","z":1e300', b'"anonymousId":"a","z":' + b"1" * 30]:
         value = base + extra + b',"properties":{"experiment_id":"e","variation_id":"v"}}'
         assert read_fields(value) == orjson_fields(value) is not None
+
+
+def test_a_value_holding_two_events_is_refused() -> None:
+    """A chunk is decoded as one JSON array of its values joined by commas: a value that is
+    two objects separated by a comma (invalid alone, which orjson refuses) must not pass as
+    two events, whatever its place in the chunk."""
+    event = PAGE + b'"z":1}'
+    two = event + b"," + event
+    assert orjson_fields(two) is None
+    for chunk in ([two], [event, two], [two, event], [event, two, event]):
+        try:
+            columns._read(chunk)
+            accepted = True
+        except (ValueError, RecursionError, *columns.UNFOLDABLE):
+            accepted = False
+        assert not accepted, chunk
