@@ -26,6 +26,7 @@ CPU is left at 0), ``commit``, ``notify``; ``write other`` is what the write spe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import sys
@@ -97,7 +98,8 @@ def instrumented_worker() -> int:
     if hasattr(W, "fence_round"):  # the rounds: the fence's checks, each cut's preparation apart
         W.fence_round = _record(spans, "fence round", W.fence_round)
         W.fence = _record(spans, "fence", W.fence)
-        W.prepare = _record(spans, "prepare", W.prepare)
+        if asyncio.iscoroutinefunction(W.prepare):  # since session 15 it starts threads and returns
+            W.prepare = _record(spans, "prepare", W.prepare)
     if hasattr(W, "put_objects"):
         W.put_objects = _record(spans, "HEAD + PUTs", W.put_objects)
     W.unwritten = _record(spans, "unwritten", W.unwritten)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,6 +40,7 @@ from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object, gzip_raw
+from eventpipe.stream.changelog import Record
 from eventpipe.stream.clients import StreamClients
 from eventpipe.stream.fencing import Cut, Fencing
 from eventpipe.stream.marks import assignment_horizon, horizon
@@ -53,6 +55,19 @@ log = logging.getLogger("eventpipe.stream.pipeline")
 # reset it (aio-libs/aiokafka#1017). A new producer starts with a new id; the abandoned cut's
 # replay writes the same records again, which the changelog and the loader take as they are.
 PRODUCER_BROKEN = (OutOfOrderSequenceNumber, UnknownProducerId, ProducerFenced)
+
+
+@dataclass
+class Prepared:
+    """A cut's work started in threads before its fence (``CutWriter.prepare``)."""
+
+    records: asyncio.Future[list[Record]]  # its changelog records
+    raw: S3Object | None = None  # its raw object, when its body is being gzipped
+    body: asyncio.Future[bytes] | None = None  # that body
+
+    @property
+    def threads(self) -> list[asyncio.Future[Any]]:
+        return [self.records] if self.body is None else [self.records, self.body]
 
 
 class CutWriter(Fencing):
@@ -88,10 +103,13 @@ class CutWriter(Fencing):
                 await self.renew_producer()
         except KafkaError as exc:
             todo = self.refused(todo, dict.fromkeys(todo, exc), ok)
-        todo = self.refused(todo, await self.fence_round(todo), ok)
-        # Owned (checks 1-2): each cut's records go to the changelog while its keys are checked
-        # and its objects written; the commit waits for all of them
-        written = await asyncio.gather(*(self.put_cut(cut) for cut in todo), return_exceptions=True)
+        preparing = {cut: self.prepare(cut) for cut in todo}
+        todo = self.refused(todo, await self.fence_round(todo, preparing), ok)
+        # Owned (checks 1-2): each cut's records go to the changelog (once prepared) while its
+        # keys are checked and its objects written (once its raw gzip is done); the commit
+        # waits for all of them
+        puts = (self.put_cut(cut, preparing[cut]) for cut in todo)
+        written = await asyncio.gather(*puts, return_exceptions=True)
         todo = self.refused(todo, dict(zip(todo, written, strict=True)), ok)
         if todo:
             if delay := getattr(self.settings, "fault_commit_delay_s", 0.0):  # failpoint, tests only
@@ -120,11 +138,23 @@ class CutWriter(Fencing):
                 raise exc
         return going
 
-    async def put_cut(self, cut: Cut) -> None:
-        """One fenced cut's objects (``put_objects``) beside its changelog records."""
+    async def put_cut(self, cut: Cut, prepared: Prepared) -> None:
+        """One fenced cut's changelog records, sent once its thread has made them, beside its
+        objects (``put_objects``), checked and written once its raw gzip is done: a cut does
+        not wait for the other cuts' preparation, and its check-to-write window is as before
+        (the HEAD follows the gzip). Both threads have finished when this returns."""
         part = cut.part
-        changelog = self.changelog.flush(part.tp.partition, part.batch.state, cut.records)
-        cut.written, _ = await gather_all(self.put_objects(part, cut.objects, cut.last), changelog)
+
+        async def changelog() -> None:
+            cut.records = await prepared.records
+            await self.changelog.flush(part.tp.partition, part.batch.state, cut.records)
+
+        async def objects() -> list[S3Object]:
+            if prepared.raw is not None and prepared.body is not None:
+                prepared.raw.body = await prepared.body
+            return await self.put_objects(part, cut.objects, cut.last)
+
+        cut.written, _ = await gather_all(objects(), changelog())
 
     async def finish(self, cut: Cut, started: float) -> None:
         """A committed cut: seal its state, queue its notices, count it, open the next."""
@@ -152,34 +182,27 @@ class CutWriter(Fencing):
         with contextlib.suppress(Exception):  # the old one's sends have failed already
             await asyncio.wait_for(old.stop(), timeout=5)
 
-    async def fence_round(self, cuts: list[Cut]) -> dict[Cut, BaseException]:
-        """``fence`` the cuts while their CPU work that needs no ownership runs in threads:
-        each raw object's gzip and each state's changelog records (``cut_records``; the loop
-        holds the partitions' lock, nothing else touches their state meanwhile). Every HEAD,
-        PUT and changelog send comes after all of it, so no check-to-write window grows; the
-        cuts refused, with why."""
-        prepared = [asyncio.ensure_future(self.prepare(cut)) for cut in cuts]
+    async def fence_round(self, cuts: list[Cut], preparing: dict[Cut, Prepared]) -> dict[Cut, BaseException]:
+        """``fence`` the cuts while their CPU work that needs no ownership runs in threads
+        (``prepare``): the cuts refused, with why. A refused cut's threads are awaited here
+        (giving it up resets the state they read); the others' go on into ``put_cut``."""
         try:
             refused = await self.fence(cuts) if cuts else {}
-        finally:  # never a thread left running behind a failed fence
-            done = await asyncio.gather(*prepared, return_exceptions=True)
-        for cut, result in zip(cuts, done, strict=True):
-            if isinstance(result, BaseException):
-                refused.setdefault(cut, result)
+        except BaseException:  # never a thread left running behind a failed fence
+            await asyncio.gather(*(f for p in preparing.values() for f in p.threads), return_exceptions=True)
+            raise
+        await asyncio.gather(*(f for c in refused for f in preparing[c].threads), return_exceptions=True)
         return refused
 
-    async def prepare(self, cut: Cut) -> None:
-        """A cut's changelog records and raw gzip, in threads (``fence_round``)."""
+    def prepare(self, cut: Cut) -> Prepared:
+        """Start a cut's changelog records and raw gzip in threads (the loop holds the
+        partitions' lock: nothing else touches their state meanwhile)."""
         part = cut.part
         raw = next((o for o in cut.objects if o.table == "events"), None)
-        gzip = raw is not None and not part.raw_exists  # else nothing to write, or a replay that follows it
-        done = await gather_all(
-            asyncio.to_thread(part.batch.state.cut_records, cut.first, cut.last),
-            *([asyncio.to_thread(gzip_raw, part.batch.lines)] if gzip else []),
-        )
-        cut.records = done[0]
-        if raw is not None and gzip:
-            raw.body = done[1]
+        records = asyncio.ensure_future(asyncio.to_thread(part.batch.state.cut_records, cut.first, cut.last))
+        if raw is None or part.raw_exists:  # nothing to write, or a replay that follows it
+            return Prepared(records)
+        return Prepared(records, raw, asyncio.ensure_future(asyncio.to_thread(gzip_raw, part.batch.lines)))
 
     async def put_objects(self, part: Owned, objects: list[S3Object], last: int) -> list[S3Object]:
         """Check the keys (``unwritten``) and write what is missing, raw object first and alone:

@@ -7,6 +7,7 @@ abandoned alone. Kafka and S3 are fakes; tests/unit/test_stream_fence.py has the
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from eventpipe.errors import StorageError
 from eventpipe.settings import Settings
+from eventpipe.stream import writer
 from eventpipe.stream.batch import PartitionBatch, S3Object
 from eventpipe.stream.clients import StreamClients
 from eventpipe.stream.cuts import CutPolicy
@@ -267,3 +269,31 @@ def test_a_count_cut_takes_along_the_ripe_cuts_and_an_hour_cut_goes_alone() -> N
     assert young.batch.policy.is_open and young.committed == -1
     assert pipe.metrics.cuts.labels("count")._value.get() == 1
     assert pipe.metrics.cuts.labels("round")._value.get() == 1
+
+
+def test_a_cut_whose_raw_gzip_is_slow_does_not_hold_back_the_others(monkeypatch: Any) -> None:
+    """Each cut's writes wait for its own preparation only: partition 0's raw object is
+    written while partition 2's gzip is still running (it finishes only once that PUT is
+    seen, or after a bounded wait that makes the test fail); the commit still waits for all."""
+    pipe, log, _consumer, s3 = setup()
+    parts = [open_cut(pipe, tp) for tp in TPS]
+    put_seen = threading.Event()
+    real_put, real_gzip = s3.put, writer.gzip_raw
+
+    async def put(obj: S3Object, exclusive: bool = False) -> None:
+        await real_put(obj, exclusive)
+        if obj.metadata["partition"] == "0" and obj.table == "events":
+            put_seen.set()
+
+    def gzip(lines: list[bytes]) -> bytes:
+        if lines is parts[2].batch.lines:
+            put_seen.wait(timeout=5)
+            log.append(("gzipped", 2))
+        return real_gzip(lines)
+
+    s3.put = put  # type: ignore[method-assign]
+    monkeypatch.setattr(writer, "gzip_raw", gzip)
+    assert write_round(pipe, parts) == [True, True, True]
+    assert log.index(("put", 0, "events")) < log.index(("gzipped", 2))
+    end = log.index(("commit", {0: 5, 1: 5, 2: 5}))
+    assert max(i for i, e in enumerate(log) if e[0] in ("put", "state", "gzipped")) < end
