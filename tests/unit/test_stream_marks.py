@@ -122,3 +122,62 @@ def test_inserting_sorted_keys_is_numpys_insert(old: list[int], new: list[int]) 
     assert got_keys.dtype == np.uint64 and got_tags.dtype == np.int64
     assert got_keys.tolist() == np.insert(keys, at, fresh).tolist() == sorted(set(old) | set(new))
     assert got_tags.tolist() == np.insert(tags, at, fresh_tags).tolist()
+
+
+def _bitmap(keys: list[int], shift: int, size: int) -> bytes:
+    bits = bytearray(size)
+    for h in keys:
+        slot = h >> shift
+        bits[slot >> 3] |= 1 << (slot & 7)
+    return bytes(bits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 15) | st.integers(0, 2**64 - 1), st.integers(0, 50)), max_size=40),
+        max_size=12,
+    ),
+    st.lists(st.integers(0, 51) | st.none(), max_size=12),
+    st.integers(1, 30),
+)
+def test_each_add_leaves_the_levels_and_the_bitmap_as_the_pending_rule_says(
+    batches: list[list[tuple[int, int]]], horizons: list[int | None], min_pending: int
+) -> None:
+    """The layout itself, not only membership: after each ``add_many`` the pending level holds
+    the new hashes not merged yet unless that makes it larger than its limit, then everything is
+    merged; the bitmap has exactly the merged hashes' bits, its size set at the last rebuild.
+    ``add_many`` takes a shortcut when it is likely to merge: its arrays must be the same."""
+    saved, marks.MIN_PENDING = marks.MIN_PENDING, min_pending
+    try:
+        m = Marks()
+        merged: dict[int, int] = {}
+        pending: dict[int, int] = {}
+        log2 = 6
+        for batch, horizon in zip(batches, [*horizons, *[None] * len(batches)], strict=False):
+            m.add_many([h for h, _ in batch], [tag for _, tag in batch])
+            for h, tag in batch:
+                level = merged if h in merged else pending
+                level[h] = max(tag, level.get(h, -1))
+            if len(pending) > max(min_pending, len(merged) // marks.PENDING_FRACTION):
+                merged |= pending
+                pending = {}
+                if len(merged) * marks.BITS_PER_ENTRY > 1 << log2:
+                    log2 = max(6, (len(merged) * marks.BITS_PER_ENTRY).bit_length())
+            if horizon is not None:
+                m.prune(horizon)
+                pending = {h: t for h, t in pending.items() if t >= horizon}
+                kept = {h: t for h, t in merged.items() if t >= horizon}
+                if len(kept) < len(merged):
+                    log2 = max(6, (len(kept) * marks.BITS_PER_ENTRY).bit_length())
+                merged = kept
+            assert m.pending == pending
+            base = m._base or 0
+            assert (
+                dict(zip(m.keys.tolist(), (m.tags.astype(np.int64) + base).tolist(), strict=True)) == merged
+            )
+            assert m.keys.tolist() == sorted(merged) and m.pending_keys.tolist() == sorted(pending)
+            assert m._shift == 64 - log2
+            assert bytes(m._bits) == _bitmap(list(merged), 64 - log2, 1 << (log2 - 3))
+    finally:
+        marks.MIN_PENDING = saved
