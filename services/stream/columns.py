@@ -20,7 +20,7 @@ no per-record Python touches them; otherwise from the texts, record by record.
 The values are decoded ``CHUNK`` at a time, as one JSON array in one call (a value holding
 more than one JSON value is refused by the count), into ``Fields`` (msgspec: only the fields the run
 reads are built, each of its type or the value is refused; every other field is skipped in C)
-and each chunk's columns read at once (a C-level ``map`` per field). msgspec's skip accepts two
+and each chunk's columns read at once (a tuple per event, transposed by ``zip``). msgspec's skip accepts two
 things orjson (the row path) refuses: invalid UTF-8 in a skipped text and a number out of a
 double's range (``1e400``); so each chunk is also checked whole by simdjson (``[v1,...,vn]``:
 valid UTF-8, numbers in range, no Python objects built), and a chunk it refuses is checked by
@@ -30,10 +30,11 @@ decodes a value with orjson when asked, for the per-record path (about one recor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter
-from typing import Annotated, Any
+from itertools import chain, compress, repeat
+from operator import eq
+from typing import Annotated, Any, cast
 
 import msgspec
 import numpy as np
@@ -55,9 +56,16 @@ UNCOUNTED = 2
 # the collector's timestamp form: "D" a digit, every other character fixed
 CANONICAL = "DDDD-DD-DDTDD:DD:DD.DDDZ"
 _DIGITS = [i for i, c in enumerate(CANONICAL) if c == "D"]
-_FIXED = [i for i, c in enumerate(CANONICAL) if c != "D"]
-_FIXED_BYTES = np.frombuffer("".join(CANONICAL[i] for i in _FIXED).encode(), dtype=np.uint8)
-_POWERS = 10 ** np.arange(len(_DIGITS) - 1, -1, -1, dtype=np.int64)
+# ``_canonical``'s rows: each text and the newline after it, which no text may hold (the row
+# count is then the text count, so no two texts of other lengths can make up a row)
+_ROW = CANONICAL + "\n"
+# a row less this, byte by byte (uint8, wrapping), is at most _MOST: 0-9 at a digit ("0"
+# subtracted), 0 at a fixed character or the newline (itself subtracted); anything else above
+_ZERO = np.frombuffer(_ROW.replace("D", "0").encode(), dtype=np.uint8)
+_MOST = np.asarray([9 if c == "D" else 0 for c in _ROW], dtype=np.uint8)
+# a row's digits as one number: the power of ten of each digit's place, 0 elsewhere
+_POWERS = np.zeros(len(_ROW), dtype=np.int64)
+_POWERS[_DIGITS] = 10 ** np.arange(len(_DIGITS) - 1, -1, -1, dtype=np.int64)
 HOUR, DAY = len("YYYY-MM-DDTHH"), len("YYYY-MM-DD")
 # TIMESTAMP's pattern (without its "$") for newline-separated texts, matched in one pass
 RUN_OF_TIMESTAMPS = run_of(TIMESTAMP.pattern.removesuffix("$"))
@@ -95,10 +103,10 @@ class Fields(msgspec.Struct, gc=False):
 
 # a chunk's values as one JSON array, decoded in one call (``_read``)
 _CHUNK_FIELDS = msgspec.json.Decoder(list[Fields])
-_REQUIRED = [attrgetter(name) for name in REQUIRED_TEXT]
-_USER_ID, _ANONYMOUS_ID, _EVENT = attrgetter("userId"), attrgetter("anonymousId"), attrgetter("event")
-_PROPERTIES, _EXPERIMENT = attrgetter("properties"), attrgetter("experiment_id")
-_VARIATION = attrgetter("variation_id")
+# ``_read`` takes a chunk's fields as columns by position: the required ones come first
+if Fields.__struct_fields__[: len(REQUIRED_TEXT)] != REQUIRED_TEXT:
+    raise ImportError("Fields must start with REQUIRED_TEXT, in its order")
+_as_tuple = msgspec.structs.astuple
 # ``engagement_name`` of a type other than "track": the row name (None: not engagement)
 _UNTRACKED_NAME = {"page": "page", "screen": "screen"}
 
@@ -162,19 +170,22 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
         return None
     required, users, names, exposures = read  # required: non-empty texts (``Fields``)
     message_ids, received, timestamps, _ = required
-    valid, received_keys = checked_stamps(received)
-    if not valid:
-        return None
-    valid, keys = checked_stamps(timestamps)
-    if not valid:
-        return None
-    name_table = {name: code for code, name in enumerate(NAME_CODES)}
+    received_keys, keys = _both_stamps(received, timestamps)
+    if received_keys is None:
+        valid, received_keys = checked_stamps(received)
+        if not valid:
+            return None
+    if keys is None:
+        valid, keys = checked_stamps(timestamps)
+        if not valid:
+            return None
+    name_table = Codes((name, code) for code, name in enumerate(NAME_CODES))
     name_code = codes(names, name_table)
-    user_table: dict[str | None, int] = {}
+    user_table = Codes()
     user_code = codes(users, user_table)
     hour_code, hour_texts = _prefixes(received, received_keys, HOUR)
     hours = np.asarray([state._tag(h) for h in hour_texts], dtype=np.int64)[hour_code].tolist()
-    received_days: dict[str, int] = {}
+    received_days = Codes()
     received_day_code = codes([h[:DAY] for h in hour_texts], received_days)[hour_code]
     day_code, day_texts, day_tags = _counted_days(state, timestamps, keys, name_code)
     return Run(
@@ -205,18 +216,19 @@ def _read(values: list[bytes]) -> Read | None:
         if len(events) != len(chunk):  # a value holding several (``{..},{..}``): not one event
             raise ValueError("a value is not one JSON value")
         _check_as_orjson(parser, chunk, joined)
-        for column, field in zip(required, _REQUIRED, strict=True):
-            column.extend(map(field, events))
-        ids, anonymous = list(map(_USER_ID, events)), list(map(_ANONYMOUS_ID, events))
+        # the chunk's columns in ``Fields``' order, transposed in C (a tuple per event, then zip)
+        *texts, ids, anonymous, tracked, props = zip(*map(_as_tuple, events), strict=True)
+        for column, text in zip(required, texts, strict=True):
+            column.extend(text)
         mine = [u or a for u, a in zip(ids, anonymous, strict=True)]  # ``user_key``
-        kinds = required[3][start:]
         named = [
             None if u is None else x if k == "track" else _UNTRACKED_NAME.get(k)
-            for u, k, x in zip(mine, kinds, map(_EVENT, events), strict=True)
+            for u, k, x in zip(mine, texts[3], tracked, strict=True)
         ]
-        exposed = [i for i, name in enumerate(named) if name == EXPOSURE_EVENT]
-        found = _exposures([events[i] for i in exposed], [chunk[i] for i in exposed])
-        exposures.update(zip([start + i for i in exposed], found, strict=True))
+        if EXPOSURE_EVENT in named:
+            exposed = list(map(eq, named, repeat(EXPOSURE_EVENT)))
+            found = _exposures(list(compress(props, exposed)), compress(chunk, exposed))
+            exposures.update(zip(compress(range(start, start + len(chunk)), exposed), found, strict=True))
         users += mine
         names += named
     return required, users, names, exposures
@@ -236,10 +248,17 @@ def _check_as_orjson(parser: simdjson.Parser, chunk: list[bytes], joined: bytes)
             orjson.loads(value)
 
 
-def codes(values: list[Any], table: dict[Any, int]) -> Array:
-    """Each value's code in ``table`` (new values get the next code)."""
-    for value in dict.fromkeys(values):
-        table.setdefault(value, len(table))
+class Codes(dict[Any, int]):
+    """Texts to codes: a text missing gets the next code when looked up, so ``codes`` codes a
+    column in one C-level pass (a Python call only per distinct text)."""
+
+    def __missing__(self, value: Any) -> int:
+        code = self[value] = len(self)
+        return code
+
+
+def codes(values: list[Any], table: Codes) -> Array:
+    """Each value's code in ``table`` (new values get the next code, in order of appearance)."""
     return np.fromiter(map(table.__getitem__, values), np.int64, len(values))
 
 
@@ -247,10 +266,10 @@ def stamp_keys(texts: list[str]) -> Array | None:
     """Integers that order as the texts do, if every text has the canonical form: its 17
     digits as one number (the first differing character of two such texts is a digit at the
     same place; at most 17 digits fit in int64); else None (the regex decides)."""
-    chars = _canonical(texts)
-    if chars is None:
+    digits = _canonical(texts)
+    if digits is None:
         return None
-    key: Array = (chars[:, _DIGITS].astype(np.int64) - ord("0")) @ _POWERS
+    key: Array = digits.astype(np.int64) @ _POWERS
     return key
 
 
@@ -259,7 +278,7 @@ def _prefixes(texts: list[str], keys: Array | None, length: int) -> tuple[Array,
     ``keys``: the texts' ``stamp_keys``, where equal prefixes are equal leading digits, so
     they are coded as integers (mostly a run of one hour and one day: checked first)."""
     if keys is None:
-        table: dict[str, int] = {}
+        table = Codes()
         return codes([t[:length] for t in texts], table), list(table)
     prefix = keys // 10 ** sum(i >= length for i in _DIGITS)
     if (prefix == prefix[0]).all():
@@ -287,6 +306,15 @@ def _counted_days(
     return day_code, texts, tags
 
 
+def _both_stamps(received: list[str], timestamps: list[str]) -> tuple[Array | None, Array | None]:
+    """``stamp_keys`` of both columns from one array pass when both are canonical (the
+    collector's events); else (None, None): each is checked on its own."""
+    keys = stamp_keys(received + timestamps)
+    if keys is None:
+        return None, None
+    return keys[: len(received)], keys[len(received) :]
+
+
 def checked_stamps(texts: list[str]) -> tuple[bool, Array | None]:
     """Whether ``all(TIMESTAMP.match(t) for t in texts)`` (the canonical bytes check, else the
     regex), and the texts' ``stamp_keys`` (None unless all canonical)."""
@@ -302,16 +330,17 @@ def _all_match(texts: list[str]) -> bool:
     return all(map(TIMESTAMP.match, texts)) if in_one_pass is None else in_one_pass
 
 
-def _exposures(events: list[Fields], values: list[bytes]) -> list[Exposure | None]:
-    """``exposure_of`` of each event (all tracks named EXPOSURE_EVENT): their common case as
-    columns when every one has it (properties an object, both ids non-empty strings: then
-    ``exposure_of`` returns exactly them), else from each value decoded whole."""
-    props = list(map(_PROPERTIES, events))
+def _exposures(props: list[Properties | None], values: Iterable[bytes]) -> list[Exposure | None]:
+    """``exposure_of`` of each event (all tracks named EXPOSURE_EVENT) from its ``properties``:
+    their common case as columns when every one has it (properties an object, both ids
+    non-empty strings: then ``exposure_of`` returns exactly them), else from each value
+    decoded whole."""
     if None not in props:
-        experiments, variants = list(map(_EXPERIMENT, props)), list(map(_VARIATION, props))
-        texts = set(map(type, experiments)) | set(map(type, variants)) <= {str}
-        if texts and "" not in experiments and "" not in variants:
-            return list(map(_exposure_tuple, repeat(Exposure), zip(experiments, variants, strict=True)))
+        # (experiment_id, variation_id), Exposure's order; every one a Properties (None not in)
+        pairs = list(map(_as_tuple, cast("list[Properties]", props)))
+        ids = list(chain.from_iterable(pairs))
+        if set(map(type, ids)) == {str} and "" not in ids:
+            return list(map(_exposure_tuple, repeat(Exposure), pairs))
     return [_exposure(orjson.loads(value)) for value in values]
 
 
@@ -327,18 +356,18 @@ def _exposure(event: Event) -> Exposure | None:
 
 
 def _canonical(texts: list[str]) -> Array | None:
-    """The texts as an array of bytes, one row each, if every one is
-    ``DDDD-DD-DDTDD:DD:DD.DDDZ`` with ASCII digits (the form the collector writes, which
-    ``TIMESTAMP`` accepts); else None (the regex decides)."""
-    if not texts or set(map(len, texts)) != {len(CANONICAL)}:
+    """The texts as an array of bytes less ``_ZERO`` (a digit's value at its place, 0 at the
+    others), one ``_ROW`` each, if every one is ``DDDD-DD-DDTDD:DD:DD.DDDZ`` with ASCII digits
+    (the form the collector writes, which ``TIMESTAMP`` accepts); else None (the regex
+    decides). Each text is followed by a newline: when every row ends with one and holds no
+    other, the texts hold none, so the rows are the texts (no length checked per text)."""
+    if not texts:
         return None
     try:
-        raw = "".join(texts).encode("ascii")
+        raw = ("\n".join(texts) + "\n").encode("ascii")
     except UnicodeEncodeError:
         return None
-    chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), len(CANONICAL))
-    digits = chars[:, _DIGITS]
-    fixed = chars[:, _FIXED] == _FIXED_BYTES
-    if ((digits >= ord("0")) & (digits <= ord("9"))).all() and fixed.all():
-        return chars
-    return None
+    if len(raw) != len(texts) * len(_ROW):
+        return None
+    less: Array = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), len(_ROW)) - _ZERO
+    return less if (less <= _MOST).all() else None

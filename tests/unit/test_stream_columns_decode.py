@@ -10,6 +10,7 @@ duplicate keys, escapes, deep nesting, fields of other types.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -146,3 +147,53 @@ def test_a_value_holding_two_events_is_refused() -> None:
         except (ValueError, RecursionError, *columns.UNFOLDABLE):
             accepted = False
         assert not accepted, chunk
+
+
+# the collector's form, spelled out independently of ``columns.CANONICAL``
+COLLECTOR_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
+@st.composite
+def stamp_columns(draw: Any) -> list[str]:
+    """Texts that join to canonical timestamps but are cut elsewhere (lengths that make up for
+    each other: ``2026-11-25T10:00:00.000`` then ``Z2026-11-25T10:00:00.000Z``), newlines put
+    in or between, or a digit changed; mostly whole canonical texts."""
+    stamps = draw(
+        st.lists(
+            st.sampled_from([TS, "1999-01-31T23:59:59.999Z", "2026-12-03T16:51:13.996Z"]),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    joined = "".join(stamps)
+    if draw(st.booleans()):  # re-cut into as many texts, somewhere else
+        cuts = sorted(
+            draw(st.lists(st.integers(0, len(joined)), min_size=len(stamps) - 1, max_size=len(stamps) - 1))
+        )
+        stamps = [joined[a:b] for a, b in zip([0, *cuts], [*cuts, len(joined)], strict=True)]
+    if draw(st.integers(0, 3)) == 0:
+        i = draw(st.integers(0, len(stamps) - 1))
+        j = draw(st.integers(0, len(stamps[i])))
+        odd = draw(st.sampled_from(["\n", "7", "\u0663", "Z"]))
+        stamps[i] = stamps[i][:j] + odd + stamps[i][j + draw(st.integers(0, 1)) :]
+    return stamps
+
+
+@settings(max_examples=1000, deadline=None)
+@given(stamp_columns())
+def test_stamp_keys_are_given_only_for_texts_each_of_the_collectors_form(texts: list[str]) -> None:
+    """``stamp_keys`` (one byte array of the texts) gives keys iff every text is itself of
+    the collector's form, and each key is that text's digits: texts whose lengths make up for
+    each other, or that hold a newline, must not pass as rows of the right length."""
+    keys = columns.stamp_keys(texts)
+    if all(COLLECTOR_FORM.fullmatch(t) for t in texts):
+        assert keys is not None
+        assert keys.tolist() == [int(re.sub("[^0-9]", "", t)) for t in texts]
+    else:
+        assert keys is None
+
+
+def test_stamp_keys_refuse_texts_that_only_join_to_canonical_ones() -> None:
+    assert columns.stamp_keys([TS[:-1], "Z" + TS]) is None
+    assert columns.stamp_keys([TS + "\n" + TS[:-1], ""]) is None
+    assert columns.stamp_keys([TS, TS]) is not None
