@@ -32,8 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
-from operator import eq
+from itertools import chain, repeat
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -53,6 +52,7 @@ UNFOLDABLE = (AttributeError, KeyError, TypeError, ValueError)
 # The name codes the fold relies on: 0 the "*" row, 1 exposures, 2 an event not counted.
 NAME_CODES = (ANY_EVENT, EXPOSURE_EVENT, None)
 UNCOUNTED = 2
+_EXPOSURE_CODE = NAME_CODES.index(EXPOSURE_EVENT)
 # the collector's timestamp form: "D" a digit, every other character fixed
 CANONICAL = "DDDD-DD-DDTDD:DD:DD.DDDZ"
 _DIGITS = [i for i, c in enumerate(CANONICAL) if c == "D"]
@@ -168,7 +168,7 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     read = _read(values)  # type: ignore[arg-type]  # None excluded above
     if read is None:
         return None
-    required, users, names, exposures = read  # required: non-empty texts (``Fields``)
+    required, users, names, props = read  # required: non-empty texts (``Fields``)
     message_ids, received, timestamps, _ = required
     received_keys, keys = _both_stamps(received, timestamps)
     if received_keys is None:
@@ -181,6 +181,7 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
             return None
     name_table = Codes((name, code) for code, name in enumerate(NAME_CODES))
     name_code = codes(names, name_table)
+    exposures = exposures_by_index(name_code, props, values)  # type: ignore[arg-type]  # as _read
     user_table = Codes()
     user_code = codes(users, user_table)
     hour_code, hour_texts = _prefixes(received, received_keys, HOUR)
@@ -195,19 +196,20 @@ def _decode(state: PartitionState, values: list[bytes | None]) -> Run | None:
     )  # fmt: skip
 
 
-Read = tuple[list[list[Any]], list[Any], list[Any], dict[int, Exposure | None]]
+Read = tuple[list[list[Any]], list[Any], list[Any], list[Properties | None]]
 
 
 def _read(values: list[bytes]) -> Read | None:
     """What the run reads of its events, ``CHUNK`` events at a time: the ``REQUIRED_TEXT``
-    columns, ``user_key`` and the row name (``engagement_name``; None without a user) of each,
-    by index the exposure of each named EXPOSURE_EVENT. Raises (msgspec's errors, orjson's,
-    UnicodeDecodeError) for a value that is not valid JSON as orjson reads it, is not an object,
-    misses a required field or has one of another type than ``Fields``. Unchecked otherwise."""
+    columns, ``user_key``, the row name (``engagement_name``; None without a user) and the
+    ``properties`` of each (``exposures_by_index`` reads the exposures' only). Raises
+    (msgspec's errors, orjson's, UnicodeDecodeError) for a value that is not valid JSON as
+    orjson reads it, is not an object, misses a required field or has one of another type
+    than ``Fields``. Unchecked otherwise."""
     required: list[list[Any]] = [[] for _ in REQUIRED_TEXT]
     users: list[Any] = []
     names: list[Any] = []
-    exposures: dict[int, Exposure | None] = {}
+    properties: list[Properties | None] = []
     parser = simdjson.Parser()
     for start in range(0, len(values), CHUNK):
         chunk = values[start : start + CHUNK]
@@ -225,13 +227,22 @@ def _read(values: list[bytes]) -> Read | None:
             None if u is None else x if k == "track" else _UNTRACKED_NAME.get(k)
             for u, k, x in zip(mine, texts[3], tracked, strict=True)
         ]
-        if EXPOSURE_EVENT in named:
-            exposed = list(map(eq, named, repeat(EXPOSURE_EVENT)))
-            found = _exposures(list(compress(props, exposed)), compress(chunk, exposed))
-            exposures.update(zip(compress(range(start, start + len(chunk)), exposed), found, strict=True))
         users += mine
         names += named
-    return required, users, names, exposures
+        properties += props
+    return required, users, names, properties
+
+
+def exposures_by_index(
+    name_code: Array, props: list[Properties | None], values: list[bytes]
+) -> dict[int, Exposure | None]:
+    """By index, ``exposure_of`` of each event whose row name is EXPOSURE_EVENT (its code in
+    ``NAME_CODES``), found by one array pass over the run's name codes."""
+    exposed = np.flatnonzero(name_code == _EXPOSURE_CODE).tolist()
+    if not exposed:
+        return {}
+    found = _exposures(list(map(props.__getitem__, exposed)), map(values.__getitem__, exposed))
+    return dict(zip(exposed, found, strict=True))
 
 
 def _check_as_orjson(parser: simdjson.Parser, chunk: list[bytes], joined: bytes) -> None:

@@ -86,11 +86,13 @@ def orjson_fields(value: bytes) -> tuple[Any, ...] | None:
 def read_fields(value: bytes) -> tuple[Any, ...] | None:
     try:
         read = columns._read([value])
+        if read is None:
+            return None
+        required, users, names, props = read
+        name_code = columns.codes(names, columns.Codes((n, c) for c, n in enumerate(columns.NAME_CODES)))
+        exposures = columns.exposures_by_index(name_code, props, [value])
     except (ValueError, RecursionError, *columns.UNFOLDABLE):  # msgspec's, orjson's; deep nesting
         return None
-    if read is None:
-        return None
-    required, users, names, exposures = read
     return tuple(c[0] for c in required), users[0], names[0], exposures.get(0)
 
 
