@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 
 from eventpipe.stream import columns
 from eventpipe.stream.batch import BadRecord, PartitionBatch, decode_run, parse_event
-from eventpipe.stream.columnar import group
+from eventpipe.stream.columnar import first_seen, group
 from eventpipe.stream.columns import UNFOLDABLE, checked_stamps
 from eventpipe.stream.cuts import CutPolicy
 from eventpipe.stream.fold import Deltas, PartitionState
+from eventpipe.stream.live import Live
+from eventpipe.stream.marks import Marks
 from eventpipe.stream.records import TIMESTAMP
 from eventpipe.timeutil import format_ts
 from tests.support.clock import ManualClock
@@ -347,3 +349,48 @@ def test_group_codes_rows_by_their_code_tuples_in_tuple_order(
     inverse, first = group(columns)
     assert inverse.tolist() == [distinct.index(t) for t in tuples]
     assert [tuples[i] for i in first.tolist()] == distinct
+
+
+KEY_POOL = [np.uint64((k * 0x9E3779B97F4A7C15) % (1 << 64)) for k in range(1, 13)]  # spread over the top bits
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), st.booleans(), st.booleans())
+def test_first_seen_counts_a_key_at_its_lowest_offset_by_the_row_rules(
+    data: st.DataObject, distinct: bool, retag: bool
+) -> None:
+    """``first_seen`` against the rules written out key by key (fold.py's module docstring):
+    runs of distinct keys (its shortcut, most messageId runs) and runs with repeated keys,
+    over live entries created before, at or after the run's offsets and sealed keys. A tag is
+    its offset's (the marks of one event share their day tag)."""
+    pool = data.draw(st.lists(st.sampled_from(KEY_POOL), min_size=1, max_size=8, unique=True))
+    live_at = data.draw(st.dictionaries(st.sampled_from(pool), st.integers(0, 20)))
+    sealed_keys = [k for k in pool if k not in live_at and data.draw(st.booleans())]
+    keys = data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=12, unique=distinct))
+    offsets = data.draw(st.lists(st.integers(0, 20), min_size=len(keys), max_size=len(keys)))
+    live = Live()
+    for k, o in live_at.items():
+        live[int(k)] = (o, 1000 + o)
+    sealed = Marks()
+    if sealed_keys:
+        sealed.add_many(np.asarray(sealed_keys, dtype=np.uint64), np.full(len(sealed_keys), 20_000, np.int64))
+    expected_live = {int(k): (o, 1000 + o) for k, o in live_at.items()}
+    counted: dict[int, bool] = {}
+    lowest = {int(k): min(o for kk, o in zip(keys, offsets, strict=True) if kk == k) for k in keys}
+    for k, low in lowest.items():
+        entry = expected_live.get(k)
+        if entry is None:
+            counted[k] = k not in {int(s) for s in sealed_keys}
+            if counted[k]:
+                expected_live[k] = (low, 10 * low)
+        else:
+            counted[k] = entry[0] >= low
+            if entry[0] > low:  # created by a later offset: this one creates it
+                expected_live[k] = (low, 10 * low if retag else entry[1])
+    expected = [counted[int(k)] and o == lowest[int(k)] for k, o in zip(keys, offsets, strict=True)]
+    flags = first_seen(
+        live, sealed, np.asarray(keys, dtype=np.uint64), np.asarray(offsets, dtype=np.int64),
+        np.asarray(offsets, dtype=np.int64) * 10, retag=retag,
+    )  # fmt: skip
+    assert flags.tolist() == expected
+    assert dict(live.items()) == expected_live
