@@ -28,7 +28,7 @@ def main() -> int:
     settings = StreamSettings()
     settings.require_secrets("stream")
     app = build_stream(settings)
-    freeze_and_tune()
+    freeze_and_tune(per_cut=True)
     worker = faust.Worker(app, loglevel="INFO", quiet=True, logging_config=logging_config())
     worker.execute_from_commandline()
     return 0

@@ -38,6 +38,7 @@ from aiokafka.errors import (
 
 from eventpipe.clock import Clock
 from eventpipe.errors import StorageError
+from eventpipe.gctune import FREEZING
 from eventpipe.settings import Settings
 from eventpipe.stream.batch import S3Object, gzip_raw
 from eventpipe.stream.changelog import Record
@@ -170,6 +171,7 @@ class CutWriter(Fencing):
         batch.reset()
         part.raw_exists = False
         self.maybe_prune(part)
+        FREEZING.cut_committed()  # what the cut left in the state is not walked again
 
     async def renew_producer(self) -> None:
         """Replace the producer shared with the changelog by a new one (``PRODUCER_BROKEN``)."""
