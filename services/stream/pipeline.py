@@ -115,11 +115,10 @@ class Pipeline(Service):
         supervisor starts it again, and it replays from the committed offsets), never just the
         loop: a process left up reading nothing would keep its partitions, unread, until the
         group's poll interval ran out, and look healthy meanwhile."""
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled() or (exc := task.exception()) is None:
             return
-        exc = task.exception()
         log.critical("the consumer loop failed: the worker stops", exc_info=exc)
-        self._crashing = asyncio.ensure_future(self.crash(exc))  # type: ignore[arg-type]
+        self._crashing = asyncio.ensure_future(self.crash(exc))
 
     async def on_stop(self) -> None:
         if self.clients is None:
