@@ -306,10 +306,10 @@ def _counted_days(
     -1 for a record not counted."""
     stamp_code, stamp_days = _prefixes(timestamps, keys, DAY)
     counted = name_code != UNCOUNTED
-    table: dict[str, int] = {}
+    table = Codes()
     code_of = np.full(len(stamp_days), -1, dtype=np.int64)
     for code in np.unique(stamp_code[counted]).tolist():
-        code_of[code] = table.setdefault(state._day(stamp_days[code]), len(table))
+        code_of[code] = table[state._day(stamp_days[code])]
     day_code = np.where(counted, code_of[stamp_code], -1)
     texts = list(table)
     # code -1 picks the appended -1: the tag of a record not counted
